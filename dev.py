@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Bootstrap and run tillpay with nothing but Python 3.11+.
+
+    python3 dev.py serve     # install, migrate SQLite under var/, load demo data, serve :8000
+    python3 dev.py test      # install test dependencies and run the whole test suite
+    python3 dev.py check     # ruff, ruff format --check, mypy --strict, alembic check
+    python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
+
+A virtualenv is created in .venv and reinstalled only when the lock files change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=False)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_env(*, dev: bool) -> None:
+    """Create .venv and install the locked dependencies when they changed."""
+    if sys.version_info < (3, 11):
+        sys.exit("tillpay needs Python 3.11 or newer")
+    lock = ROOT / ("requirements-dev.lock" if dev else "requirements.lock")
+    digest = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes())
+    stamp = VENV / f".installed-{'dev' if dev else 'run'}"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest() and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print("dev.py: creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    print(f"dev.py: installing {lock.name}", flush=True)
+    pip = [PYTHON, "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+    _run(*pip, "--require-hashes", "-r", lock)
+    _run(*pip, "--no-deps", "-e", ".")
+    for other in VENV.glob(".installed-*"):
+        other.unlink()
+    stamp.write_text(digest.hexdigest())
+
+
+def serve() -> None:
+    ensure_env(dev=False)
+    os.execv(BIN / "tillpay", [str(BIN / "tillpay"), "dev"])  # noqa: S606
+
+
+def test(extra: list[str]) -> None:
+    ensure_env(dev=True)
+    _run(PYTHON, "-m", "pytest", *extra)
+
+
+def check() -> None:
+    ensure_env(dev=True)
+    _run(BIN / "ruff", "check", "src", "tests", "bench", "dev.py")
+    _run(BIN / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
+    _run(BIN / "mypy")
+    env = dict(os.environ)
+    database = ROOT / "var" / "alembic-check.db"
+    database.parent.mkdir(exist_ok=True)
+    database.unlink(missing_ok=True)
+    env["TILLPAY_DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
+    _run(BIN / "tillpay", "migrate", env=env)
+    _run(BIN / "alembic", "check", env=env)
+
+
+def lock() -> None:
+    for extra, name in ((None, "requirements.lock"), ("dev", "requirements-dev.lock")):
+        args = ["uv", "pip", "compile", "pyproject.toml", "--python-version", "3.11"]
+        args += ["--generate-hashes", "-o", name]
+        if extra:
+            args += ["--extra", extra]
+        _run(*args)
+
+
+def main(argv: list[str]) -> None:
+    commands = {"serve", "test", "check", "lock"}
+    if not argv or argv[0] not in commands:
+        sys.exit(__doc__)
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        serve()
+    elif command == "test":
+        test(rest)
+    elif command == "check":
+        check()
+    else:
+        lock()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,178 @@
+"""Application factory: settings → middleware perimeter → routers → lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.middleware import Middleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from tillpay import __version__
+from tillpay.kit import errors
+from tillpay.kit.db import Database
+from tillpay.kit.http.access_log import AccessLogMiddleware
+from tillpay.kit.http.catch_all import CatchAllMiddleware
+from tillpay.kit.http.cors import ProblemCORSMiddleware
+from tillpay.kit.http.guards import (
+    BodyLimitMiddleware,
+    JsonContentTypeMiddleware,
+    MethodGuardMiddleware,
+    TrustedHostMiddleware,
+)
+from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
+from tillpay.kit.http.request_id import RequestIdMiddleware
+from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
+from tillpay.kit.logging import configure_logging, get_logger
+from tillpay.kit.metrics import Metrics
+from tillpay.kit.ratelimit import RateLimiter
+from tillpay.ops.routes import router as ops_router
+from tillpay.settings import Settings, load_settings
+from tillpay.worker import JobContext, Worker
+
+log = get_logger(__name__)
+
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
+NON_JSON_PREFIXES: tuple[str, ...] = ()
+
+DOCS_CSP = (
+    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
+    "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
+    if not settings.ratelimit_enabled:
+        return None
+    storage = "memory://"
+    if settings.redis_url is not None:
+        storage = settings.redis_url.get_secret_value()
+    limiter = RateLimiter(
+        storage,
+        fail_open=settings.ratelimit_fail_open,
+        key_secret=settings.secret_key.get_secret_value().encode(),
+    )
+    limiter.register(GLOBAL_POLICY, settings.ratelimit_global)
+    for name, spec in settings.ratelimit_policies.items():
+        limiter.register(name, spec)
+    return limiter
+
+
+def _middleware(
+    settings: Settings, metrics: Metrics, limiter: RateLimiter | None
+) -> list[Middleware]:
+    """The perimeter, outermost first."""
+    stack = [
+        Middleware(
+            RequestIdMiddleware,
+            trusted_proxies=settings.trusted_proxies,
+            header_name="X-Request-ID",
+        ),
+        Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies),
+        Middleware(AccessLogMiddleware, metrics=metrics, skip_paths=OPS_PATHS),
+        Middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age),
+        Middleware(CatchAllMiddleware),
+        Middleware(MethodGuardMiddleware),
+        Middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts),
+        Middleware(
+            ProblemCORSMiddleware,
+            origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+        ),
+    ]
+    if limiter is not None:
+        stack.append(Middleware(GlobalRateLimitMiddleware, limiter=limiter, exempt_paths=OPS_PATHS))
+    stack += [
+        Middleware(
+            BodyLimitMiddleware,
+            default_limit=settings.body_limit_bytes,
+            limits=settings.body_limits,
+        ),
+        Middleware(JsonContentTypeMiddleware, exempt_prefixes=NON_JSON_PREFIXES),
+    ]
+    return stack
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build a tillpay application. Resources are opened by the lifespan, not here."""
+    settings = settings or load_settings()
+    configure_logging(json=settings.json_logs, level=settings.log_level)
+    metrics = Metrics()
+    limiter = _build_ratelimiter(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        database = Database.from_settings(settings)
+        metrics.db_pool_size.set(settings.database_pool_size)
+        redis_client = (
+            redis_asyncio.from_url(
+                settings.redis_url.get_secret_value(),
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+            )
+            if settings.redis_url is not None
+            else None
+        )
+        app.state.database = database
+        app.state.redis = redis_client
+        worker: Worker | None = None
+        if settings.worker_in_process:
+            worker = Worker(JobContext(settings=settings, database=database))
+            worker.start()
+        if settings.demo_data:
+            from tillpay.demo import load_demo_data
+
+            await load_demo_data(settings, database)
+        log.info("app.started", environment=settings.environment, version=__version__)
+        try:
+            yield {}
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if limiter is not None:
+                await limiter.close()
+            if redis_client is not None:
+                await redis_client.aclose()
+            await database.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="tillpay",
+        version=__version__,
+        summary="Security-first e-commerce payments backend.",
+        description=(
+            "Accounts, catalog, cart, orders and payments (Stripe, Paystack, Razorpay, "
+            "Cryptomus, sandbox) behind one JSON API. Errors are `application/problem+json` "
+            "(RFC 9457)."
+        ),
+        lifespan=lifespan,
+        middleware=_middleware(settings, metrics, limiter),
+        openapi_url="/openapi.json" if settings.docs_on else None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.ratelimiter = limiter
+    errors.install(app)
+    app.include_router(ops_router)
+
+    if settings.docs_on:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs(request: Request) -> HTMLResponse:
+            page = get_swagger_ui_html(openapi_url="/openapi.json", title="tillpay API")
+            page.headers["Content-Security-Policy"] = DOCS_CSP
+            page.headers["Cross-Origin-Embedder-Policy"] = "unsafe-none"
+            return page
+
+    return app

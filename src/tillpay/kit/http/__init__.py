@@ -1,0 +1,1 @@
+"""Pure ASGI middleware forming tillpay's HTTP perimeter; each piece is small and tested."""

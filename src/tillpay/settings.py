@@ -1,0 +1,301 @@
+"""Typed configuration: environment variables prefixed ``TILLPAY_``, a ``.env`` file, and
+``TILLPAY_<NAME>_FILE`` variants for secrets (Docker/Kubernetes secret files).
+
+In production the service refuses to start with any development default, an empty or
+placeholder secret, SQLite, public API docs without an explicit flag, or wildcard CORS/hosts;
+the error names every offending setting.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "TILLPAY_"
+
+#: Development-only secret. Production refuses to start while it (or any other
+#: placeholder) is configured.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0000000000"  # noqa: S105
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "insecure", "xxx")
+
+
+class ConfigurationError(ValueError):
+    """Raised when the configuration is unsafe or inconsistent; names the settings at fault."""
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return not lowered or any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Reads ``TILLPAY_<FIELD>_FILE`` for secret fields: the file's content is the value.
+
+    Setting both the plain variable and its ``_FILE`` variant is refused as ambiguous.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env_name = f"{ENV_PREFIX}{field_name.upper()}"
+        path = os.environ.get(f"{env_name}_FILE")
+        if not path:
+            return None, field_name, False
+        if os.environ.get(env_name):
+            raise ConfigurationError(f"{env_name} and {env_name}_FILE are both set; use one")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{env_name}_FILE: cannot read {path!r}: {exc.strerror}"
+            ) from None
+        return content.rstrip("\r\n"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if not _is_secret_field(field):
+                continue
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _is_secret_field(field: FieldInfo) -> bool:
+    return "SecretStr" in repr(field.annotation)
+
+
+class Settings(BaseSettings):
+    """All of tillpay's settings. Field descriptions feed the README configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        # Error messages must never echo a secret that was given as input.
+        hide_input_in_errors=True,
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
+
+    # --- runtime -------------------------------------------------------------------------
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="`development`, `test` or `production` (strict checks)."
+    )
+    host: str = Field("127.0.0.1", description="Address `tillpay serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `tillpay serve` listens on.")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public URL of this service, used in links (emails, return URLs).",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEV_SECRET_KEY),
+        description="Server secret (≥ 32 chars) for HMAC-derived values. Has a `_FILE` variant.",
+    )
+    data_dir: Path = Field(Path("var"), description="Directory for SQLite, mail and keys.")
+    demo_data: bool = Field(
+        False, description="Load demo data at start (`tillpay dev` turns it on)."
+    )
+    worker_in_process: bool = Field(
+        True, description="Run the background worker inside the API process."
+    )
+
+    # --- database -------------------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr("sqlite+aiosqlite:///var/tillpay.db"),
+        description="SQLAlchemy URL: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`.",
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL pool size.")
+    database_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections.")
+    database_pool_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for a pooled connection."
+    )
+    database_statement_timeout_ms: int = Field(
+        15000, ge=0, description="PostgreSQL `statement_timeout` per connection (0 = none)."
+    )
+    database_ssl_mode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
+        "disable",
+        description="TLS to PostgreSQL: `disable`, `require`, `verify-ca`, `verify-full`.",
+    )
+    database_ssl_root_cert: Path | None = Field(
+        None, description="CA bundle for verifying the PostgreSQL server certificate."
+    )
+    database_ssl_cert: Path | None = Field(None, description="Client certificate (PEM).")
+    database_ssl_key: Path | None = Field(None, description="Client private key (PEM).")
+    database_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client key. Has a `_FILE` variant."
+    )
+
+    # --- redis and broker -------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL; enables shared rate limits and caches when set."
+    )
+    broker_url: SecretStr | None = Field(
+        None, description="AMQP URL of RabbitMQ; checked by `/readyz` when set."
+    )
+
+    # --- HTTP perimeter -------------------------------------------------------------------
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="Host header allow-list (JSON list). `*` is refused in production.",
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (JSON list of `https://shop.example`).",
+    )
+    cors_allow_credentials: bool = Field(False, description="Allow credentialed CORS requests.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IPs/CIDRs whose `X-Forwarded-For/Proto` and `X-Request-ID` are trusted.",
+    )
+    hsts_max_age: int = Field(
+        63072000, ge=31536000, description="HSTS max-age in seconds (at least one year)."
+    )
+    body_limit_bytes: int = Field(
+        102400, ge=1024, description="Maximum request body size for JSON routes (bytes)."
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per route-group limits by path prefix, e.g. `{"/v1/webhooks": 262144}`.',
+    )
+
+    # --- rate limiting ------------------------------------------------------------------------
+    ratelimit_enabled: bool = Field(True, description="Turn rate limiting on or off.")
+    ratelimit_global: str = Field(
+        "600/minute", description="Per-IP limit on every request (`limits` notation)."
+    )
+    ratelimit_policies: dict[str, str] = Field(
+        default_factory=lambda: {
+            "auth": "10/minute;50/hour",
+            "payments": "30/minute",
+            "webhooks": "1200/minute",
+        },
+        description="Named per-route policies (JSON object of name → `limits` notation).",
+    )
+    ratelimit_fail_open: bool = Field(
+        False,
+        description="When Redis is unreachable: `true` lets requests through, `false` answers 429.",
+    )
+
+    # --- observability --------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_json: bool | None = Field(
+        None, description="JSON log lines; default on except in development."
+    )
+    docs_enabled: bool | None = Field(
+        None, description="Serve `/docs` and `/openapi.json`; default on except in production."
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token required on `/metrics` (required in production)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, SecretFileSource(settings_cls), env_settings, dotenv_settings)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_safety(self) -> Settings:
+        problems: list[str] = []
+        if "*" in self.cors_allow_origins and self.cors_allow_credentials:
+            problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` cannot be combined with credentials")
+        if len(self.secret_key.get_secret_value()) < 32:
+            problems.append("TILLPAY_SECRET_KEY: must be at least 32 characters")
+        if self.environment == "production":
+            problems.extend(self._production_problems())
+        if problems:
+            raise ConfigurationError("unsafe configuration: " + "; ".join(problems))
+        return self
+
+    def _production_problems(self) -> list[str]:
+        problems: list[str] = []
+        if _is_placeholder(self.secret_key.get_secret_value()):
+            problems.append("TILLPAY_SECRET_KEY: empty or placeholder secret")
+        if self.database_url.get_secret_value().startswith("sqlite"):
+            problems.append("TILLPAY_DATABASE_URL: SQLite is not allowed in production")
+        if "*" in self.cors_allow_origins:
+            problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` is not allowed in production")
+        if not self.allowed_hosts or "*" in self.allowed_hosts:
+            problems.append("TILLPAY_ALLOWED_HOSTS: set the real host names (no `*`)")
+        if not self.public_base_url.startswith("https://"):
+            problems.append("TILLPAY_PUBLIC_BASE_URL: must be https:// in production")
+        if self.metrics_enabled and self.metrics_token is None:
+            problems.append("TILLPAY_METRICS_TOKEN: required when metrics are enabled")
+        if self.metrics_token is not None and _is_placeholder(
+            self.metrics_token.get_secret_value()
+        ):
+            problems.append("TILLPAY_METRICS_TOKEN: empty or placeholder secret")
+        if self.demo_data:
+            problems.append("TILLPAY_DEMO_DATA: demo data is development-only")
+        return problems
+
+    # --- derived values -------------------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def docs_on(self) -> bool:
+        """Docs default to on outside production; production needs an explicit `true`."""
+        if self.docs_enabled is None:
+            return not self.is_production
+        return self.docs_enabled
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_json is None:
+            return self.environment != "development"
+        return self.log_json
+
+    @cached_property
+    def database_dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_dsn.startswith("sqlite")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{ENV_PREFIX}{name.upper()}: {message}" if name else message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and ``.env``), applying ``overrides`` last."""
+    return Settings(**overrides)

@@ -1,0 +1,104 @@
+"""The background worker: periodic jobs run in-process by default or by `tillpay worker`.
+
+Domains register jobs with :func:`job`. Every run gets a fresh database session of its
+own and commits only when the job returned normally; a failing job is logged and retried
+at its next interval, never taking the loop down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tillpay.kit.db import Database
+from tillpay.kit.logging import get_logger
+from tillpay.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class JobContext:
+    """What a job receives: the settings, the database and shared clients."""
+
+    settings: Settings
+    database: Database
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+JobFunc = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: float
+    func: JobFunc
+
+
+_REGISTRY: dict[str, Job] = {}
+
+
+def job(name: str, *, interval: float) -> Callable[[JobFunc], JobFunc]:
+    """Register ``func`` to run every ``interval`` seconds."""
+
+    def decorator(func: JobFunc) -> JobFunc:
+        _REGISTRY[name] = Job(name, interval, func)
+        return func
+
+    return decorator
+
+
+def registered_jobs() -> list[Job]:
+    return list(_REGISTRY.values())
+
+
+class Worker:
+    """Runs the registered jobs on their intervals until stopped."""
+
+    def __init__(self, context: JobContext, jobs: list[Job] | None = None) -> None:
+        self.context = context
+        self.jobs = jobs if jobs is not None else registered_jobs()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run_once(self, job_: Job) -> bool:
+        """Run one job now; True when it succeeded."""
+        try:
+            await job_.func(self.context)
+        except Exception:
+            log.exception("worker.job_failed", job=job_.name)
+            return False
+        return True
+
+    async def _loop(self, job_: Job) -> None:
+        # Spread the first runs so several workers do not fire in lock-step.
+        delay = random.uniform(0, min(job_.interval, 5.0))  # noqa: S311 - jitter, not security
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                pass
+            await self.run_once(job_)
+            delay = job_.interval
+
+    def start(self) -> None:
+        """Start every job loop as a task on the running event loop."""
+        log.info("worker.started", jobs=[j.name for j in self.jobs])
+        self._tasks = [asyncio.create_task(self._loop(j), name=f"job:{j.name}") for j in self.jobs]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        log.info("worker.stopped")
+
+    async def run_forever(self) -> None:
+        self.start()
+        await self._stop.wait()
+        await self.stop()

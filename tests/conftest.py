@@ -1,0 +1,190 @@
+"""Test harness: the real ASGI app over HTTP (httpx), on SQLite and on PostgreSQL + Redis.
+
+Every test that uses ``client``/``make_client`` runs once per backend. With ``CI=true`` an
+unreachable PostgreSQL or Redis fails the run instead of skipping the variant.
+``TILLPAY_TEST_BACKENDS=sqlite`` limits a local run to one backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tillpay import migrate
+from tillpay.app import create_app
+from tillpay.kit.db import create_engine
+from tillpay.models import Base
+from tillpay.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_DSN = os.environ.get(
+    "TILLPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_TEST_URL = os.environ.get("TILLPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BACKENDS = [
+    b.strip() for b in os.environ.get("TILLPAY_TEST_BACKENDS", "sqlite,postgres").split(",") if b
+]
+
+
+def service_unavailable(what: str) -> None:
+    """Skip locally, fail on CI: the PostgreSQL/Redis variants are mandatory there."""
+    if IN_CI:
+        pytest.fail(f"{what} is required on CI but unreachable", pytrace=False)
+    pytest.skip(f"{what} unreachable")
+
+
+def _run_sync(func: Callable[..., Any], *args: Any) -> Any:
+    # Alembic runs its own event loop; keep it off the test loop's thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(func, *args).result()
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _redis_ok() -> bool:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database for this session and backend."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "tillpay.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        _run_sync(migrate.upgrade, _base_settings(database_url=url))
+        yield url
+        return
+    name = f"tillpay_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _run_sync(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
+    except Exception:
+        service_unavailable("PostgreSQL")
+    if not _redis_ok():
+        service_unavailable("Redis")
+    url = PG_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
+    url = f"{url}/{name}"
+    _run_sync(migrate.upgrade, _base_settings(database_url=url))
+    yield url
+    _run_sync(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _base_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": secrets.token_urlsafe(48),
+        "worker_in_process": False,
+        "log_json": True,
+        "ratelimit_global": "100000/minute",
+        "data_dir": Path(os.environ.get("TILLPAY_TEST_DATA_DIR", "/tmp/tillpay-test")),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_settings(backend: str, database_url: str) -> Callable[..., Settings]:
+    """Settings for this backend; PostgreSQL runs also use Redis."""
+    redis_url = REDIS_TEST_URL if backend == "postgres" else None
+
+    def factory(**overrides: Any) -> Settings:
+        overrides.setdefault("redis_url", redis_url)
+        overrides.setdefault("database_url", database_url)
+        return _base_settings(**overrides)
+
+    return factory
+
+
+async def _truncate(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+            if settings.redis_url is not None:
+                import redis.asyncio as aioredis
+
+                client = aioredis.from_url(settings.redis_url.get_secret_value())
+                await client.flushdb()
+                await client.aclose()
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
+    """Start an app with setting overrides and yield an HTTP client bound to it."""
+
+    @asynccontextmanager
+    async def factory(
+        client_ip: str = "127.0.0.1",
+        setup: Callable[[FastAPI], None] | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        settings = make_settings(**overrides)
+        app = create_app(settings)
+        if setup is not None:
+            setup(app)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 51234))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost"
+            ) as client:
+                client.app = app  # type: ignore[attr-defined]
+                yield client
+
+    return factory
+
+
+@pytest.fixture
+async def client(
+    make_client: ClientFactory, make_settings: Callable[..., Settings]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client against an app with default test settings and an empty database."""
+    await _truncate(make_settings())
+    async with make_client() as c:
+        yield c
+
+
+@pytest.fixture
+async def clean_db(make_settings: Callable[..., Settings]) -> None:
+    await _truncate(make_settings())
+
+
+def app_of(client: httpx.AsyncClient) -> FastAPI:
+    return client.app  # type: ignore[attr-defined,no-any-return]
