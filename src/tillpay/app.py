@@ -14,6 +14,8 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tillpay import __version__
+from tillpay.accounts import routes as accounts_routes
+from tillpay.accounts.runtime import build_runtime
 from tillpay.kit import errors
 from tillpay.kit.db import Database
 from tillpay.kit.http.access_log import AccessLogMiddleware
@@ -123,6 +125,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.database = database
         app.state.redis = redis_client
+        app.state.accounts = build_runtime(
+            settings,
+            database,
+            mailer=settings.build_mailer(),
+            limiter=limiter,
+            redis_client=redis_client,
+        )
         worker: Worker | None = None
         if settings.worker_in_process:
             worker = Worker(JobContext(settings=settings, database=database))
@@ -165,6 +174,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ratelimiter = limiter
     errors.install(app)
     app.include_router(ops_router)
+    app.include_router(accounts_routes.auth)
+    app.include_router(accounts_routes.me)
+    app.include_router(accounts_routes.admin)
+    app.include_router(accounts_routes.wellknown)
 
     if settings.docs_on:
 

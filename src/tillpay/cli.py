@@ -118,6 +118,81 @@ def openapi(
         output.write_text(text, encoding="utf-8")
 
 
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="The administrator's email.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an administrator (verified email; 2FA is enrolled at first sign-in)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        typer.echo("tillpay: an empty password is not allowed", err=True)
+        raise typer.Exit(2)
+    from tillpay.accounts import service
+    from tillpay.accounts.runtime import build_runtime
+    from tillpay.kit.db import Database
+    from tillpay.kit.errors import AppError
+
+    settings = _settings()
+
+    async def run() -> str:
+        database = Database.from_settings(settings)
+        runtime = build_runtime(
+            settings, database, mailer=settings.build_mailer(), limiter=None, redis_client=None
+        )
+        try:
+            async with database.session() as session, session.begin():
+                user = await service.create_admin(session, runtime, email=email, password=password)
+                return user.id
+        finally:
+            await database.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except AppError as exc:
+        typer.echo(f"tillpay: {exc.detail}", err=True)
+        for item in exc.extra.get("errors", []):
+            typer.echo(f"  - {item['message']}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"tillpay: administrator {user_id} created; enrol 2FA at first sign-in")
+
+
+keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key; older keys keep verifying until their tokens expire."""
+    from datetime import timedelta
+
+    from tillpay.accounts import keys
+    from tillpay.kit.db import Database
+
+    settings = _settings()
+    keep_for = timedelta(
+        seconds=max(settings.access_token_ttl_seconds, settings.mfa_token_ttl_seconds) + 60
+    )
+
+    async def run() -> str:
+        database = Database.from_settings(settings)
+        try:
+            async with database.session() as session, session.begin():
+                return await keys.rotate(
+                    session, settings.secret_key.get_secret_value().encode(), keep_for=keep_for
+                )
+        finally:
+            await database.dispose()
+
+    kid = asyncio.run(run())
+    typer.echo(f"tillpay: new signing key {kid}")
+
+
 @app.command("config-docs")
 def config_docs() -> None:
     """Print the configuration reference table (Markdown) for the README."""

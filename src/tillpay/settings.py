@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -20,6 +20,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+if TYPE_CHECKING:
+    from tillpay.notifications.mail import Mailer
 
 ENV_PREFIX = "TILLPAY_"
 
@@ -192,6 +195,71 @@ class Settings(BaseSettings):
         description="When Redis is unreachable: `true` lets requests through, `false` answers 429.",
     )
 
+    # --- authentication -----------------------------------------------------------------------
+    jwt_issuer: str | None = Field(
+        None, description="`iss` of access tokens; defaults to the public base URL."
+    )
+    jwt_audience: str = Field("tillpay-api", description="`aud` of access tokens.")
+    access_token_ttl_seconds: int = Field(
+        900, ge=60, le=3600, description="Access-token lifetime (seconds)."
+    )
+    mfa_token_ttl_seconds: int = Field(
+        300, ge=60, le=900, description="Lifetime of the 2FA-pending login token (seconds)."
+    )
+    session_absolute_ttl_seconds: int = Field(
+        7 * 86400, ge=3600, description="Absolute lifetime of a login session (seconds)."
+    )
+    session_idle_timeout_seconds: int = Field(
+        86400, ge=300, description="A session unused for this long cannot refresh (seconds)."
+    )
+    refresh_cookie_enabled: bool = Field(
+        False, description="Also deliver refresh tokens in a `__Host-` cookie for browsers."
+    )
+    email_verification_ttl_seconds: int = Field(
+        86400, ge=600, description="Lifetime of email verification links (seconds)."
+    )
+    password_reset_ttl_seconds: int = Field(
+        1800, ge=300, le=7200, description="Lifetime of password reset links (seconds)."
+    )
+    password_min_length: int = Field(
+        12, ge=8, le=64, description="Minimum password length (never below 8)."
+    )
+    step_up_max_age_seconds: int = Field(
+        600, ge=60, le=3600, description="How recent authentication must be for sensitive actions."
+    )
+    admin_require_2fa: bool = Field(
+        True, description="Admin routes need an account with 2FA and a 2FA login."
+    )
+    login_lockout_threshold: int = Field(
+        5, ge=1, le=100, description="Failed logins per account before back-off lockout starts."
+    )
+    login_lockout_base_seconds: int = Field(
+        30, ge=1, description="First lockout; doubles with every further failure."
+    )
+    login_lockout_max_seconds: int = Field(3600, ge=1, description="Longest lockout.")
+    password_hash_memory_kib: int = Field(
+        19456, ge=19456, description="Argon2id memory cost (KiB); OWASP minimum 19456."
+    )
+    password_hash_iterations: int = Field(2, ge=2, description="Argon2id time cost.")
+
+    # --- email ------------------------------------------------------------------------------------
+    smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user name.")
+    smtp_password: SecretStr | None = Field(
+        None, description="SMTP password. Has a `_FILE` variant."
+    )
+    smtp_starttls: bool = Field(True, description="Require STARTTLS (port 587).")
+    smtp_use_tls: bool = Field(False, description="Implicit TLS (port 465) instead of STARTTLS.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the SMTP server (system store when unset)."
+    )
+    smtp_timeout_seconds: float = Field(10.0, gt=0, description="SMTP timeout.")
+    mail_from: str = Field("tillpay <no-reply@localhost>", description="From address of mail.")
+    mail_dir: Path | None = Field(
+        None, description="Where `.eml` files go without SMTP; default `<data_dir>/mail`."
+    )
+
     # --- observability --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
@@ -258,6 +326,8 @@ class Settings(BaseSettings):
             problems.append("TILLPAY_METRICS_TOKEN: empty or placeholder secret")
         if self.demo_data:
             problems.append("TILLPAY_DEMO_DATA: demo data is development-only")
+        if self.smtp_host is None:
+            problems.append("TILLPAY_SMTP_HOST: production mail needs an SMTP server")
         return problems
 
     # --- derived values -------------------------------------------------------------------------
@@ -281,6 +351,31 @@ class Settings(BaseSettings):
     @cached_property
     def database_dsn(self) -> str:
         return self.database_url.get_secret_value()
+
+    @property
+    def issuer(self) -> str:
+        return self.jwt_issuer or self.public_base_url
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
+
+    def build_mailer(self) -> Mailer:
+        """SMTP when a host is configured, else `.eml` files in the mailbox directory."""
+        from tillpay.notifications.mail import mailer_from_settings
+
+        return mailer_from_settings(
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_username=self.smtp_username,
+            smtp_password=self.smtp_password,
+            smtp_starttls=self.smtp_starttls,
+            smtp_use_tls=self.smtp_use_tls,
+            smtp_ca_file=self.smtp_ca_file,
+            smtp_timeout=self.smtp_timeout_seconds,
+            mail_from=self.mail_from,
+            mail_dir=self.mailbox_dir,
+        )
 
     @property
     def is_sqlite(self) -> bool:

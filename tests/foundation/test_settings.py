@@ -20,6 +20,7 @@ SAFE_PRODUCTION = {
     "allowed_hosts": ["api.shop.example"],
     "public_base_url": "https://api.shop.example",
     "metrics_token": "Q9" * 20,
+    "smtp_host": "smtp.shop.example",
 }
 
 
@@ -49,6 +50,7 @@ def test_a_complete_production_configuration_is_accepted() -> None:
         ({"public_base_url": "http://api.shop.example"}, "TILLPAY_PUBLIC_BASE_URL"),
         ({"metrics_token": None}, "TILLPAY_METRICS_TOKEN"),
         ({"demo_data": True}, "TILLPAY_DEMO_DATA"),
+        ({"smtp_host": None}, "TILLPAY_SMTP_HOST"),
     ],
 )
 def test_production_refuses_unsafe_values_and_names_them(

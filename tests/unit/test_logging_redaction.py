@@ -6,7 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -93,6 +93,17 @@ def test_token_type_stays_visible_while_tokens_are_redacted() -> None:
     assert (event["token_type"], event["refresh_token"]) == ("bearer", "[REDACTED]")
 
 
+def test_keys_merely_resembling_secret_words_are_kept() -> None:
+    out = _capture()
+    get_logger("t").info("audit", company="acme", shipping="dhl", authorization_decision="deny")
+    event = _only_event(out)
+    assert (event["company"], event["shipping"], event["authorization_decision"]) == (
+        "acme",
+        "dhl",
+        "deny",
+    )
+
+
 def test_bearer_token_in_message_is_redacted() -> None:
     out = _capture()
     get_logger("t").info(f"upstream sent Bearer {SECRET}")
@@ -150,6 +161,12 @@ def test_sensitive_query_parameters_are_redacted() -> None:
     assert (
         _only_event(out)["url"] == "https://shop/cb?access_token=[REDACTED]&sig=[REDACTED]&page=2"
     )
+
+
+def test_sensitive_pair_inside_a_harmless_value_is_redacted() -> None:
+    out = _capture()
+    get_logger("t").info(f"redirect next=/pay?token={SECRET}&step=2")
+    assert _only_event(out)["event"] == "redirect next=/pay?token=[REDACTED]&step=2"
 
 
 def test_provider_secret_keys_in_text_are_redacted() -> None:
@@ -220,7 +237,7 @@ def test_json_output_is_one_line_per_event_with_standard_fields() -> None:
         "level": "info",
         "request_id": "req_123",
     }
-    assert datetime.fromisoformat(first["timestamp"]).utcoffset() == UTC.utcoffset(None)
+    assert datetime.fromisoformat(first["timestamp"]).utcoffset() == timedelta(0)
     assert second["event"] == "second\r\ninjected"
 
 

@@ -11,7 +11,7 @@ durable. Any exception rolls everything back: a failed request leaves nothing be
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -193,6 +193,17 @@ class Database:
         return self.sessionmaker()
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` once the request's transaction has committed (never on rollback).
+
+    For effects outside the database that must not happen for changes that are later
+    rolled back, or must happen again after them (cache invalidation)."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: commit when the endpoint succeeded, else roll back."""
     database: Database = request.app.state.database
@@ -200,10 +211,13 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
+            session.info.pop("after_commit", None)
             await session.rollback()
             raise
         else:
             await session.commit()
+            for callback in session.info.pop("after_commit", []):
+                await callback()
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]

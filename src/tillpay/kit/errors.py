@@ -235,3 +235,17 @@ def install(app: FastAPI) -> None:
 def encode_problem(body: Mapping[str, Any]) -> bytes:
     """Serialize a problem body (used by raw ASGI middleware that cannot use Response)."""
     return orjson.dumps(dict(body))
+
+
+def committed_problem(request: Request, error: AppError) -> Response:
+    """Render ``error`` as a response *returned* by a route, so the request's unit of work
+    still commits (audit rows, lockout counters) while the client sees the problem."""
+    return problem_response(
+        _request_id(request),
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        headers=error.headers,
+        extra=error.extra,
+    )

@@ -4,8 +4,8 @@ was not given; this subclass only makes its refusals problem+json like every oth
 from __future__ import annotations
 
 import structlog
-from starlette.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
 

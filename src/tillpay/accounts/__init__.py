@@ -1,0 +1,1 @@
+"""Accounts: users, roles and permissions, sessions and tokens, 2FA, password flows."""

@@ -1,0 +1,190 @@
+"""Authentication and authorization dependencies.
+
+Every non-public route depends on :data:`CurrentPrincipal` (directly or through a
+permission/role dependency). The access token is read from the ``Authorization: Bearer``
+header only — never from the query string or a cookie — then its session and user are
+checked on every request, so revocation, deactivation and role changes bite at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tillpay.accounts.models import AuthSession, Role, User
+from tillpay.accounts.permissions import Permission
+from tillpay.accounts.runtime import AccountsRuntime
+from tillpay.accounts.service import Principal, StepUpRequired
+from tillpay.kit.db import DbSession, utcnow
+from tillpay.kit.errors import Forbidden, Unauthorized
+from tillpay.kit.http._asgi import client_ip
+from tillpay.kit.jwt import ACCESS, InvalidToken
+from tillpay.kit.logging import get_logger
+
+log = get_logger("tillpay.authz")
+
+
+def get_runtime(request: Request) -> AccountsRuntime:
+    runtime: AccountsRuntime = request.app.state.accounts
+    return runtime
+
+
+Runtime = Annotated[AccountsRuntime, Depends(get_runtime)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Send an access token in the Authorization header.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token.strip():
+        raise Unauthorized("Use the Bearer authorization scheme.")
+    return token.strip()
+
+
+async def _load_state(
+    session: AsyncSession, rt: AccountsRuntime, session_id: str
+) -> dict[str, Any] | None:
+    cached = await rt.cache.get(session_id)
+    if cached is not None:
+        return cached
+    auth_session = await session.get(AuthSession, session_id)
+    if auth_session is None:
+        return None
+    user = await session.get(User, auth_session.user_id)
+    if user is None:
+        return None
+    state = {
+        "user_id": user.id,
+        "role": user.role.value,
+        "active": user.is_active,
+        "email_verified": user.email_verified,
+        "totp_enabled": user.totp_enabled,
+        "tokens_valid_after": user.tokens_valid_after.timestamp(),
+        "revoked": auth_session.revoked_at is not None,
+        "expires_at": auth_session.absolute_expires_at.timestamp(),
+        "mfa": auth_session.mfa,
+        "auth_time": auth_session.auth_time.timestamp(),
+    }
+    await rt.cache.put(session_id, state)
+    return state
+
+
+async def current_principal(request: Request, session: DbSession, rt: Runtime) -> Principal:
+    """The verified caller; 401 for any token or session problem (reason logged only)."""
+    token = _bearer(request)
+    try:
+        claims = await rt.verify_token(token, ACCESS)
+    except InvalidToken as exc:
+        log.info("authz.token_rejected", reason=exc.reason, path=request.url.path)
+        raise Unauthorized(
+            "The access token is invalid or expired.", code="invalid_token"
+        ) from None
+    session_id = claims.get("sid")
+    if not isinstance(session_id, str):
+        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    state = await _load_state(session, rt, session_id)
+    now = utcnow().timestamp()
+    reason = None
+    if state is None or state["user_id"] != claims["sub"]:
+        reason = "unknown_session"
+    elif state["revoked"]:
+        reason = "session_revoked"
+    elif state["expires_at"] <= now:
+        reason = "session_expired"
+    elif not state["active"]:
+        reason = "user_inactive"
+    elif state["role"] != claims.get("role"):
+        reason = "role_changed"
+    elif claims["iat"] < int(state["tokens_valid_after"]):
+        reason = "token_predates_credentials_change"
+    if reason is not None or state is None:
+        log.info("authz.session_rejected", reason=reason, session_id=session_id)
+        raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    request.state.user_id = state["user_id"]
+    return Principal(
+        user_id=state["user_id"],
+        role=Role(state["role"]),
+        session_id=session_id,
+        mfa=bool(state["mfa"]),
+        auth_time=datetime.fromtimestamp(state["auth_time"], tz=utcnow().tzinfo),
+        email_verified=bool(state["email_verified"]),
+        totp_enabled=bool(state["totp_enabled"]),
+        ip=client_ip(request.scope),
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_permission(*permissions: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A dependency granting access only with every listed permission (403 otherwise)."""
+
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        missing = [p for p in permissions if p not in principal.permissions]
+        if missing:
+            log.warning(
+                "authz.denied",
+                user_id=principal.user_id,
+                role=principal.role.value,
+                missing=[p.value for p in missing],
+                path=request.url.path,
+            )
+            raise Forbidden("You do not have permission to do this.")
+        return principal
+
+    return dependency
+
+
+async def require_admin(request: Request, principal: CurrentPrincipal) -> Principal:
+    """ADMIN role, and — unless configured otherwise — 2FA enrolled and used at login."""
+    if principal.role is not Role.ADMIN:
+        log.warning(
+            "authz.denied",
+            user_id=principal.user_id,
+            role=principal.role.value,
+            path=request.url.path,
+        )
+        raise Forbidden("Administrators only.")
+    rt: AccountsRuntime = request.app.state.accounts
+    if rt.settings.admin_require_2fa and not (principal.totp_enabled and principal.mfa):
+        log.warning(
+            "authz.denied",
+            user_id=principal.user_id,
+            reason="admin_without_2fa",
+            path=request.url.path,
+        )
+        raise Forbidden(
+            "Administrators must enable two-factor authentication and sign in with it.",
+            code="admin_2fa_required",
+        )
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+async def require_recent_auth(request: Request, principal: CurrentPrincipal) -> Principal:
+    """Step-up: the session authenticated (password or TOTP) within the configured window."""
+    rt: AccountsRuntime = request.app.state.accounts
+    window = timedelta(seconds=rt.settings.step_up_max_age_seconds)
+    if utcnow() - principal.auth_time > window:
+        raise StepUpRequired()
+    return principal
+
+
+RecentPrincipal = Annotated[Principal, Depends(require_recent_auth)]
+
+
+async def require_verified_email(principal: CurrentPrincipal) -> Principal:
+    """Unverified users can sign in but not pay."""
+    if not principal.email_verified:
+        raise Forbidden("Verify your email address first.", code="email_not_verified")
+    return principal
+
+
+VerifiedPrincipal = Annotated[Principal, Depends(require_verified_email)]

@@ -1,0 +1,518 @@
+"""HTTP layer of the accounts domain: thin routes over ``accounts.service``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from tillpay.accounts import service
+from tillpay.accounts.deps import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    RecentPrincipal,
+    Runtime,
+)
+from tillpay.accounts.models import AuthSession, Role, User
+from tillpay.accounts.schemas import (
+    Accepted,
+    AdminUserOut,
+    AdminUserPage,
+    AdminUserUpdateIn,
+    ChangePasswordIn,
+    EmailChangeIn,
+    ForgotPasswordIn,
+    LoginIn,
+    LoginMfaIn,
+    MfaRequired,
+    ProfileUpdateIn,
+    ReauthenticateIn,
+    RecoveryCodesOut,
+    RefreshIn,
+    RegisterIn,
+    ResetPasswordIn,
+    RevokedCount,
+    SessionOut,
+    TokenIn,
+    TokenPair,
+    TotpConfirmIn,
+    TotpDisableIn,
+    TotpEnrollOut,
+    UserOut,
+)
+from tillpay.accounts.service import IssuedSession, Outcome
+from tillpay.kit.db import DbSession
+from tillpay.kit.errors import BadRequest, committed_problem
+from tillpay.kit.http._asgi import client_ip
+from tillpay.kit.http.ratelimit import RateLimit
+from tillpay.kit.logging import get_logger
+from tillpay.kit.pagination import decode_cursor, encode_cursor
+
+log = get_logger(__name__)
+
+REFRESH_COOKIE = "__Host-tillpay_refresh"
+AUTH_LIMIT = [Depends(RateLimit("auth"))]
+ACCEPTED = "If the address can be used, we have sent an email with the next step."
+
+auth = APIRouter(prefix="/v1/auth", tags=["auth"])
+me = APIRouter(prefix="/v1/me", tags=["profile"])
+admin = APIRouter(prefix="/v1/admin", tags=["admin"])
+wellknown = APIRouter(tags=["auth"])
+
+
+def _ip(request: Request) -> str:
+    return client_ip(request.scope)
+
+
+def _deliver(rt: Runtime, background: BackgroundTasks, outcome: Outcome) -> None:
+    """Mail leaves after the response (and so after the commit)."""
+    for message in outcome.mail:
+        background.add_task(_send_quietly, rt, message)
+
+
+async def _send_quietly(rt: Runtime, message: Any) -> None:
+    try:
+        await rt.mailer.send(message)
+    except Exception:
+        log.exception("mail.delivery_failed", category=message.category)
+
+
+def _token_response(request: Request, rt: Runtime, issued: IssuedSession) -> JSONResponse:
+    body = TokenPair(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        refresh_expires_at=issued.refresh_expires_at,
+        session_id=issued.session_id,
+    )
+    response = JSONResponse(body.model_dump(mode="json"))
+    if rt.settings.refresh_cookie_enabled:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            issued.refresh_token,
+            max_age=rt.settings.session_absolute_ttl_seconds,
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+    return response
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        email_verified=user.email_verified,
+        role=user.role,
+        display_name=user.display_name,
+        totp_enabled=user.totp_enabled,
+        created_at=user.created_at,
+    )
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+@auth.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=AUTH_LIMIT,
+    summary="Create an account",
+)
+async def register(
+    body: RegisterIn, request: Request, session: DbSession, rt: Runtime, background: BackgroundTasks
+) -> Accepted:
+    """Always answers 202 with the same body: a new address gets a verification link, an
+    existing one a notice (no account enumeration)."""
+    outcome = await service.register(
+        session, rt, email=body.email, password=body.password, ip=_ip(request)
+    )
+    _deliver(rt, background, outcome)
+    return Accepted(detail=ACCEPTED)
+
+
+@auth.post(
+    "/verify-email", status_code=204, dependencies=AUTH_LIMIT, summary="Verify an email address"
+)
+async def verify_email(
+    body: TokenIn, request: Request, session: DbSession, rt: Runtime
+) -> Response:
+    await service.verify_email(session, rt, token=body.token, ip=_ip(request))
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/verify-email/resend",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=AUTH_LIMIT,
+    summary="Send a new verification link",
+)
+async def resend_verification(
+    principal: CurrentPrincipal, session: DbSession, rt: Runtime, background: BackgroundTasks
+) -> Accepted:
+    _deliver(rt, background, await service.resend_verification(session, rt, principal))
+    return Accepted(detail=ACCEPTED)
+
+
+@auth.post(
+    "/login",
+    response_model=TokenPair | MfaRequired,
+    dependencies=AUTH_LIMIT,
+    responses={401: {"description": "Invalid credentials"}, 429: {"description": "Locked out"}},
+    summary="Sign in with email and password",
+)
+async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime) -> Response:
+    outcome = await service.login(
+        session,
+        rt,
+        email=body.email,
+        password=body.password,
+        ip=_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    if isinstance(outcome.payload, IssuedSession):
+        return _token_response(request, rt, outcome.payload)
+    return JSONResponse(MfaRequired(**outcome.payload).model_dump(mode="json"))
+
+
+@auth.post(
+    "/login/mfa", response_model=TokenPair, dependencies=AUTH_LIMIT, summary="Second sign-in step"
+)
+async def login_mfa(
+    body: LoginMfaIn, request: Request, session: DbSession, rt: Runtime, background: BackgroundTasks
+) -> Response:
+    outcome = await service.login_mfa(
+        session,
+        rt,
+        mfa_token=body.mfa_token,
+        code=body.code,
+        recovery_code=body.recovery_code,
+        ip=_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    _deliver(rt, background, outcome)
+    return _token_response(request, rt, outcome.payload)
+
+
+@auth.post("/refresh", response_model=TokenPair, summary="Rotate the refresh token")
+async def refresh(body: RefreshIn, request: Request, session: DbSession, rt: Runtime) -> Response:
+    """Each refresh token works once. Presenting a used one revokes its whole session."""
+    token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise BadRequest("Send the refresh token.", code="missing_refresh_token")
+    outcome = await service.refresh(session, rt, refresh_token=token, ip=_ip(request))
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    return _token_response(request, rt, outcome.payload)
+
+
+@auth.post("/logout", status_code=204, summary="End this session")
+async def logout(principal: CurrentPrincipal, session: DbSession, rt: Runtime) -> Response:
+    await service.logout(session, rt, principal)
+    response = Response(status_code=204)
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    response.delete_cookie(REFRESH_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@auth.get("/sessions", response_model=list[SessionOut], summary="List active sessions")
+async def list_sessions(principal: CurrentPrincipal, session: DbSession) -> list[SessionOut]:
+    rows: list[AuthSession] = await service.list_sessions(session, principal)
+    return [
+        SessionOut(
+            id=r.id,
+            created_at=r.created_at,
+            last_used_at=r.last_used_at,
+            ip=r.ip,
+            user_agent=r.user_agent,
+            mfa=r.mfa,
+            current=r.id == principal.session_id,
+        )
+        for r in rows
+    ]
+
+
+@auth.delete("/sessions/{session_id}", status_code=204, summary="Revoke one session")
+async def revoke_session(
+    session_id: Annotated[str, Path(max_length=40)],
+    principal: CurrentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+) -> Response:
+    await service.revoke_session(session, rt, principal, session_id)
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/sessions/revoke-others", response_model=RevokedCount, summary="Revoke all other sessions"
+)
+async def revoke_other_sessions(
+    principal: CurrentPrincipal, session: DbSession, rt: Runtime
+) -> RevokedCount:
+    return RevokedCount(revoked=await service.revoke_other_sessions(session, rt, principal))
+
+
+@auth.post(
+    "/password/forgot",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=AUTH_LIMIT,
+    summary="Request a password reset link",
+)
+async def forgot_password(
+    body: ForgotPasswordIn,
+    request: Request,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Accepted:
+    _deliver(
+        rt,
+        background,
+        await service.forgot_password(session, rt, email=body.email, ip=_ip(request)),
+    )
+    return Accepted(detail=ACCEPTED)
+
+
+@auth.post(
+    "/password/reset",
+    status_code=204,
+    dependencies=AUTH_LIMIT,
+    summary="Set a new password from a reset link",
+)
+async def reset_password(
+    body: ResetPasswordIn,
+    request: Request,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Response:
+    outcome = await service.reset_password(
+        session, rt, token=body.token, new_password=body.new_password, ip=_ip(request)
+    )
+    _deliver(rt, background, outcome)
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/password/change", status_code=204, dependencies=AUTH_LIMIT, summary="Change the password"
+)
+async def change_password(
+    body: ChangePasswordIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Response:
+    outcome = await service.change_password(
+        session,
+        rt,
+        principal,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    _deliver(rt, background, outcome)
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/reauthenticate", status_code=204, dependencies=AUTH_LIMIT, summary="Step-up authentication"
+)
+async def reauthenticate(
+    body: ReauthenticateIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+) -> Response:
+    """Confirm the password (or a TOTP code) to unlock sensitive actions for a few minutes."""
+    outcome = await service.reauthenticate(
+        session, rt, principal, password=body.password, code=body.code
+    )
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/2fa/enroll",
+    response_model=TotpEnrollOut,
+    dependencies=AUTH_LIMIT,
+    summary="Start TOTP enrolment",
+)
+async def totp_enroll(principal: RecentPrincipal, session: DbSession, rt: Runtime) -> TotpEnrollOut:
+    return TotpEnrollOut(**await service.totp_enroll(session, rt, principal))
+
+
+@auth.post(
+    "/2fa/confirm",
+    response_model=RecoveryCodesOut,
+    dependencies=AUTH_LIMIT,
+    summary="Confirm TOTP enrolment",
+)
+async def totp_confirm(
+    body: TotpConfirmIn,
+    request: Request,
+    principal: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Response:
+    outcome = await service.totp_confirm(session, rt, principal, code=body.code)
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    _deliver(rt, background, outcome)
+    return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
+
+
+@auth.post("/2fa/disable", status_code=204, dependencies=AUTH_LIMIT, summary="Turn TOTP off")
+async def totp_disable(
+    body: TotpDisableIn,
+    request: Request,
+    principal: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Response:
+    outcome = await service.totp_disable(
+        session, rt, principal, password=body.password, code=body.code
+    )
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    _deliver(rt, background, outcome)
+    return Response(status_code=204)
+
+
+@auth.post(
+    "/2fa/recovery-codes",
+    response_model=RecoveryCodesOut,
+    dependencies=AUTH_LIMIT,
+    summary="Replace the recovery codes",
+)
+async def regenerate_recovery_codes(
+    body: TotpConfirmIn,
+    request: Request,
+    principal: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Response:
+    outcome = await service.regenerate_recovery_codes(session, rt, principal, code=body.code)
+    if outcome.error is not None:
+        return committed_problem(request, outcome.error)
+    _deliver(rt, background, outcome)
+    return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
+
+
+@wellknown.get("/.well-known/jwks.json", summary="Public keys that sign access tokens")
+async def jwks(rt: Runtime) -> dict[str, Any]:
+    ring = await rt.keys.ring()
+    return ring.jwks()
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+@me.get("", response_model=UserOut, summary="The signed-in user")
+async def get_me(principal: CurrentPrincipal, session: DbSession) -> UserOut:
+    return _user_out(await service.get_user(session, principal.user_id))
+
+
+@me.patch("", response_model=UserOut, summary="Update the profile")
+async def patch_me(
+    body: ProfileUpdateIn, principal: CurrentPrincipal, session: DbSession
+) -> UserOut:
+    """Only profile fields; role, email, verification and 2FA are not settable here (422)."""
+    return _user_out(
+        await service.update_profile(session, principal, display_name=body.display_name)
+    )
+
+
+@me.post("/email", status_code=202, response_model=Accepted, summary="Change the email address")
+async def change_email(
+    body: EmailChangeIn,
+    principal: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Needs a recent authentication; the new address must be verified before it applies."""
+    _deliver(
+        rt,
+        background,
+        await service.request_email_change(session, rt, principal, new_email=body.new_email),
+    )
+    return Accepted(detail=ACCEPTED)
+
+
+# ----------------------------------------------------------------------------- admin
+
+
+def _admin_user_out(user: User) -> AdminUserOut:
+    return AdminUserOut(
+        **_user_out(user).model_dump(), is_active=user.is_active, last_login_at=user.last_login_at
+    )
+
+
+@admin.get("/users", response_model=AdminUserPage, summary="Search users")
+async def admin_list_users(
+    principal: AdminPrincipal,
+    session: DbSession,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    role: Role | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> AdminUserPage:
+    after = decode_cursor(cursor) if cursor else None
+    users = await service.list_users(session, query=q, role=role, after=after, limit=limit)
+    page, more = users[:limit], len(users) > limit
+    return AdminUserPage(
+        items=[_admin_user_out(u) for u in page],
+        next_cursor=encode_cursor(page[-1].id) if more and page else None,
+    )
+
+
+@admin.patch(
+    "/users/{user_id}", response_model=AdminUserOut, summary="Change a user's role or status"
+)
+async def admin_update_user(
+    user_id: Annotated[str, Path(max_length=40)],
+    body: AdminUserUpdateIn,
+    principal: AdminPrincipal,
+    recent: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+) -> AdminUserOut:
+    """Needs a recent authentication. Takes effect on the user's live tokens at once."""
+    user = await service.admin_update_user(
+        session, rt, principal, user_id, role=body.role, is_active=body.is_active
+    )
+    return _admin_user_out(user)
+
+
+@admin.post(
+    "/users/{user_id}/sessions/revoke",
+    response_model=RevokedCount,
+    summary="Sign a user out everywhere",
+)
+async def admin_revoke_sessions(
+    user_id: Annotated[str, Path(max_length=40)],
+    principal: AdminPrincipal,
+    recent: RecentPrincipal,
+    session: DbSession,
+    rt: Runtime,
+) -> RevokedCount:
+    return RevokedCount(
+        revoked=await service.admin_revoke_sessions(session, rt, principal, user_id)
+    )

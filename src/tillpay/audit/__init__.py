@@ -1,0 +1,1 @@
+"""Append-only audit log shared by every domain."""

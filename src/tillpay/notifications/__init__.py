@@ -1,0 +1,1 @@
+"""Notifications: transactional email (and, later, realtime WebSocket events)."""
