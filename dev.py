@@ -4,6 +4,7 @@
     python3 dev.py serve     # install, migrate SQLite under var/, load demo data, serve :8000
     python3 dev.py test      # install test dependencies and run the whole test suite
     python3 dev.py check     # ruff, ruff format --check, mypy --strict, alembic check
+    python3 dev.py docs      # regenerate openapi.json and the README configuration table
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
 
 A virtualenv is created in .venv and reinstalled only when the lock files change.
@@ -75,6 +76,12 @@ def check() -> None:
     _run(BIN / "alembic", "check", env=env)
 
 
+def docs() -> None:
+    ensure_env(dev=True)
+    _run(BIN / "tillpay", "openapi", "--output", "openapi.json")
+    _run(BIN / "tillpay", "config-docs", "--update", "README.md")
+
+
 def lock() -> None:
     for extra, name in ((None, "requirements.lock"), ("dev", "requirements-dev.lock")):
         args = ["uv", "pip", "compile", "pyproject.toml", "--python-version", "3.11"]
@@ -85,7 +92,7 @@ def lock() -> None:
 
 
 def main(argv: list[str]) -> None:
-    commands = {"serve", "test", "check", "lock"}
+    commands = {"serve", "test", "check", "docs", "lock"}
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)
     command, rest = argv[0], argv[1:]
@@ -95,6 +102,8 @@ def main(argv: list[str]) -> None:
         test(rest)
     elif command == "check":
         check()
+    elif command == "docs":
+        docs()
     else:
         lock()
 

@@ -34,6 +34,8 @@ PG_ADMIN_DSN = os.environ.get(
     "TILLPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_TEST_URL = os.environ.get("TILLPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# One random secret per test session: keys sealed with it live in the shared test database.
+SESSION_SECRET = secrets.token_urlsafe(48)
 BACKENDS = [
     b.strip() for b in os.environ.get("TILLPAY_TEST_BACKENDS", "sqlite,postgres").split(",") if b
 ]
@@ -103,7 +105,7 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def _base_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
-        "secret_key": secrets.token_urlsafe(48),
+        "secret_key": SESSION_SECRET,
         "worker_in_process": False,
         "log_json": True,
         "ratelimit_global": "100000/minute",
@@ -114,12 +116,19 @@ def _base_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def make_settings(backend: str, database_url: str) -> Callable[..., Settings]:
+def mail_dir(tmp_path: Path) -> Path:
+    """This test's mailbox: the file mailer writes `.eml` files here."""
+    return tmp_path / "mail"
+
+
+@pytest.fixture
+def make_settings(backend: str, database_url: str, mail_dir: Path) -> Callable[..., Settings]:
     """Settings for this backend; PostgreSQL runs also use Redis."""
     redis_url = REDIS_TEST_URL if backend == "postgres" else None
 
     def factory(**overrides: Any) -> Settings:
         overrides.setdefault("redis_url", redis_url)
+        overrides.setdefault("mail_dir", mail_dir)
         overrides.setdefault("database_url", database_url)
         return _base_settings(**overrides)
 

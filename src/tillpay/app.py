@@ -125,13 +125,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.database = database
         app.state.redis = redis_client
-        app.state.accounts = build_runtime(
+        accounts = build_runtime(
             settings,
             database,
             mailer=settings.build_mailer(),
             limiter=limiter,
             redis_client=redis_client,
         )
+        await accounts.keys.start()
+        app.state.accounts = accounts
         worker: Worker | None = None
         if settings.worker_in_process:
             worker = Worker(JobContext(settings=settings, database=database))
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {}
         finally:
+            await accounts.keys.stop()
             if worker is not None:
                 await worker.stop()
             if limiter is not None:

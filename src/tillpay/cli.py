@@ -194,11 +194,18 @@ def keys_rotate() -> None:
 
 
 @app.command("config-docs")
-def config_docs() -> None:
-    """Print the configuration reference table (Markdown) for the README."""
-    from tillpay.settings_docs import settings_table
+def config_docs(
+    update: Annotated[
+        Path | None, typer.Option(help="Replace the table between the markers in this file.")
+    ] = None,
+) -> None:
+    """Print (or update in a file) the configuration reference table for the README."""
+    from tillpay.settings_docs import replace_table, settings_table
 
-    sys.stdout.write(settings_table())
+    if update is None:
+        sys.stdout.write(settings_table())
+        return
+    update.write_text(replace_table(update.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def main() -> None:

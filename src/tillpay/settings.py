@@ -251,6 +251,9 @@ class Settings(BaseSettings):
     )
     smtp_starttls: bool = Field(True, description="Require STARTTLS (port 587).")
     smtp_use_tls: bool = Field(False, description="Implicit TLS (port 465) instead of STARTTLS.")
+    smtp_allow_plaintext: bool = Field(
+        False, description="Allow SMTP without TLS (local relays only; refused in production)."
+    )
     smtp_ca_file: Path | None = Field(
         None, description="CA bundle to verify the SMTP server (system store when unset)."
     )
@@ -328,6 +331,8 @@ class Settings(BaseSettings):
             problems.append("TILLPAY_DEMO_DATA: demo data is development-only")
         if self.smtp_host is None:
             problems.append("TILLPAY_SMTP_HOST: production mail needs an SMTP server")
+        if self.smtp_allow_plaintext:
+            problems.append("TILLPAY_SMTP_ALLOW_PLAINTEXT: mail must use TLS in production")
         return problems
 
     # --- derived values -------------------------------------------------------------------------
@@ -372,6 +377,7 @@ class Settings(BaseSettings):
             smtp_starttls=self.smtp_starttls,
             smtp_use_tls=self.smtp_use_tls,
             smtp_ca_file=self.smtp_ca_file,
+            smtp_allow_plaintext=self.smtp_allow_plaintext,
             smtp_timeout=self.smtp_timeout_seconds,
             mail_from=self.mail_from,
             mail_dir=self.mailbox_dir,

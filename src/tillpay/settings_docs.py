@@ -44,3 +44,10 @@ def settings_table() -> str:
         lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(default)} | {description} |")
     lines.append(END_MARKER)
     return "\n".join(lines) + "\n"
+
+
+def replace_table(document: str) -> str:
+    """``document`` with the text between the markers replaced by a fresh table."""
+    start = document.index(BEGIN_MARKER)
+    end = document.index(END_MARKER) + len(END_MARKER)
+    return document[:start] + settings_table().rstrip("\n") + document[end:]

@@ -135,7 +135,7 @@ class RecoveryCode(Base):
     user_id: Mapped[str] = mapped_column(
         IdColumn, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    code_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    code_hash: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -13,7 +13,7 @@ import redis.asyncio as redis_asyncio
 
 from tillpay.accounts.keys import KeyStore
 from tillpay.kit.db import Database
-from tillpay.kit.jwt import InvalidToken, TokenKind, TokenService
+from tillpay.kit.jwt import TokenKind, TokenService
 from tillpay.kit.passwords import HashParams, PasswordHasher
 from tillpay.kit.ratelimit import Lockout, RateLimiter
 from tillpay.notifications.mail import Mailer
@@ -83,18 +83,8 @@ class AccountsRuntime:
         )
 
     async def verify_token(self, token: str, kind: TokenKind) -> dict[str, Any]:
-        """Verify a token, reloading the key ring once if its kid is unknown (rotation
-        by another process)."""
-        service = await self.tokens()
-        try:
-            return service.verify(token, kind)
-        except InvalidToken as exc:
-            if exc.reason != "unknown kid":
-                raise
-        ring = await self.keys.refresh_for_unknown_kid()
-        return TokenService(
-            ring, issuer=self.settings.issuer, audience=self.settings.jwt_audience
-        ).verify(token, kind)
+        """Verify a token of ``kind``; raises ``InvalidToken``."""
+        return (await self.tokens()).verify(token, kind)
 
 
 def build_runtime(

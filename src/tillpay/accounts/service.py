@@ -29,7 +29,7 @@ from tillpay.accounts.permissions import Permission, permissions_for
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
 from tillpay.kit import totp
-from tillpay.kit.crypto import SealError, keyed_digest, new_opaque_token, seal, token_digest, unseal
+from tillpay.kit.crypto import SealError, derive_key, new_opaque_token, seal, token_digest, unseal
 from tillpay.kit.db import after_commit, utcnow
 from tillpay.kit.errors import (
     AppError,
@@ -310,9 +310,8 @@ def _totp_secret(rt: AccountsRuntime, user: User) -> str | None:
 
 
 def _recovery_hash(rt: AccountsRuntime, code: str) -> str:
-    return keyed_digest(
-        totp.normalise_recovery_code(code), secret=rt.secret, purpose=RECOVERY_PURPOSE
-    )
+    """Deterministic keyed hash, so a code is found by an indexed look-up."""
+    return totp.hash_recovery_code(code, pepper=derive_key(rt.secret, RECOVERY_PURPOSE))
 
 
 async def _verify_totp(session: AsyncSession, rt: AccountsRuntime, user: User, code: str) -> bool:

@@ -139,7 +139,7 @@ def upgrade() -> None:
         "recovery_codes",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
-        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("code_hash", sa.String(length=100), nullable=False),
         sa.Column("created_at", tillpay.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("used_at", tillpay.kit.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
