@@ -197,3 +197,22 @@ async def clean_db(make_settings: Callable[..., Settings]) -> None:
 
 def app_of(client: httpx.AsyncClient) -> FastAPI:
     return client.app  # type: ignore[attr-defined,no-any-return]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many tests ran on each backend, so CI output shows the PostgreSQL variant."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            for backend in ("sqlite", "postgres"):
+                if f"[{backend}" in nodeid or f"-{backend}]" in nodeid or f"-{backend}-" in nodeid:
+                    counts.setdefault(backend, {}).setdefault(outcome, 0)
+                    counts[backend][outcome] += 1
+    if counts:
+        terminalreporter.section("tillpay backends")
+        for backend, by_outcome in sorted(counts.items()):
+            detail = ", ".join(f"{n} {o}" for o, n in sorted(by_outcome.items()))
+            terminalreporter.write_line(f"{backend}: {detail}")
