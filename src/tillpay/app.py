@@ -16,6 +16,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tillpay import __version__
 from tillpay.accounts import routes as accounts_routes
 from tillpay.accounts.runtime import build_runtime
+from tillpay.carts import routes as carts_routes
+from tillpay.catalog import routes as catalog_routes
 from tillpay.kit import errors
 from tillpay.kit.db import Database
 from tillpay.kit.http.access_log import AccessLogMiddleware
@@ -34,6 +36,7 @@ from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.ops.routes import router as ops_router
+from tillpay.orders import routes as orders_routes
 from tillpay.settings import Settings, load_settings
 from tillpay.worker import JobContext, Worker
 
@@ -181,6 +184,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_routes.me)
     app.include_router(accounts_routes.admin)
     app.include_router(accounts_routes.wellknown)
+    app.include_router(catalog_routes.router)
+    app.include_router(carts_routes.router)
+    app.include_router(orders_routes.router)
+    app.include_router(orders_routes.admin)
 
     if settings.docs_on:
 

@@ -30,6 +30,8 @@ async def load_demo_data(settings: Settings, database: Database) -> list[str]:
     """Run every registered loader in one transaction; returns the loaders' names."""
     if settings.is_production:
         raise RuntimeError("demo data is development-only")
+    import tillpay.catalog.demo  # noqa: F401 - registers the catalog loader
+
     names = [name for name, _ in _LOADERS]
     async with database.session() as session, session.begin():
         for _name, loader in _LOADERS:

@@ -242,6 +242,14 @@ class Settings(BaseSettings):
     )
     password_hash_iterations: int = Field(2, ge=2, description="Argon2id time cost.")
 
+    # --- commerce ---------------------------------------------------------------------------------
+    reservation_ttl_seconds: int = Field(
+        900, ge=60, le=86400, description="How long checkout holds stock awaiting payment."
+    )
+    cart_line_max_quantity: int = Field(
+        100, ge=1, le=999, description="Largest quantity of one item in a cart line."
+    )
+
     # --- email ------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")

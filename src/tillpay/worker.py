@@ -53,6 +53,9 @@ def job(name: str, *, interval: float) -> Callable[[JobFunc], JobFunc]:
 
 
 def registered_jobs() -> list[Job]:
+    """Every job the domains register (importing them registers them)."""
+    import tillpay.jobs  # noqa: F401 - registration side effect
+
     return list(_REGISTRY.values())
 
 

@@ -203,9 +203,12 @@ async def login_mfa(
 
 
 @auth.post("/refresh", response_model=TokenPair, summary="Rotate the refresh token")
-async def refresh(body: RefreshIn, request: Request, session: DbSession, rt: Runtime) -> Response:
+async def refresh(
+    request: Request, session: DbSession, rt: Runtime, body: RefreshIn | None = None
+) -> Response:
     """Each refresh token works once. Presenting a used one revokes its whole session."""
-    token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    # A browser relying on the cookie may POST without any body.
+    token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise BadRequest("Send the refresh token.", code="missing_refresh_token")
     outcome = await service.refresh(session, rt, refresh_token=token, ip=_ip(request))

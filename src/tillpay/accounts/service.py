@@ -810,6 +810,7 @@ async def change_password(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.auth_time = utcnow()
+    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.password_change", target_type="user", target_id=user.id
     )
@@ -935,6 +936,8 @@ async def totp_confirm(
     if current is not None:
         current.mfa = True
         current.auth_time = utcnow()
+    # The current session's cached state still says "no 2FA".
+    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.totp_enabled", target_type="user", target_id=user.id
     )

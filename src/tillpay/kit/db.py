@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from tillpay.settings import Settings
+from tillpay.settings import ConfigurationError, Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -86,6 +86,14 @@ class TimestampMixin:
     )
 
 
+def _no_key_password() -> str:
+    # Without a callback OpenSSL prompts on the terminal for an encrypted key, which
+    # blocks a server at start-up (or fails with a bare EINVAL when there is no TTY).
+    raise ConfigurationError(
+        "TILLPAY_DATABASE_SSL_KEY is encrypted: set TILLPAY_DATABASE_SSL_KEY_PASSWORD"
+    )
+
+
 def build_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """TLS for PostgreSQL per ``database_ssl_mode``; ``verify-full`` checks chain and host."""
     mode = settings.database_ssl_mode
@@ -110,7 +118,7 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         context.load_cert_chain(
             str(settings.database_ssl_cert),
             keyfile=str(settings.database_ssl_key) if settings.database_ssl_key else None,
-            password=password,
+            password=password if password is not None else _no_key_password,
         )
     return context
 

@@ -1,0 +1,1 @@
+"""Carts: one active cart per customer."""

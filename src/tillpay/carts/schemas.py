@@ -1,0 +1,42 @@
+"""Cart bodies. Quantities are strict positive integers; prices are never accepted."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tillpay.kit.money import Quantity
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant_id: Annotated[str, Field(min_length=1, max_length=40)]
+    quantity: Quantity
+
+
+class QuantityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quantity: Quantity
+
+
+class CartLineOut(BaseModel):
+    id: str
+    product_id: str
+    variant_id: str
+    title: str
+    sku: str
+    quantity: int
+    unit_price_amount: int = Field(description="Current catalog price (minor units).")
+    line_total_amount: int
+    price_changed: bool = Field(description="The price differs from when the line was added.")
+    available: bool = Field(description="False when the product or variant was deactivated.")
+    in_stock: bool
+
+
+class CartOut(BaseModel):
+    id: str
+    currency: str | None
+    lines: list[CartLineOut]
+    subtotal_amount: int
+    checkout_ready: bool

@@ -1,0 +1,1 @@
+"""Orders: snapshots of a checkout, an explicit state machine, and their history."""

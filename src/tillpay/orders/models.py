@@ -1,0 +1,111 @@
+"""Orders, their line snapshots and their state history."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tillpay.kit.db import Base, TimestampMixin, UTCDateTime, utcnow
+from tillpay.kit.ids import ID_COLUMN_LENGTH, new_id
+
+IdColumn = String(ID_COLUMN_LENGTH)
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class Order(TimestampMixin, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("subtotal_amount >= 0", name="subtotal_not_negative"),
+        CheckConstraint("total_amount >= 0", name="total_not_negative"),
+        Index("ix_orders_customer_id_id", "customer_id", "id"),
+        Index("ix_orders_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("ord"))
+    customer_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
+    status: Mapped[OrderStatus] = mapped_column(
+        Enum(
+            OrderStatus,
+            native_enum=False,
+            length=24,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        nullable=False,
+        default=OrderStatus.PENDING_PAYMENT,
+    )
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    subtotal_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Payment must complete before this instant, else the order expires and stock returns.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.id", lazy="selectin"
+    )
+
+
+class OrderLine(Base):
+    """A snapshot of what was bought: later catalog edits never change it."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price_amount >= 0", name="unit_price_not_negative"),
+        Index("ix_order_lines_vendor_id_order_id", "vendor_id", "order_id"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("oln"))
+    order_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    product_id: Mapped[str] = mapped_column(IdColumn, nullable=False)
+    variant_id: Mapped[str] = mapped_column(IdColumn, nullable=False)
+    vendor_id: Mapped[str | None] = mapped_column(IdColumn)
+    title: Mapped[str] = mapped_column(String(420), nullable=False)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    unit_price_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    line_total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class OrderEvent(Base):
+    """One state transition of an order: from, to, who, why, when."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("oev"))
+    order_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24), nullable=False)
+    actor_id: Mapped[str | None] = mapped_column(IdColumn)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

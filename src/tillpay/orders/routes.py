@@ -1,0 +1,205 @@
+"""Checkout and order routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from tillpay.accounts.deps import AdminPrincipal, VerifiedPrincipal, require_permission
+from tillpay.accounts.permissions import Permission
+from tillpay.accounts.service import Principal
+from tillpay.kit import idempotency
+from tillpay.kit.db import DbSession
+from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tillpay.orders import service
+from tillpay.orders.models import Order, OrderLine, OrderStatus
+from tillpay.orders.schemas import (
+    CheckoutIn,
+    OrderEventOut,
+    OrderLineOut,
+    OrderOut,
+    OrderPage,
+    VendorOrderOut,
+    VendorOrderPage,
+)
+
+router = APIRouter(tags=["orders"])
+admin = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+OrderId = Annotated[str, Path(max_length=40, examples=["ord_01JD3XK5Q6R7S8T9V0W1X2Y3Z4"])]
+Customer = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_OWN))]
+Shopper = Annotated[Principal, Depends(require_permission(Permission.CART_USE))]
+Vendor = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_VENDOR))]
+IdempotencyKey = Annotated[str, Depends(idempotency.idempotency_key_header)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+def line_out(line: OrderLine) -> OrderLineOut:
+    return OrderLineOut(
+        id=line.id,
+        product_id=line.product_id,
+        variant_id=line.variant_id,
+        vendor_id=line.vendor_id,
+        title=line.title,
+        sku=line.sku,
+        unit_price_amount=line.unit_price_amount,
+        quantity=line.quantity,
+        line_total_amount=line.line_total_amount,
+    )
+
+
+def order_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        status=order.status,
+        currency=order.currency,
+        subtotal_amount=order.subtotal_amount,
+        total_amount=order.total_amount,
+        refunded_amount=order.refunded_amount,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        created_at=order.created_at,
+        lines=[line_out(line) for line in order.lines],
+    )
+
+
+def _page(orders: list[Order], limit: int) -> OrderPage:
+    page = orders[:limit]
+    return OrderPage(
+        items=[order_out(o) for o in page],
+        next_cursor=encode_cursor(page[-1].id) if len(orders) > limit and page else None,
+    )
+
+
+@router.post(
+    "/v1/checkout",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    summary="Turn the cart into an order awaiting payment",
+    responses={
+        409: {"description": "Out of stock, empty cart, or a request with this key running"},
+        422: {"description": "Idempotency-Key reused with a different request"},
+    },
+)
+async def checkout(
+    request: Request,
+    principal: VerifiedPrincipal,
+    shopper: Shopper,
+    session: DbSession,
+    key: IdempotencyKey,
+    body: CheckoutIn | None = None,
+) -> Response:
+    """Prices and totals come from the catalog; stock is reserved until `expires_at`.
+    Retrying with the same `Idempotency-Key` returns the original order."""
+    claim = await idempotency.claim(
+        session,
+        scope=principal.user_id,
+        key=key,
+        operation="POST /v1/checkout",
+        payload=body.model_dump() if body else {},
+    )
+    if claim.replay is not None:
+        return claim.replay
+    order = await service.checkout(session, request.app.state.settings, principal)
+    payload = order_out(order).model_dump(mode="json")
+    idempotency.complete(claim, status=201, body=payload)
+    return JSONResponse(payload, status_code=201)
+
+
+@router.get("/v1/orders", response_model=OrderPage, summary="The customer's orders")
+async def list_orders(
+    principal: Customer,
+    session: DbSession,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> OrderPage:
+    after = decode_cursor(cursor) if cursor else None
+    orders = await service.list_orders(
+        session, customer_id=principal.user_id, status=status_filter, after=after, limit=limit
+    )
+    return _page(orders, limit)
+
+
+@router.get("/v1/orders/{order_id}", response_model=OrderOut, summary="An order")
+async def get_order(order_id: OrderId, principal: Customer, session: DbSession) -> OrderOut:
+    return order_out(await service.get_order(session, principal, order_id))
+
+
+@router.get(
+    "/v1/orders/{order_id}/events", response_model=list[OrderEventOut], summary="Order history"
+)
+async def order_events(
+    order_id: OrderId, principal: Customer, session: DbSession
+) -> list[OrderEventOut]:
+    rows = await service.events(session, principal, order_id)
+    return [
+        OrderEventOut(
+            from_status=e.from_status,
+            to_status=e.to_status,
+            actor_id=e.actor_id,
+            reason=e.reason,
+            occurred_at=e.occurred_at,
+        )
+        for e in rows
+    ]
+
+
+@router.post(
+    "/v1/orders/{order_id}/cancel", response_model=OrderOut, summary="Cancel an unpaid order"
+)
+async def cancel_order(order_id: OrderId, principal: Customer, session: DbSession) -> OrderOut:
+    """Only `pending_payment` orders; the reserved stock returns at once."""
+    return order_out(await service.cancel(session, principal, order_id))
+
+
+@router.get(
+    "/v1/vendor/orders", response_model=VendorOrderPage, summary="Orders with the vendor's products"
+)
+async def vendor_orders(
+    principal: Vendor, session: DbSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+) -> VendorOrderPage:
+    after = decode_cursor(cursor) if cursor else None
+    rows = await service.vendor_orders(session, principal, after=after, limit=limit)
+    page = rows[:limit]
+    return VendorOrderPage(
+        items=[
+            VendorOrderOut(
+                id=o.id,
+                status=o.status,
+                currency=o.currency,
+                created_at=o.created_at,
+                lines=[line_out(line) for line in lines],
+            )
+            for o, lines in page
+        ],
+        next_cursor=encode_cursor(page[-1][0].id) if len(rows) > limit and page else None,
+    )
+
+
+@admin.get("/orders", response_model=OrderPage, summary="All orders")
+async def admin_orders(
+    principal: AdminPrincipal,
+    session: DbSession,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer_id: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> OrderPage:
+    after = decode_cursor(cursor) if cursor else None
+    orders = await service.list_orders(
+        session, customer_id=customer_id, status=status_filter, after=after, limit=limit
+    )
+    return _page(orders, limit)
+
+
+@admin.post(
+    "/orders/{order_id}/fulfil", response_model=OrderOut, summary="Mark a paid order fulfilled"
+)
+async def fulfil_order(
+    order_id: OrderId, principal: AdminPrincipal, session: DbSession
+) -> OrderOut:
+    return order_out(await service.fulfil(session, principal, order_id))

@@ -1,0 +1,348 @@
+"""Checkout and order rules.
+
+Lock order (one place, to stay deadlock-free): cart → variants in ascending id → order.
+Stock moves only through conditional updates (``stock >= :q``) backed by a CHECK
+constraint, and a reservation's status changes once (``WHERE status = 'active'``), so
+stock is taken and returned exactly once whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tillpay.accounts.permissions import Permission
+from tillpay.accounts.service import Principal
+from tillpay.audit.service import Actor, record
+from tillpay.carts import service as carts
+from tillpay.catalog.models import Product, Variant
+from tillpay.catalog.models import StockReservation as Reservation
+from tillpay.kit.db import utcnow
+from tillpay.kit.errors import Conflict, NotFound
+from tillpay.kit.money import Money
+from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from tillpay.orders.state import check_transition
+from tillpay.settings import Settings
+
+
+class OutOfStock(Conflict):
+    code, title = "out_of_stock", "Not enough stock"
+
+
+class EmptyCart(Conflict):
+    code, title = "empty_cart", "The cart is empty"
+
+
+class CartNeedsAttention(Conflict):
+    code, title = "cart_needs_attention", "Some cart lines cannot be bought"
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    variant: Variant
+    product: Product
+    quantity: int
+
+    @property
+    def unit_price(self) -> Money:
+        return Money(self.variant.price_amount, self.product.currency)
+
+    @property
+    def total(self) -> Money:
+        return self.unit_price * self.quantity
+
+
+def order_total(lines: list[PricedLine], currency: str) -> Money:
+    """Sum of line totals from catalog prices (client-sent amounts never enter)."""
+    return Money.total((line.total for line in lines), currency)
+
+
+async def checkout(session: AsyncSession, settings: Settings, principal: Principal) -> Order:
+    """Turn the cart into a ``pending_payment`` order: snapshot lines and prices, reserve
+    stock until ``expires_at``, empty the cart. All or nothing."""
+    cart = await carts.get_cart(session, principal, lock=True)
+    if not cart.lines:
+        raise EmptyCart("Add items to the cart before checking out.")
+    quantities = {line.variant_id: line.quantity for line in cart.lines}
+    rows = (
+        await session.execute(
+            select(Variant, Product)
+            .join(Product, Product.id == Variant.product_id)
+            .where(Variant.id.in_(sorted(quantities)))
+            .order_by(Variant.id)
+            .with_for_update(of=Variant)
+        )
+    ).all()
+    priced = [PricedLine(variant, product, quantities[variant.id]) for variant, product in rows]
+    problems = [
+        {"variant_id": p.variant.id, "reason": "unavailable"}
+        for p in priced
+        if not (p.variant.active and p.product.active)
+    ]
+    currencies = {p.product.currency for p in priced}
+    if problems or len(priced) != len(quantities) or len(currencies) != 1:
+        raise CartNeedsAttention(
+            "Remove unavailable items from the cart and try again.", extra={"lines": problems}
+        )
+    currency = currencies.pop()
+    total = order_total(priced, currency)
+    now = utcnow()
+    expires_at = now + timedelta(seconds=settings.reservation_ttl_seconds)
+    for line in priced:
+        await _take_stock(session, line.variant.id, line.quantity)
+    order = Order(
+        customer_id=principal.user_id,
+        status=OrderStatus.PENDING_PAYMENT,
+        currency=currency,
+        subtotal_amount=total.amount,
+        total_amount=total.amount,
+        expires_at=expires_at,
+    )
+    session.add(order)
+    await session.flush()
+    for line in priced:
+        title = line.product.title + (f" — {line.variant.title}" if line.variant.title else "")
+        session.add(
+            OrderLine(
+                order_id=order.id,
+                product_id=line.product.id,
+                variant_id=line.variant.id,
+                vendor_id=line.product.vendor_id,
+                title=title[:420],
+                sku=line.variant.sku,
+                unit_price_amount=line.variant.price_amount,
+                quantity=line.quantity,
+                line_total_amount=line.total.amount,
+            )
+        )
+        session.add(
+            Reservation(
+                order_id=order.id,
+                variant_id=line.variant.id,
+                quantity=line.quantity,
+                status="active",
+                expires_at=expires_at,
+                created_at=now,
+            )
+        )
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            from_status=None,
+            to_status=OrderStatus.PENDING_PAYMENT.value,
+            actor_id=principal.user_id,
+            reason="checkout",
+        )
+    )
+    await carts.clear(session, cart)
+    await record(
+        session,
+        principal.actor(),
+        "order.created",
+        target_type="order",
+        target_id=order.id,
+        details={"total_amount": total.amount, "currency": currency},
+    )
+    await session.flush()
+    await session.refresh(order, ["lines"])
+    return order
+
+
+async def _take_stock(session: AsyncSession, variant_id: str, quantity: int) -> None:
+    result = await session.execute(
+        update(Variant)
+        .where(Variant.id == variant_id, Variant.stock >= quantity)
+        .values(stock=Variant.stock - quantity)
+        .returning(Variant.id)
+    )
+    if result.scalar_one_or_none() is None:
+        raise OutOfStock(
+            "Not enough stock for an item in the cart.", extra={"variant_id": variant_id}
+        )
+
+
+async def release_reservations(session: AsyncSession, order_id: str) -> int:
+    """Return the order's held stock, once: only active reservations are released."""
+    released = (
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.order_id == order_id, Reservation.status == "active")
+            .values(status="released", settled_at=utcnow())
+            .returning(Reservation.variant_id, Reservation.quantity)
+        )
+    ).all()
+    for variant_id, quantity in sorted(released):
+        await session.execute(
+            update(Variant).where(Variant.id == variant_id).values(stock=Variant.stock + quantity)
+        )
+    return len(released)
+
+
+async def commit_reservations(session: AsyncSession, order_id: str) -> int:
+    """The order was paid: its held stock is sold for good."""
+    result = await session.execute(
+        update(Reservation)
+        .where(Reservation.order_id == order_id, Reservation.status == "active")
+        .values(status="committed", settled_at=utcnow())
+        .returning(Reservation.id)
+    )
+    return len(result.all())
+
+
+async def lock_order(session: AsyncSession, order_id: str) -> Order | None:
+    return (
+        await session.execute(
+            select(Order)
+            .where(Order.id == order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def transition(
+    session: AsyncSession,
+    order: Order,
+    target: OrderStatus,
+    *,
+    actor: Actor,
+    reason: str,
+) -> None:
+    """Move a locked order along the state table, recording the event and an audit row."""
+    check_transition(order.status, target)
+    previous = order.status
+    order.status = target
+    if target is OrderStatus.PAID:
+        order.paid_at = utcnow()
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            from_status=previous.value,
+            to_status=target.value,
+            actor_id=actor.id,
+            reason=reason,
+        )
+    )
+    await record(
+        session,
+        actor,
+        "order.status_changed",
+        target_type="order",
+        target_id=order.id,
+        details={"from": previous.value, "to": target.value, "reason": reason},
+    )
+
+
+def _visible(principal: Principal, order: Order) -> bool:
+    return order.customer_id == principal.user_id or (
+        Permission.ORDERS_READ_ANY in principal.permissions
+    )
+
+
+async def get_order(session: AsyncSession, principal: Principal, order_id: str) -> Order:
+    """The customer's own order (admins: any). Anything else is 404."""
+    order = await session.get(Order, order_id)
+    if order is None or not _visible(principal, order):
+        raise NotFound("No such order.")
+    return order
+
+
+async def cancel(session: AsyncSession, principal: Principal, order_id: str) -> Order:
+    order = await lock_order(session, order_id)
+    if order is None or not _visible(principal, order):
+        raise NotFound("No such order.")
+    await transition(
+        session, order, OrderStatus.CANCELLED, actor=principal.actor(), reason="cancelled"
+    )
+    await release_reservations(session, order.id)
+    return order
+
+
+async def fulfil(session: AsyncSession, principal: Principal, order_id: str) -> Order:
+    order = await lock_order(session, order_id)
+    if order is None:
+        raise NotFound("No such order.")
+    await transition(
+        session, order, OrderStatus.FULFILLED, actor=principal.actor(), reason="fulfilled"
+    )
+    return order
+
+
+async def events(session: AsyncSession, principal: Principal, order_id: str) -> list[OrderEvent]:
+    await get_order(session, principal, order_id)
+    rows = await session.execute(
+        select(OrderEvent)
+        .where(OrderEvent.order_id == order_id)
+        .order_by(OrderEvent.occurred_at, OrderEvent.id)
+    )
+    return list(rows.scalars())
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    status: OrderStatus | None,
+    after: str | None,
+    limit: int,
+) -> list[Order]:
+    query = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    if customer_id is not None:
+        query = query.where(Order.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    if after is not None:
+        query = query.where(Order.id < after)
+    return list((await session.execute(query)).scalars())
+
+
+async def vendor_orders(
+    session: AsyncSession, principal: Principal, *, after: str | None, limit: int
+) -> list[tuple[Order, list[OrderLine]]]:
+    """Orders containing the vendor's products, each with only that vendor's lines."""
+    order_ids = (
+        select(OrderLine.order_id).where(OrderLine.vendor_id == principal.user_id).distinct()
+    )
+    query = select(Order).where(Order.id.in_(order_ids)).order_by(Order.id.desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(Order.id < after)
+    orders = list((await session.execute(query)).scalars())
+    return [(o, [line for line in o.lines if line.vendor_id == principal.user_id]) for o in orders]
+
+
+async def expire_due(
+    session: AsyncSession, *, now: datetime | None = None, batch: int = 100
+) -> int:
+    """Expire pending orders whose payment window passed and return their stock. A status
+    guard in the UPDATE makes concurrent janitors (or a late payment) safe."""
+    moment = now or utcnow()
+    due = (
+        (
+            await session.execute(
+                select(Order.id)
+                .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= moment)
+                .order_by(Order.expires_at)
+                .limit(batch)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    expired = 0
+    for order_id in due:
+        order = await lock_order(session, order_id)
+        if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
+            continue
+        await transition(
+            session,
+            order,
+            OrderStatus.EXPIRED,
+            actor=Actor.system(),
+            reason="payment_window_passed",
+        )
+        await release_reservations(session, order.id)
+        expired += 1
+    return expired
