@@ -195,6 +195,14 @@ async def clean_db(make_settings: Callable[..., Settings]) -> None:
     await _truncate(make_settings())
 
 
+@pytest.fixture
+def accounts(client: httpx.AsyncClient, mail_dir: Path) -> Any:
+    """Drives the accounts API (see tests/accounts/helpers.py) for ``client``."""
+    from tests.accounts.helpers import Accounts
+
+    return Accounts(client, mail_dir)
+
+
 def app_of(client: httpx.AsyncClient) -> FastAPI:
     return client.app  # type: ignore[attr-defined,no-any-return]
 
