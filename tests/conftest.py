@@ -167,6 +167,8 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
     ) -> AsyncIterator[httpx.AsyncClient]:
         settings = make_settings(**overrides)
         app = create_app(settings)
+        # Provider adapters (and the sandbox's webhook sender) reach the in-process app.
+        app.state.provider_transport = httpx.ASGITransport(app=app)
         if setup is not None:
             setup(app)
         async with LifespanManager(app) as manager:

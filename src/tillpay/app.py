@@ -37,6 +37,9 @@ from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.ops.routes import router as ops_router
 from tillpay.orders import routes as orders_routes
+from tillpay.payments import routes as payments_routes
+from tillpay.payments.runtime import build_payments_runtime
+from tillpay.sandbox import psp as sandbox_psp
 from tillpay.settings import Settings, load_settings
 from tillpay.worker import JobContext, Worker
 
@@ -44,7 +47,7 @@ log = get_logger(__name__)
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
-NON_JSON_PREFIXES: tuple[str, ...] = ()
+NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/",)
 
 DOCS_CSP = (
     "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
@@ -137,9 +140,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await accounts.keys.start()
         app.state.accounts = accounts
+        # Tests route provider HTTP into in-process emulators by setting this before start.
+        transport = getattr(app.state, "provider_transport", None)
+        payments = build_payments_runtime(settings, database, transport=transport)
+        app.state.payments = payments
         worker: Worker | None = None
         if settings.worker_in_process:
-            worker = Worker(JobContext(settings=settings, database=database))
+            worker = Worker(
+                JobContext(
+                    settings=settings,
+                    database=database,
+                    extras={"payments": payments, "provider_transport": transport},
+                )
+            )
             worker.start()
         if settings.demo_data:
             from tillpay.demo import load_demo_data
@@ -150,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield {}
         finally:
             await accounts.keys.stop()
+            await payments.aclose()
             if worker is not None:
                 await worker.stop()
             if limiter is not None:
@@ -188,6 +202,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(carts_routes.router)
     app.include_router(orders_routes.router)
     app.include_router(orders_routes.admin)
+    app.include_router(payments_routes.router)
+    app.include_router(payments_routes.webhooks)
+    app.include_router(payments_routes.admin)
+    if settings.sandbox_on:
+        app.include_router(sandbox_psp.api)
+        app.include_router(sandbox_psp.page)
 
     if settings.docs_on:
 

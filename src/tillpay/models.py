@@ -4,9 +4,13 @@ from tillpay.accounts import models as accounts_models
 from tillpay.audit import models as audit_models
 from tillpay.carts import models as carts_models
 from tillpay.catalog import models as catalog_models
+from tillpay.events import models as events_models
 from tillpay.kit import idempotency_models
 from tillpay.kit.db import Base
+from tillpay.ledger import models as ledger_models
 from tillpay.orders import models as orders_models
+from tillpay.payments import models as payments_models
+from tillpay.sandbox import models as sandbox_models
 
 __all__ = [
     "Base",
@@ -14,6 +18,10 @@ __all__ = [
     "audit_models",
     "carts_models",
     "catalog_models",
+    "events_models",
     "idempotency_models",
+    "ledger_models",
     "orders_models",
+    "payments_models",
+    "sandbox_models",
 ]

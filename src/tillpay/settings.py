@@ -250,6 +250,44 @@ class Settings(BaseSettings):
         100, ge=1, le=999, description="Largest quantity of one item in a cart line."
     )
 
+    # --- payments ---------------------------------------------------------------------------------
+    payment_return_urls: list[str] = Field(
+        default_factory=lambda: ["http://localhost:3000/", "http://127.0.0.1:3000/"],
+        description="Allowed shop return URL prefixes (JSON list); anything else is refused.",
+    )
+    vendor_refunds_enabled: bool = Field(
+        False, description="Let a vendor refund payments whose every line is theirs."
+    )
+    provider_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Timeout of one call to a payment provider."
+    )
+    janitor_unknown_schedule: list[int] = Field(
+        default_factory=lambda: [300, 3600, 86400],
+        description="Seconds between re-polls of `unknown` attempts (last value repeats).",
+    )
+    janitor_pending_schedule: list[int] = Field(
+        default_factory=lambda: [900, 3600, 86400],
+        description="Seconds between re-polls of `requires_action`/`processing` attempts.",
+    )
+    sandbox_enabled: bool | None = Field(
+        None, description="The built-in sandbox provider; default on except in production."
+    )
+    sandbox_api_base: str | None = Field(
+        None, description="Where the sandbox adapter reaches the sandbox; default public URL."
+    )
+    sandbox_secret_key: SecretStr | None = Field(
+        None, description="Sandbox API key (derived from the secret key when unset)."
+    )
+    sandbox_webhook_secret: SecretStr | None = Field(
+        None, description="Sandbox webhook signing secret (derived when unset)."
+    )
+    sandbox_settle_seconds: int = Field(
+        60, ge=0, description="When the 'pending' test card settles as paid (seconds)."
+    )
+    sandbox_late_webhook_seconds: int = Field(
+        5, ge=0, description="Delay of the 'late and twice' test card's webhooks (seconds)."
+    )
+
     # --- email ------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
@@ -339,6 +377,10 @@ class Settings(BaseSettings):
             problems.append("TILLPAY_DEMO_DATA: demo data is development-only")
         if self.smtp_host is None:
             problems.append("TILLPAY_SMTP_HOST: production mail needs an SMTP server")
+        for url in self.payment_return_urls:
+            if not url.startswith("https://"):
+                problems.append("TILLPAY_PAYMENT_RETURN_URLS: return URLs must be https://")
+                break
         if self.smtp_allow_plaintext:
             problems.append("TILLPAY_SMTP_ALLOW_PLAINTEXT: mail must use TLS in production")
         return problems
@@ -390,6 +432,12 @@ class Settings(BaseSettings):
             mail_from=self.mail_from,
             mail_dir=self.mailbox_dir,
         )
+
+    @property
+    def sandbox_on(self) -> bool:
+        if self.sandbox_enabled is None:
+            return not self.is_production
+        return self.sandbox_enabled
 
     @property
     def is_sqlite(self) -> bool:

@@ -21,6 +21,7 @@ SAFE_PRODUCTION = {
     "public_base_url": "https://api.shop.example",
     "metrics_token": "Q9" * 20,
     "smtp_host": "smtp.shop.example",
+    "payment_return_urls": ["https://shop.example/checkout/"],
 }
 
 

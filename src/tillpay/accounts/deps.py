@@ -88,6 +88,10 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
     if not isinstance(session_id, str):
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
     state = await _load_state(session, rt, session_id)
+    # End the read-only transaction at once: routes that talk to providers run their own
+    # short transactions, and an open one here would hold SQLite's lock meanwhile.
+    if session.in_transaction():
+        await session.commit()
     now = utcnow().timestamp()
     reason = None
     if state is None or state["user_id"] != claims["sub"]:

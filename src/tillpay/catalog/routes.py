@@ -27,8 +27,13 @@ from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, enco
 
 router = APIRouter(tags=["catalog"])
 
-ProductId = Annotated[str, Path(max_length=40, examples=["prd_01JD3XK5Q6R7S8T9V0W1X2Y3Z4"])]
-VariantId = Annotated[str, Path(max_length=40)]
+# Ids are ASCII word characters: anything else (a NUL byte makes PostgreSQL fail the
+# query) is a 422 before it reaches the database.
+ID_PATTERN = r"^[A-Za-z0-9_]+$"
+ProductId = Annotated[
+    str, Path(max_length=40, pattern=ID_PATTERN, examples=["prd_01JD3XK5Q6R7S8T9V0W1X2Y3Z4"])
+]
+VariantId = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
 Writer = Annotated[Principal, Depends(require_permission(Permission.CATALOG_WRITE_OWN))]
 
 
@@ -71,11 +76,11 @@ def _page(products: list[Product], limit: int) -> ProductPage:
 @router.get("/v1/products", response_model=ProductPage, summary="List and search products")
 async def list_products(
     session: DbSession,
-    vendor_id: Annotated[str | None, Query(max_length=40)] = None,
+    vendor_id: Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)] = None,
     currency: CurrencyCode | None = None,
     min_price: Annotated[int | None, Query(ge=0, le=2**53 - 1)] = None,
     max_price: Annotated[int | None, Query(ge=0, le=2**53 - 1)] = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> ProductPage:

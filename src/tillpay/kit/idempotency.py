@@ -6,7 +6,8 @@
 - A concurrent request with the same key waits for the first (the unique index makes it
   wait on PostgreSQL; SQLite serialises writers) and then gets the original response. If
   the first is still running after ``wait_timeout`` it gets 409 ``idempotency_in_progress``.
-- Keys are scoped (per user) and kept at least ``TTL`` (24 h); the worker purges older ones.
+- Keys are scoped (per user) and kept ``TTL`` (72 h, Stripe keeps at least 24 h); the worker
+  purges older ones.
 
 The record is written in the request's own transaction, together with the work it
 guards: a request that fails leaves no record, and a retry runs it again.
@@ -34,7 +35,7 @@ from tillpay.kit.errors import AppError, BadRequest, Conflict
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.kit.ids import new_id
 
-TTL = timedelta(hours=24)
+TTL = timedelta(hours=72)
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -78,6 +79,14 @@ class Claim:
     record: IdempotencyRecord
     replay: Response | None = None
 
+    @property
+    def stored_status(self) -> int:
+        return self.record.response_status or 200
+
+    @property
+    def stored_body(self) -> Any:
+        return self.record.response_body
+
 
 def _insert(session: AsyncSession, values: Mapping[str, Any]) -> Any:
     dialect = session.get_bind().dialect.name
@@ -102,9 +111,19 @@ def _replay(record: IdempotencyRecord) -> Response:
 
 
 async def claim(
-    session: AsyncSession, *, scope: str, key: str, operation: str, payload: Any
+    session: AsyncSession,
+    *,
+    scope: str,
+    key: str,
+    operation: str,
+    payload: Any,
+    stale_after: timedelta | None = None,
 ) -> Claim:
-    """Take ``key`` for this request, or find the response it already produced."""
+    """Take ``key`` for this request, or find the response it already produced.
+
+    Routes that commit the claim before calling a provider (two transactions) pass
+    ``stale_after``: a claim still unfinished after that long (its process died) is taken
+    over, which is safe because those operations are themselves idempotent."""
     print_ = fingerprint(operation, payload)
     now = utcnow()
     inserted = await session.execute(
@@ -138,6 +157,9 @@ async def claim(
             "This Idempotency-Key was used with a different request.",
         )
     if existing.response_status is None:
+        if stale_after is not None and utcnow() - existing.created_at > stale_after:
+            existing.created_at = utcnow()
+            return Claim(existing)
         raise IdempotencyInProgress("A request with this Idempotency-Key is still running.")
     return Claim(existing, replay=_replay(existing))
 
@@ -146,6 +168,14 @@ def complete(claim_: Claim, *, status: int, body: Any) -> None:
     """Store the response to replay (in the same transaction as the work itself)."""
     claim_.record.response_status = status
     claim_.record.response_body = body
+
+
+async def complete_by_id(session: AsyncSession, record_id: str, *, status: int, body: Any) -> None:
+    """Store the response of a claim taken in an earlier transaction."""
+    record = await session.get(IdempotencyRecord, record_id)
+    if record is not None:
+        record.response_status = status
+        record.response_body = body
 
 
 async def purge_expired(session: AsyncSession) -> int:

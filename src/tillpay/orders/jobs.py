@@ -21,7 +21,7 @@ async def expire_orders(context: JobContext) -> None:
 
 @job("idempotency.purge", interval=3600.0)
 async def purge_idempotency_keys(context: JobContext) -> None:
-    """Forget idempotency keys older than their retention (24 h)."""
+    """Forget idempotency keys older than their retention (72 h)."""
     async with context.database.session() as session, session.begin():
         count = await idempotency.purge_expired(session)
     if count:

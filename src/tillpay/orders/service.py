@@ -316,14 +316,31 @@ async def vendor_orders(
 async def expire_due(
     session: AsyncSession, *, now: datetime | None = None, batch: int = 100
 ) -> int:
-    """Expire pending orders whose payment window passed and return their stock. A status
-    guard in the UPDATE makes concurrent janitors (or a late payment) safe."""
+    """Expire pending orders whose payment window passed and return their stock, once:
+    the order row is locked and its status re-checked. An order whose payment is still
+    open waits for that payment's outcome (money may be moving)."""
+    from tillpay.payments.models import Payment, PaymentStatus
+
     moment = now or utcnow()
+    open_payment = (
+        select(Payment.id)
+        .where(
+            Payment.order_id == Order.id,
+            Payment.status.in_(
+                (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.UNKNOWN)
+            ),
+        )
+        .exists()
+    )
     due = (
         (
             await session.execute(
                 select(Order.id)
-                .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= moment)
+                .where(
+                    Order.status == OrderStatus.PENDING_PAYMENT,
+                    Order.expires_at <= moment,
+                    ~open_payment,
+                )
                 .order_by(Order.expires_at)
                 .limit(batch)
             )
@@ -335,6 +352,9 @@ async def expire_due(
     for order_id in due:
         order = await lock_order(session, order_id)
         if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
+            continue
+        # Re-checked under the order lock: a payment may have started meanwhile.
+        if (await session.execute(select(open_payment).where(Order.id == order.id))).scalar():
             continue
         await transition(
             session,

@@ -1,0 +1,160 @@
+"""Posting balanced ledger transactions and reading balances.
+
+Invariant, checked before anything is written: every transaction's entries sum to zero per
+currency. ``(kind, reference_id)`` is unique, so a movement cannot be posted twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tillpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+
+
+class UnbalancedTransaction(ValueError):
+    """A ledger transaction whose entries do not sum to zero per currency."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One entry to post: positive debits, negative credits."""
+
+    account: str  # the account code, e.g. "provider_clearing:sandbox:USD"
+    kind: str
+    owner_id: str | None
+    currency: str
+    amount: int
+
+
+def clearing(provider: str, currency: str, amount: int) -> Line:
+    return Line(
+        f"provider_clearing:{provider}:{currency}", "provider_clearing", None, currency, amount
+    )
+
+
+def vendor_payable(vendor_id: str | None, currency: str, amount: int) -> Line:
+    if vendor_id is None:
+        return Line(f"platform_revenue:{currency}", "platform_revenue", None, currency, amount)
+    return Line(
+        f"vendor_payable:{vendor_id}:{currency}", "vendor_payable", vendor_id, currency, amount
+    )
+
+
+def check_balanced(lines: Sequence[Line]) -> None:
+    if len(lines) < 2:
+        raise UnbalancedTransaction("a transaction needs at least two entries")
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        if isinstance(line.amount, bool) or not isinstance(line.amount, int):
+            raise UnbalancedTransaction("amounts are integers in minor units")
+        totals[line.currency] += line.amount
+    unbalanced = {currency: total for currency, total in totals.items() if total}
+    if unbalanced:
+        raise UnbalancedTransaction(f"entries do not sum to zero: {unbalanced}")
+
+
+async def _account(session: AsyncSession, line: Line) -> LedgerAccount:
+    query = select(LedgerAccount).where(LedgerAccount.code == line.account)
+    account = (await session.execute(query)).scalar_one_or_none()
+    if account is not None:
+        return account
+    try:
+        async with session.begin_nested():
+            account = LedgerAccount(
+                code=line.account, kind=line.kind, owner_id=line.owner_id, currency=line.currency
+            )
+            session.add(account)
+            await session.flush()
+    except IntegrityError:
+        account = (await session.execute(query)).scalar_one()
+    return account
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    reference_type: str,
+    reference_id: str,
+    lines: Sequence[Line],
+) -> LedgerTransaction:
+    """Write one balanced transaction in the caller's database transaction."""
+    lines = [line for line in lines if line.amount != 0]
+    check_balanced(lines)
+    transaction = LedgerTransaction(
+        kind=kind, reference_type=reference_type, reference_id=reference_id
+    )
+    session.add(transaction)
+    await session.flush()
+    for line in lines:
+        account = await _account(session, line)
+        session.add(
+            LedgerEntry(
+                transaction_id=transaction.id,
+                account_id=account.id,
+                amount=line.amount,
+                currency=line.currency,
+            )
+        )
+    await session.flush()
+    return transaction
+
+
+@dataclass(frozen=True)
+class Balance:
+    code: str
+    kind: str
+    owner_id: str | None
+    currency: str
+    balance: int
+
+
+async def balances(session: AsyncSession, *, owner_id: str | None = None) -> list[Balance]:
+    query = (
+        select(
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.owner_id,
+            LedgerAccount.currency,
+            func.coalesce(func.sum(LedgerEntry.amount), 0),
+        )
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id, isouter=True)
+        .group_by(LedgerAccount.id)
+        .order_by(LedgerAccount.code)
+    )
+    if owner_id is not None:
+        query = query.where(LedgerAccount.owner_id == owner_id)
+    rows = (await session.execute(query)).all()
+    return [
+        Balance(code, kind, owner, currency, int(total))
+        for code, kind, owner, currency, total in rows
+    ]
+
+
+async def unbalanced_transactions(session: AsyncSession) -> list[str]:
+    """Ids of transactions whose entries do not sum to zero (should always be empty)."""
+    rows = await session.execute(
+        select(LedgerEntry.transaction_id)
+        .group_by(LedgerEntry.transaction_id, LedgerEntry.currency)
+        .having(func.sum(LedgerEntry.amount) != 0)
+    )
+    return sorted(set(rows.scalars()))
+
+
+def allocate(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` proportionally to ``weights`` in integers (largest remainder), so the
+    parts always add up to ``total`` exactly."""
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        raise ValueError("weights must sum to a positive number")
+    shares = [total * w // weight_sum for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
+    for i in remainders[: total - sum(shares)]:
+        shares[i] += 1
+    return shares

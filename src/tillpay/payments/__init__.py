@@ -1,0 +1,1 @@
+"""Payments: payments and their attempts at providers, webhooks, refunds, the janitor."""

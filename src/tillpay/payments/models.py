@@ -1,0 +1,192 @@
+"""Payments, attempts at providers, refunds, and stored provider webhook events."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tillpay.kit.db import Base, TimestampMixin, UTCDateTime, utcnow
+from tillpay.kit.ids import ID_COLUMN_LENGTH, new_id
+
+IdColumn = String(ID_COLUMN_LENGTH)
+
+
+def _enum(cls: type[enum.Enum], length: int = 24) -> Enum:
+    return Enum(
+        cls,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class PaymentStatus(enum.StrEnum):
+    """Stripe's vocabulary; ``unknown`` = outcome not learnt yet (never treated as failed)."""
+
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class Payment(TimestampMixin, Base):
+    """One payment effort for an order, with its running money totals."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "amount_captured >= 0 AND amount_captured <= amount", name="captured_range"
+        ),
+        CheckConstraint(
+            "amount_refund_reserved >= 0 AND amount_refund_reserved <= amount_captured",
+            name="refund_reserved_range",
+        ),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount_refund_reserved",
+            name="refunded_range",
+        ),
+        # At most one succeeded payment per order, enforced by the database.
+        Index(
+            "uq_payments_order_id_succeeded",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status = 'succeeded'"),
+            sqlite_where=text("status = 'succeeded'"),
+        ),
+        Index("ix_payments_order_id", "order_id"),
+        Index("ix_payments_customer_id_id", "customer_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("pay"))
+    order_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("orders.id", ondelete="RESTRICT"), nullable=False
+    )
+    customer_id: Mapped[str] = mapped_column(IdColumn, nullable=False)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount_captured: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Pending + unknown + succeeded refunds: what may no longer be refunded again.
+    amount_refund_reserved: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    return_url: Mapped[str | None] = mapped_column(String(2048))
+    needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    review_reason: Mapped[str | None] = mapped_column(String(64))
+    attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    attempts: Mapped[list[PaymentAttempt]] = relationship(
+        back_populates="payment", order_by="PaymentAttempt.attempt_no", lazy="selectin"
+    )
+
+
+class PaymentAttempt(TimestampMixin, Base):
+    """One call to a provider. ``reference`` (``{payment_id}_{n}``) is what the provider
+    knows us by, so every provider object maps back to exactly one attempt."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        UniqueConstraint("payment_id", "attempt_no", name="uq_payment_attempts_payment_no"),
+        UniqueConstraint("provider", "reference", name="uq_payment_attempts_provider_reference"),
+        Index("ix_payment_attempts_status_next_check", "status", "next_check_at"),
+        Index("ix_payment_attempts_provider_object", "provider", "provider_object_id"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("pat"))
+    payment_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("payments.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    reference: Mapped[str] = mapped_column(String(80), nullable=False)
+    provider_object_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False)
+    provider_status: Mapped[str | None] = mapped_column(String(64))
+    redirect_url: Mapped[str | None] = mapped_column(String(2048))
+    client_data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    # A short, secret-free summary of the provider's answers (for support and audit).
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    check_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    payment: Mapped[Payment] = relationship(back_populates="attempts")
+
+
+class Refund(TimestampMixin, Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_refunds_payment_id", "payment_id"),
+        Index("ix_refunds_status_next_check", "status", "next_check_at"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("rfd"))
+    payment_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("payments.id", ondelete="RESTRICT"), nullable=False
+    )
+    attempt_id: Mapped[str] = mapped_column(
+        IdColumn, ForeignKey("payment_attempts.id", ondelete="RESTRICT"), nullable=False
+    )
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus), nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(IdColumn)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    check_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class WebhookEvent(Base):
+    """A verified provider webhook, stored before it is answered; processed by the worker."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "dedupe_key", name="uq_webhook_events_provider_dedupe_key"),
+        Index("ix_webhook_events_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("whe"))
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    dedupe_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    # pending → processed | dead (after the retries ran out; replayable by admins)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

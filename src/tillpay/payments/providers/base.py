@@ -1,0 +1,133 @@
+"""The provider adapter protocol and the normalised values adapters exchange with tillpay.
+
+An adapter turns tillpay's intent ("charge this order this amount") into the provider's
+wire protocol and the provider's answers back into :class:`ProviderState`. Everything that
+leaves an adapter is normalised; nothing provider-specific leaks into the payment service.
+
+Outcome rules every adapter follows:
+- a definitive decline → ``ProviderDeclined`` (the attempt fails);
+- a timeout, connection error or 5xx after the request may have reached the provider →
+  ``ProviderUnavailable`` (the attempt becomes ``unknown``; the janitor finds out later);
+- a provider error that certainly did nothing (4xx validation, auth) → ``ProviderError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
+from tillpay.payments.models import PaymentStatus, RefundStatus
+
+__all__ = [
+    "CreateRequest",
+    "ProviderAdapter",
+    "ProviderDeclined",
+    "ProviderError",
+    "ProviderState",
+    "ProviderUnavailable",
+    "RefundState",
+    "WebhookNotice",
+]
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What tillpay asks a provider to charge."""
+
+    reference: str  # {payment_id}_{attempt_no}: unique per attempt, our idempotency anchor
+    payment_id: str
+    order_id: str
+    amount: int
+    currency: str
+    customer_email: str | None
+    return_url: str  # tillpay's own /v1/payments/{id}/return (never the client's)
+    description: str
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    """The provider's view of one attempt, normalised."""
+
+    status: PaymentStatus
+    provider_status: str
+    provider_object_id: str | None
+    amount: int | None
+    currency: str | None
+    reference: str | None
+    redirect_url: str | None = None
+    client_data: Mapping[str, Any] = field(default_factory=dict)
+    decline_code: str | None = None
+    occurred_at: datetime | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundState:
+    status: RefundStatus
+    provider_refund_id: str | None
+    amount: int | None
+    provider_status: str
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """A verified webhook, reduced to what tillpay needs. It is a hint: the payment
+    service re-reads the provider before acting whenever the provider allows."""
+
+    dedupe_key: str
+    event_type: str
+    kind: str  # "payment" or "refund"
+    reference: str | None
+    provider_object_id: str | None
+    status: PaymentStatus | None = None
+    refund_status: RefundStatus | None = None
+    provider_refund_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+
+
+class ProviderAdapter(Protocol):
+    """What every provider implements."""
+
+    name: str
+
+    def supports(self, currency: str, amount: int) -> bool:
+        """Whether this provider can charge ``amount`` in ``currency``."""
+        ...
+
+    async def create_attempt(self, request: CreateRequest) -> ProviderState:
+        """Create the provider object (session, transaction, order, invoice)."""
+        ...
+
+    async def retrieve(self, *, reference: str, provider_object_id: str | None) -> ProviderState:
+        """Read the attempt's current state from the provider (the source of truth)."""
+        ...
+
+    async def refund(
+        self,
+        *,
+        refund_id: str,
+        provider_object_id: str,
+        reference: str,
+        amount: int,
+        currency: str,
+        reason: str,
+    ) -> RefundState:
+        """Refund part or all of a captured attempt; ``refund_id`` keys idempotency."""
+        ...
+
+    async def retrieve_refund(
+        self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
+    ) -> RefundState: ...
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Authenticate a webhook over its raw bytes (constant-time)."""
+        ...
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice | None:
+        """Normalise a verified webhook; ``None`` for event types tillpay ignores."""
+        ...

@@ -1,0 +1,37 @@
+"""The enabled provider adapters, built from the settings."""
+
+from __future__ import annotations
+
+import httpx
+
+from tillpay.payments.providers.base import ProviderAdapter
+from tillpay.payments.providers.sandbox import SandboxAdapter
+from tillpay.settings import Settings
+
+
+class ProviderRegistry:
+    def __init__(self, adapters: dict[str, ProviderAdapter]) -> None:
+        self._adapters = adapters
+
+    def get(self, name: str) -> ProviderAdapter | None:
+        return self._adapters.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._adapters)
+
+    async def aclose(self) -> None:
+        for adapter in self._adapters.values():
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def build_registry(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> ProviderRegistry:
+    """Adapters whose settings are complete. ``transport`` lets tests route provider HTTP
+    to in-process emulators."""
+    adapters: dict[str, ProviderAdapter] = {}
+    if settings.sandbox_on:
+        adapters["sandbox"] = SandboxAdapter(settings, transport=transport)
+    return ProviderRegistry(adapters)

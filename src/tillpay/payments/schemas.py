@@ -1,0 +1,106 @@
+"""Payment and refund bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tillpay.kit.money import PositiveAmountMinor
+from tillpay.payments.models import PaymentStatus, RefundStatus
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"provider": "sandbox", "return_url": "http://localhost:3000/thanks"}]
+        },
+    )
+    provider: Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[a-z]+$")]
+    return_url: Annotated[str, Field(max_length=2048)] | None = Field(
+        None, description="Where the browser goes afterwards; must match the allow-list."
+    )
+
+
+class AttemptOut(BaseModel):
+    id: str
+    attempt_no: int
+    status: PaymentStatus
+    provider_status: str | None
+    error_code: str | None
+    created_at: datetime
+
+
+class NextAction(BaseModel):
+    type: Literal["redirect", "none"]
+    redirect_url: str | None = None
+    client_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PaymentOut(BaseModel):
+    id: str
+    order_id: str
+    provider: str
+    status: PaymentStatus
+    amount: int
+    currency: str
+    amount_captured: int
+    amount_refunded: int
+    amount_refund_reserved: int
+    needs_review: bool
+    next_action: NextAction
+    attempts: list[AttemptOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: PositiveAmountMinor | None = Field(
+        None, description="Minor units; omit for everything still refundable."
+    )
+    reason: Annotated[
+        Literal["requested_by_customer", "duplicate", "fraudulent", "other"],
+        Field(description="Why the money goes back."),
+    ]
+
+
+class RefundOut(BaseModel):
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    reason: str
+    error_code: str | None
+    created_at: datetime
+
+
+class ProviderInfo(BaseModel):
+    name: str
+
+
+class WebhookAck(BaseModel):
+    received: bool
+    duplicate: bool = False
+
+
+class WebhookEventOut(BaseModel):
+    id: str
+    provider: str
+    event_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+
+class LedgerBalanceOut(BaseModel):
+    account: str
+    kind: str
+    owner_id: str | None
+    currency: str
+    balance: int = Field(description="Debits minus credits, in minor units.")

@@ -1,0 +1,1132 @@
+"""Payment rules: creating payments and attempts, applying provider state (the one function
+every path uses), refunds, webhook processing and the janitor.
+
+Two rules shape this module:
+
+1. **No network call inside a transaction.** Provider calls happen between short
+   transactions (reserve → call → finalise), so no row lock is held while a provider
+   answers, and SQLite's single writer is never blocked on the network.
+2. **One way to change payment state.** The API's create call, the browser return, the
+   webhook worker and the janitor all end in :func:`apply_provider_state`, under the same
+   locks taken in the same order: order → payment → attempt → refund.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tillpay.accounts.permissions import Permission
+from tillpay.accounts.service import Principal
+from tillpay.audit.service import Actor, record
+from tillpay.events.service import emit
+from tillpay.kit import idempotency
+from tillpay.kit.db import utcnow
+from tillpay.kit.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from tillpay.kit.logging import get_logger
+from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
+from tillpay.ledger import service as ledger
+from tillpay.orders import service as orders
+from tillpay.orders.models import Order, OrderStatus
+from tillpay.payments import state as fsm
+from tillpay.payments.models import (
+    Payment,
+    PaymentAttempt,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    WebhookEvent,
+)
+from tillpay.payments.providers.base import (
+    CreateRequest,
+    ProviderAdapter,
+    ProviderState,
+    RefundState,
+    WebhookNotice,
+)
+from tillpay.payments.runtime import PaymentsRuntime
+from tillpay.settings import Settings
+
+log = get_logger(__name__)
+
+STALE_CLAIM = timedelta(minutes=5)
+WEBHOOK_MAX_ATTEMPTS = 10
+
+
+class PaymentNotPossible(Conflict):
+    code, title = "order_not_payable", "The order cannot be paid"
+
+
+class RefundExceedsCaptured(Conflict):
+    code, title = "refund_exceeds_captured", "Refund larger than what is refundable"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def return_url_allowed(settings: Settings, url: str) -> bool:
+    """Exact scheme/host/port match with a configured prefix, and a path under it: no open
+    redirects, no userinfo tricks."""
+    try:
+        candidate = urlsplit(url)
+    except ValueError:
+        return False
+    if candidate.scheme not in ("http", "https") or candidate.username or candidate.password:
+        return False
+    for allowed in settings.payment_return_urls:
+        prefix = urlsplit(allowed)
+        if (candidate.scheme, candidate.hostname, candidate.port) == (
+            prefix.scheme,
+            prefix.hostname,
+            prefix.port,
+        ) and candidate.path.startswith(prefix.path or "/"):
+            return True
+    return False
+
+
+def schedule_next_check(settings: Settings, attempt: PaymentAttempt, now: datetime) -> None:
+    """Set when the janitor looks at an open attempt again (the last delay repeats)."""
+    if attempt.status not in fsm.OPEN:
+        attempt.next_check_at = None
+        return
+    plan = (
+        settings.janitor_unknown_schedule
+        if attempt.status is PaymentStatus.UNKNOWN
+        else settings.janitor_pending_schedule
+    )
+    delay = plan[min(attempt.check_count, len(plan) - 1)] if plan else 3600
+    attempt.next_check_at = now + timedelta(seconds=delay)
+
+
+def _adapter(rt: PaymentsRuntime, name: str) -> ProviderAdapter:
+    adapter = rt.providers.get(name)
+    if adapter is None:
+        raise Unprocessable(f"The provider {name!r} is not enabled.", code="provider_unavailable")
+    return adapter
+
+
+async def _locked(session: AsyncSession, payment_id: str) -> tuple[Order, Payment]:
+    """Lock the order, then the payment (the module's one lock order)."""
+    order_id = (
+        await session.execute(select(Payment.order_id).where(Payment.id == payment_id))
+    ).scalar_one_or_none()
+    if order_id is None:
+        raise NotFound("No such payment.")
+    order = await orders.lock_order(session, order_id)
+    payment = (
+        await session.execute(
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    assert order is not None
+    return order, payment
+
+
+async def _lock_attempt(session: AsyncSession, attempt_id: str) -> PaymentAttempt:
+    return (
+        await session.execute(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.id == attempt_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+
+
+def _vendor_shares(order: Order) -> dict[str | None, int]:
+    shares: dict[str | None, int] = defaultdict(int)
+    for line in order.lines:
+        shares[line.vendor_id] += line.line_total_amount
+    return dict(shares)
+
+
+# ----------------------------------------------------------------------------- apply state
+
+
+async def apply_provider_state(
+    session: AsyncSession,
+    settings: Settings,
+    order: Order,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    state: ProviderState,
+    *,
+    confirmed: bool,
+    source: str,
+) -> None:
+    """Move an attempt (and its payment and order) to what the provider reports.
+
+    ``confirmed`` means the state was read from the provider's API (not only claimed by a
+    webhook or a browser). Terminal states never regress; a late success is accepted only
+    when confirmed, and is flagged for review. A success whose amount, currency or
+    reference does not match is never applied: the payment is flagged and audited.
+    """
+    now = utcnow()
+    attempt.summary = {**attempt.summary, source: dict(state.summary)}
+    if state.provider_object_id and not attempt.provider_object_id:
+        attempt.provider_object_id = state.provider_object_id
+    attempt.provider_status = state.provider_status
+    target = state.status
+    current = attempt.status
+    if target is current:
+        schedule_next_check(settings, attempt, now)
+        return
+    if not fsm.can_move(current, target, confirmed_by_provider=confirmed):
+        log.info(
+            "payments.stale_state_ignored",
+            attempt_id=attempt.id,
+            current=current.value,
+            reported=target.value,
+            source=source,
+        )
+        return
+    if target is PaymentStatus.SUCCEEDED:
+        mismatch = _mismatch(payment, attempt, state)
+        if mismatch is not None:
+            await _flag(session, payment, mismatch, source=source)
+            schedule_next_check(settings, attempt, now)
+            return
+        if not confirmed:
+            # A success we could not confirm with the provider: try again later.
+            schedule_next_check(settings, attempt, now)
+            return
+    attempt.status = target
+    attempt.error_code = state.decline_code if target is PaymentStatus.FAILED else None
+    schedule_next_check(settings, attempt, now)
+    await _sync_payment(session, settings, order, payment, attempt, current, source=source)
+
+
+def _mismatch(payment: Payment, attempt: PaymentAttempt, state: ProviderState) -> str | None:
+    if state.amount != payment.amount:
+        return "amount_mismatch"
+    if (state.currency or "").upper() != payment.currency:
+        return "currency_mismatch"
+    if state.reference is not None and state.reference != attempt.reference:
+        return "reference_mismatch"
+    return None
+
+
+async def _flag(session: AsyncSession, payment: Payment, reason: str, *, source: str) -> None:
+    if payment.needs_review and payment.review_reason == reason:
+        return
+    payment.needs_review = True
+    payment.review_reason = reason
+    await record(
+        session,
+        Actor.system(),
+        "payment.review_flagged",
+        outcome="flagged",
+        target_type="payment",
+        target_id=payment.id,
+        details={"reason": reason, "source": source},
+    )
+    await emit(
+        session,
+        "payment.needs_review",
+        subject_type="payment",
+        subject_id=payment.id,
+        data={"payment_id": payment.id, "order_id": payment.order_id, "reason": reason},
+    )
+    log.warning("payments.review_flagged", payment_id=payment.id, reason=reason, source=source)
+
+
+async def _sync_payment(
+    session: AsyncSession,
+    settings: Settings,
+    order: Order,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    previous: PaymentStatus,
+    *,
+    source: str,
+) -> None:
+    """Carry the attempt's new status to the payment, order, ledger, outbox and audit."""
+    before = payment.status
+    payment.status = attempt.status
+    data = {
+        "payment_id": payment.id,
+        "order_id": order.id,
+        "status": payment.status.value,
+        "amount": payment.amount,
+        "currency": payment.currency,
+    }
+    await record(
+        session,
+        Actor.system(),
+        "payment.status_changed",
+        target_type="payment",
+        target_id=payment.id,
+        details={"from": before.value, "to": payment.status.value, "source": source},
+    )
+    if payment.status is PaymentStatus.SUCCEEDED:
+        payment.amount_captured = payment.amount
+        if previous in fsm.FAILED_FINAL:
+            await _flag(session, payment, "late_success", source=source)
+        await emit(
+            session, "payment.succeeded", subject_type="payment", subject_id=payment.id, data=data
+        )
+        if order.status is OrderStatus.PENDING_PAYMENT:
+            await orders.transition(
+                session, order, OrderStatus.PAID, actor=Actor.system(), reason="payment_succeeded"
+            )
+            await orders.commit_reservations(session, order.id)
+            await ledger.post(
+                session,
+                kind="payment",
+                reference_type="payment",
+                reference_id=payment.id,
+                lines=[
+                    ledger.clearing(payment.provider, payment.currency, payment.amount),
+                    *[
+                        ledger.vendor_payable(vendor, payment.currency, -amount)
+                        for vendor, amount in sorted(
+                            _vendor_shares(order).items(), key=lambda kv: kv[0] or ""
+                        )
+                    ],
+                ],
+            )
+            await emit(
+                session,
+                "order.paid",
+                subject_type="order",
+                subject_id=order.id,
+                data={"order_id": order.id, "payment_id": payment.id},
+            )
+        else:
+            # Money moved for an order that can no longer be paid (expired, cancelled,
+            # already paid by another payment): hold it in suspense for an operator.
+            await ledger.post(
+                session,
+                kind="payment",
+                reference_type="payment",
+                reference_id=payment.id,
+                lines=[
+                    ledger.clearing(payment.provider, payment.currency, payment.amount),
+                    ledger.Line(
+                        f"unapplied_payments:{payment.currency}",
+                        "unapplied_payments",
+                        None,
+                        payment.currency,
+                        -payment.amount,
+                    ),
+                ],
+            )
+            await _flag(session, payment, "order_not_payable", source=source)
+    elif payment.status in fsm.FINAL:
+        await emit(
+            session,
+            f"payment.{payment.status.value}",
+            subject_type="payment",
+            subject_id=payment.id,
+            data={**data, "decline_code": attempt.error_code},
+        )
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@dataclass
+class Answer:
+    status_code: int
+    body: Any
+    replayed: bool = False
+
+
+Render = Callable[[Payment], dict[str, Any]]
+
+
+async def create_payment(
+    rt: PaymentsRuntime,
+    principal: Principal,
+    *,
+    order_id: str,
+    provider: str,
+    return_url: str | None,
+    key: str,
+    render: Render,
+) -> Answer:
+    """Create a payment and its first attempt at ``provider``; see the module docstring."""
+    settings = rt.settings
+    if return_url is not None and not return_url_allowed(settings, return_url):
+        raise Unprocessable("return_url is not an allowed shop URL.", code="return_url_not_allowed")
+    adapter = _adapter(rt, provider)
+    operation = f"POST /v1/orders/{order_id}/payments"
+    async with rt.database.session() as session, session.begin():
+        claim = await idempotency.claim(
+            session,
+            scope=principal.user_id,
+            key=key,
+            operation=operation,
+            payload={"provider": provider, "return_url": return_url},
+            stale_after=STALE_CLAIM,
+        )
+        if claim.replay is not None:
+            return Answer(claim.stored_status, claim.stored_body, replayed=True)
+        order = await orders.lock_order(session, order_id)
+        if order is None or order.customer_id != principal.user_id:
+            raise NotFound("No such order.")
+        if order.status is not OrderStatus.PENDING_PAYMENT:
+            raise PaymentNotPossible(f"The order is {order.status.value}.")
+        if order.expires_at <= utcnow():
+            raise PaymentNotPossible("The order's payment window has passed.")
+        if not adapter.supports(order.currency, order.total_amount):
+            raise Unprocessable(
+                f"{provider} does not accept this amount in {order.currency}.",
+                code="currency_not_supported",
+            )
+        open_payment = (
+            (
+                await session.execute(
+                    select(Payment).where(
+                        Payment.order_id == order.id, Payment.status.in_(fsm.OPEN)
+                    )
+                )
+            )
+            .scalars()
+            .first()
+        )
+        if open_payment is not None:
+            if open_payment.provider != provider:
+                raise Conflict(
+                    "This order has a payment in progress with another provider.",
+                    code="payment_in_progress",
+                    extra={"payment_id": open_payment.id},
+                )
+            body = render(open_payment)
+            idempotency.complete(claim, status=200, body=body)
+            return Answer(200, body)
+        payment = Payment(
+            order_id=order.id,
+            customer_id=principal.user_id,
+            provider=provider,
+            status=PaymentStatus.UNKNOWN,
+            amount=order.total_amount,
+            currency=order.currency,
+            return_url=return_url,
+            attempt_count=1,
+        )
+        session.add(payment)
+        await session.flush()
+        attempt = PaymentAttempt(
+            payment_id=payment.id,
+            attempt_no=1,
+            provider=provider,
+            reference=f"{payment.id}_1",
+            status=PaymentStatus.UNKNOWN,
+            check_count=0,
+        )
+        # If we crash during the provider call, the janitor picks the attempt up.
+        schedule_next_check(settings, attempt, utcnow())
+        session.add(attempt)
+        await session.flush()
+        await record(
+            session,
+            principal.actor(),
+            "payment.created",
+            target_type="payment",
+            target_id=payment.id,
+            details={"provider": provider, "order_id": order.id},
+        )
+        record_id, payment_id, attempt_id = claim.record.id, payment.id, attempt.id
+        request = CreateRequest(
+            reference=attempt.reference,
+            payment_id=payment.id,
+            order_id=order.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            customer_email=None,
+            return_url=f"{settings.public_base_url}/v1/payments/{payment.id}/return",
+            description=f"Order {order.id}",
+        )
+
+    status_code = 201
+    provider_state: ProviderState | None = None
+    error_code: str | None = None
+    try:
+        provider_state = await adapter.create_attempt(request)
+    except ProviderDeclined as exc:
+        status_code, error_code = 402, exc.code
+    except ProviderError as exc:
+        status_code, error_code = 502, exc.code
+    except ProviderUnavailable:
+        status_code = 503
+
+    async with rt.database.session() as session, session.begin():
+        order, payment = await _locked(session, payment_id)
+        attempt = await _lock_attempt(session, attempt_id)
+        if provider_state is not None:
+            attempt.redirect_url = provider_state.redirect_url
+            attempt.client_data = dict(provider_state.client_data)
+            await apply_provider_state(
+                session,
+                settings,
+                order,
+                payment,
+                attempt,
+                provider_state,
+                confirmed=True,
+                source="create",
+            )
+        elif error_code is not None:
+            attempt.status = PaymentStatus.FAILED
+            attempt.error_code = error_code
+            schedule_next_check(settings, attempt, utcnow())
+            await _sync_payment(
+                session, settings, order, payment, attempt, PaymentStatus.UNKNOWN, source="create"
+            )
+        else:
+            attempt.summary = {**attempt.summary, "create": {"outcome": "unknown"}}
+        await session.refresh(payment, ["attempts"])
+        body = render(payment)
+        await idempotency.complete_by_id(session, record_id, status=status_code, body=body)
+    return Answer(status_code, body)
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+async def get_payment(session: AsyncSession, principal: Principal, payment_id: str) -> Payment:
+    payment = await session.get(Payment, payment_id)
+    if payment is None or not (
+        payment.customer_id == principal.user_id
+        or Permission.ORDERS_READ_ANY in principal.permissions
+    ):
+        raise NotFound("No such payment.")
+    return payment
+
+
+async def order_payments(
+    session: AsyncSession, principal: Principal, order_id: str
+) -> list[Payment]:
+    await orders.get_order(session, principal, order_id)
+    rows = await session.execute(
+        select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at, Payment.id)
+    )
+    return list(rows.scalars())
+
+
+# ----------------------------------------------------------------------------- sync
+
+
+async def sync_attempt(rt: PaymentsRuntime, attempt_id: str, *, source: str) -> bool:
+    """Read an attempt's state from its provider and apply it. True when the provider
+    answered (whatever it said); False when it was unreachable (retried later)."""
+    async with rt.database.session() as session:
+        attempt = await session.get(PaymentAttempt, attempt_id)
+        if attempt is None:
+            return True
+        provider, reference, object_id = (
+            attempt.provider,
+            attempt.reference,
+            attempt.provider_object_id,
+        )
+        payment_id, created_at = attempt.payment_id, attempt.created_at
+    adapter = rt.providers.get(provider)
+    if adapter is None:
+        return False
+    provider_state: ProviderState | None = None
+    not_found = False
+    try:
+        provider_state = await adapter.retrieve(reference=reference, provider_object_id=object_id)
+    except ProviderUnavailable:
+        pass
+    except ProviderError as exc:
+        not_found = exc.code == "not_found"
+    async with rt.database.session() as session, session.begin():
+        order, payment = await _locked(session, payment_id)
+        attempt = await _lock_attempt(session, attempt_id)
+        if provider_state is not None:
+            await apply_provider_state(
+                session,
+                rt.settings,
+                order,
+                payment,
+                attempt,
+                provider_state,
+                confirmed=True,
+                source=source,
+            )
+            return True
+        attempt.check_count += 1
+        if (
+            not_found
+            and attempt.status is PaymentStatus.UNKNOWN
+            and utcnow() - created_at > timedelta(hours=1)
+        ):
+            # The provider has no such object: the create never reached it.
+            attempt.status = PaymentStatus.FAILED
+            attempt.error_code = "not_created"
+            await _sync_payment(
+                session, rt.settings, order, payment, attempt, PaymentStatus.UNKNOWN, source=source
+            )
+        schedule_next_check(rt.settings, attempt, utcnow())
+        return not_found
+
+
+async def sync_payment(rt: PaymentsRuntime, payment_id: str, *, source: str) -> Payment | None:
+    """Sync the latest attempt of an open payment (used by the browser return)."""
+    async with rt.database.session() as session:
+        payment = await session.get(Payment, payment_id)
+        if payment is None:
+            return None
+        latest = payment.attempts[-1] if payment.attempts else None
+        open_attempt = latest is not None and latest.status in fsm.OPEN
+        attempt_id = latest.id if latest is not None else None
+    if open_attempt and attempt_id is not None:
+        await sync_attempt(rt, attempt_id, source=source)
+    async with rt.database.session() as session:
+        return await session.get(Payment, payment_id)
+
+
+# ----------------------------------------------------------------------------- janitor
+
+
+async def janitor_pass(rt: PaymentsRuntime, *, now: datetime | None = None, limit: int = 50) -> int:
+    """Re-poll open attempts and refunds whose next check is due. Never touches a final
+    state: the apply function refuses to move one."""
+    moment = now or utcnow()
+    async with rt.database.session() as session:
+        attempt_ids = (
+            (
+                await session.execute(
+                    select(PaymentAttempt.id)
+                    .where(
+                        PaymentAttempt.status.in_(fsm.OPEN),
+                        PaymentAttempt.next_check_at.is_not(None),
+                        PaymentAttempt.next_check_at <= moment,
+                    )
+                    .order_by(PaymentAttempt.next_check_at)
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        refund_ids = (
+            (
+                await session.execute(
+                    select(Refund.id)
+                    .where(
+                        Refund.status.in_((RefundStatus.PENDING, RefundStatus.UNKNOWN)),
+                        Refund.next_check_at.is_not(None),
+                        Refund.next_check_at <= moment,
+                    )
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for attempt_id in attempt_ids:
+        await sync_attempt(rt, attempt_id, source="janitor")
+    for refund_id in refund_ids:
+        await sync_refund(rt, refund_id)
+    return len(attempt_ids) + len(refund_ids)
+
+
+# ----------------------------------------------------------------------------- refunds
+
+
+def _may_refund(principal: Principal, settings: Settings, order: Order) -> bool:
+    if Permission.REFUNDS_CREATE in principal.permissions:
+        return True
+    return (
+        settings.vendor_refunds_enabled
+        and Permission.ORDERS_READ_VENDOR in principal.permissions
+        and bool(order.lines)
+        and all(line.vendor_id == principal.user_id for line in order.lines)
+    )
+
+
+async def create_refund(
+    rt: PaymentsRuntime,
+    principal: Principal,
+    *,
+    payment_id: str,
+    amount: int | None,
+    reason: str,
+    key: str,
+    render: Callable[[Refund], dict[str, Any]],
+) -> Answer:
+    """Reserve under the payment lock, call the provider, finalise. The sum of pending and
+    succeeded refunds can never exceed the captured amount (lock + CHECK constraint)."""
+    async with rt.database.session() as session, session.begin():
+        claim = await idempotency.claim(
+            session,
+            scope=principal.user_id,
+            key=key,
+            operation=f"POST /v1/payments/{payment_id}/refunds",
+            payload={"amount": amount, "reason": reason},
+            stale_after=STALE_CLAIM,
+        )
+        if claim.replay is not None:
+            return Answer(claim.stored_status, claim.stored_body, replayed=True)
+        order, payment = await _locked(session, payment_id)
+        if not _may_refund(principal, rt.settings, order):
+            if (
+                payment.customer_id == principal.user_id
+                or Permission.ORDERS_READ_VENDOR in principal.permissions
+            ):
+                raise Forbidden("You may not refund this payment.")
+            raise NotFound("No such payment.")
+        if payment.status is not PaymentStatus.SUCCEEDED:
+            raise Conflict(
+                "Only succeeded payments can be refunded.", code="payment_not_refundable"
+            )
+        refundable = payment.amount_captured - payment.amount_refund_reserved
+        value = refundable if amount is None else amount
+        if value <= 0 or value > refundable:
+            raise RefundExceedsCaptured(
+                f"At most {refundable} can still be refunded.", extra={"refundable": refundable}
+            )
+        captured = next(a for a in payment.attempts if a.status is PaymentStatus.SUCCEEDED)
+        refund = Refund(
+            payment_id=payment.id,
+            attempt_id=captured.id,
+            amount=value,
+            currency=payment.currency,
+            status=RefundStatus.PENDING,
+            reason=reason,
+            created_by=principal.user_id,
+            next_check_at=utcnow() + timedelta(minutes=5),
+        )
+        session.add(refund)
+        payment.amount_refund_reserved += value
+        await session.flush()
+        await record(
+            session,
+            principal.actor(),
+            "refund.created",
+            target_type="refund",
+            target_id=refund.id,
+            details={"payment_id": payment.id, "amount": value},
+        )
+        record_id, refund_id = claim.record.id, refund.id
+        provider_name, object_id, reference = (
+            payment.provider,
+            captured.provider_object_id,
+            captured.reference,
+        )
+        currency = payment.currency
+
+    adapter = _adapter(rt, provider_name)
+    refund_state: RefundState | None = None
+    failure: str | None = None
+    try:
+        refund_state = await adapter.refund(
+            refund_id=refund_id,
+            provider_object_id=object_id or "",
+            reference=reference,
+            amount=value,
+            currency=currency,
+            reason=reason,
+        )
+    except ProviderError as exc:
+        failure = exc.code
+    except ProviderUnavailable:
+        pass
+
+    async with rt.database.session() as session, session.begin():
+        order, payment = await _locked(session, payment_id)
+        refund = await _lock_refund(session, refund_id)
+        if refund_state is not None:
+            await apply_refund_state(session, order, payment, refund, refund_state, source="create")
+        elif failure is not None:
+            await apply_refund_state(
+                session,
+                order,
+                payment,
+                refund,
+                RefundState(RefundStatus.FAILED, None, value, "error", failure_code=failure),
+                source="create",
+            )
+        else:
+            refund.status = RefundStatus.UNKNOWN
+        body = render(refund)
+        status_code = {RefundStatus.FAILED: 502, RefundStatus.UNKNOWN: 503}.get(refund.status, 201)
+        await idempotency.complete_by_id(session, record_id, status=status_code, body=body)
+    return Answer(status_code, body)
+
+
+async def _lock_refund(session: AsyncSession, refund_id: str) -> Refund:
+    return (
+        await session.execute(
+            select(Refund)
+            .where(Refund.id == refund_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+
+
+async def apply_refund_state(
+    session: AsyncSession,
+    order: Order,
+    payment: Payment,
+    refund: Refund,
+    state: RefundState,
+    *,
+    source: str,
+) -> None:
+    """Apply a refund outcome once: success moves money (ledger, order status); failure
+    releases the reservation. Final states never change again."""
+    if state.provider_refund_id and not refund.provider_refund_id:
+        refund.provider_refund_id = state.provider_refund_id
+    if state.status is refund.status or not fsm.can_move_refund(refund.status, state.status):
+        return
+    refund.status = state.status
+    data = {
+        "refund_id": refund.id,
+        "payment_id": payment.id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+    }
+    if state.status is RefundStatus.SUCCEEDED:
+        refund.next_check_at = None
+        payment.amount_refunded += refund.amount
+        shares = _vendor_shares(order)
+        vendors = sorted(shares, key=lambda v: v or "")
+        parts = ledger.allocate(refund.amount, [shares[v] for v in vendors])
+        await ledger.post(
+            session,
+            kind="refund",
+            reference_type="refund",
+            reference_id=refund.id,
+            lines=[
+                ledger.clearing(payment.provider, payment.currency, -refund.amount),
+                *[
+                    ledger.vendor_payable(v, payment.currency, part)
+                    for v, part in zip(vendors, parts, strict=True)
+                ],
+            ],
+        )
+        target = (
+            OrderStatus.REFUNDED
+            if payment.amount_refunded >= payment.amount_captured
+            else OrderStatus.PARTIALLY_REFUNDED
+        )
+        if order.status in (
+            OrderStatus.PAID,
+            OrderStatus.FULFILLED,
+            OrderStatus.PARTIALLY_REFUNDED,
+        ):
+            await orders.transition(
+                session, order, target, actor=Actor.system(), reason="refund_succeeded"
+            )
+        await emit(
+            session, "refund.succeeded", subject_type="refund", subject_id=refund.id, data=data
+        )
+    elif state.status is RefundStatus.FAILED:
+        refund.next_check_at = None
+        refund.error_code = state.failure_code
+        payment.amount_refund_reserved -= refund.amount
+        await emit(session, "refund.failed", subject_type="refund", subject_id=refund.id, data=data)
+    else:
+        refund.next_check_at = utcnow() + timedelta(minutes=5 * (refund.check_count + 1))
+    await record(
+        session,
+        Actor.system(),
+        "refund.status_changed",
+        target_type="refund",
+        target_id=refund.id,
+        details={"to": refund.status.value, "source": source},
+    )
+
+
+async def sync_refund(rt: PaymentsRuntime, refund_id: str) -> None:
+    async with rt.database.session() as session:
+        refund = await session.get(Refund, refund_id)
+        if refund is None:
+            return
+        attempt = await session.get(PaymentAttempt, refund.attempt_id)
+        assert attempt is not None
+        provider, object_id = attempt.provider, attempt.provider_object_id or ""
+        payment_id, provider_refund_id, amount = (
+            refund.payment_id,
+            refund.provider_refund_id,
+            refund.amount,
+        )
+        reference, currency, reason = attempt.reference, refund.currency, refund.reason
+    adapter = rt.providers.get(provider)
+    if adapter is None:
+        return
+    state: RefundState | None = None
+    try:
+        if provider_refund_id is None:
+            # Replaying the create with the same idempotency key returns the original.
+            state = await adapter.refund(
+                refund_id=refund_id,
+                provider_object_id=object_id,
+                reference=reference,
+                amount=amount,
+                currency=currency,
+                reason=reason,
+            )
+        else:
+            state = await adapter.retrieve_refund(
+                refund_id=refund_id,
+                provider_refund_id=provider_refund_id,
+                provider_object_id=object_id,
+            )
+    except (ProviderError, ProviderUnavailable):
+        state = None
+    async with rt.database.session() as session, session.begin():
+        order, payment = await _locked(session, payment_id)
+        refund = await _lock_refund(session, refund_id)
+        refund.check_count += 1
+        if state is not None:
+            await apply_refund_state(session, order, payment, refund, state, source="janitor")
+        else:
+            refund.next_check_at = utcnow() + timedelta(minutes=5 * refund.check_count)
+
+
+async def list_refunds(
+    session: AsyncSession, principal: Principal, payment_id: str
+) -> list[Refund]:
+    await get_payment(session, principal, payment_id)
+    rows = await session.execute(
+        select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.created_at, Refund.id)
+    )
+    return list(rows.scalars())
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+
+async def store_webhook(
+    session: AsyncSession, provider: str, notice: WebhookNotice, payload: bytes
+) -> bool:
+    """Store a verified webhook once; False when it was a duplicate delivery."""
+    existing = (
+        await session.execute(
+            select(WebhookEvent.id).where(
+                WebhookEvent.provider == provider, WebhookEvent.dedupe_key == notice.dedupe_key
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return False
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        async with session.begin_nested():
+            session.add(
+                WebhookEvent(
+                    provider=provider,
+                    dedupe_key=notice.dedupe_key[:255],
+                    event_type=notice.event_type[:64],
+                    reference=notice.reference,
+                    payload=payload.decode("utf-8", errors="replace"),
+                )
+            )
+            await session.flush()
+    except IntegrityError:
+        return False  # a parallel delivery stored it first
+    return True
+
+
+class RetryLater(AppError):
+    """The event is ahead of our state or the provider is unreachable: try again later."""
+
+
+async def process_webhook(rt: PaymentsRuntime, event_id: str) -> str:
+    """Process one stored event: re-read the provider, then apply under the locks.
+    Returns ``processed``, ``retry`` or ``dead``."""
+    async with rt.database.session() as session:
+        event = await session.get(WebhookEvent, event_id)
+        if event is None or event.status != "pending":
+            return "processed"
+        provider, payload = event.provider, event.payload.encode()
+    adapter = rt.providers.get(provider)
+    try:
+        if adapter is None:
+            raise RetryLater("provider disabled")
+        notice = adapter.parse_webhook(payload, {})
+        if notice is None:
+            return await _finish_event(rt, event_id, status="processed")
+        if notice.kind == "payment":
+            await _process_payment_notice(rt, adapter, notice, event_id)
+        else:
+            await _process_refund_notice(rt, adapter, notice, event_id)
+        return "processed"
+    except RetryLater as exc:
+        return await _finish_event(rt, event_id, status="retry", error=exc.detail)
+    except Exception as exc:
+        log.exception("payments.webhook_processing_failed", event_id=event_id)
+        return await _finish_event(rt, event_id, status="retry", error=type(exc).__name__)
+
+
+async def _finish_event(
+    rt: PaymentsRuntime, event_id: str, *, status: str, error: str | None = None
+) -> str:
+    async with rt.database.session() as session, session.begin():
+        event = (
+            await session.execute(
+                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+            )
+        ).scalar_one()
+        if event.status != "pending":
+            return event.status
+        if status == "processed":
+            event.status = "processed"
+            event.processed_at = utcnow()
+            return "processed"
+        event.attempts += 1
+        event.last_error = (error or "")[:255]
+        if event.attempts >= WEBHOOK_MAX_ATTEMPTS:
+            event.status = "dead"
+            log.error("payments.webhook_dead", event_id=event.id, provider=event.provider)
+            return "dead"
+        event.next_attempt_at = utcnow() + timedelta(seconds=min(3600, 2**event.attempts))
+        return "retry"
+
+
+async def _attempt_for(
+    session: AsyncSession, provider: str, notice: WebhookNotice
+) -> PaymentAttempt | None:
+    query = select(PaymentAttempt).where(PaymentAttempt.provider == provider)
+    if notice.reference:
+        query = query.where(PaymentAttempt.reference == notice.reference)
+    elif notice.provider_object_id:
+        query = query.where(PaymentAttempt.provider_object_id == notice.provider_object_id)
+    else:
+        return None
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _process_payment_notice(
+    rt: PaymentsRuntime, adapter: ProviderAdapter, notice: WebhookNotice, event_id: str
+) -> None:
+    async with rt.database.session() as session:
+        attempt = await _attempt_for(session, adapter.name, notice)
+        if attempt is None:
+            raise RetryLater("no attempt for this event yet")
+        attempt_id, payment_id = attempt.id, attempt.payment_id
+        reference, object_id = (
+            attempt.reference,
+            attempt.provider_object_id or notice.provider_object_id,
+        )
+    try:
+        # The webhook is a hint; the provider's API is the truth.
+        provider_state = await adapter.retrieve(reference=reference, provider_object_id=object_id)
+    except (ProviderUnavailable, ProviderError) as exc:
+        raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
+    async with rt.database.session() as session, session.begin():
+        event = (
+            await session.execute(
+                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+            )
+        ).scalar_one()
+        if event.status != "pending":
+            return
+        order, payment = await _locked(session, payment_id)
+        attempt = await _lock_attempt(session, attempt_id)
+        await apply_provider_state(
+            session,
+            rt.settings,
+            order,
+            payment,
+            attempt,
+            provider_state,
+            confirmed=True,
+            source="webhook",
+        )
+        event.status = "processed"
+        event.processed_at = utcnow()
+
+
+async def _process_refund_notice(
+    rt: PaymentsRuntime, adapter: ProviderAdapter, notice: WebhookNotice, event_id: str
+) -> None:
+    async with rt.database.session() as session:
+        refund = None
+        if notice.provider_refund_id:
+            refund = (
+                await session.execute(
+                    select(Refund).where(Refund.provider_refund_id == notice.provider_refund_id)
+                )
+            ).scalar_one_or_none()
+        if refund is None:
+            # A refund event ahead of our own record (or of its payment): later.
+            raise RetryLater("no refund for this event yet")
+        refund_id, payment_id = refund.id, refund.payment_id
+        attempt = await session.get(PaymentAttempt, refund.attempt_id)
+        assert attempt is not None
+        object_id = attempt.provider_object_id or ""
+    try:
+        state = await adapter.retrieve_refund(
+            refund_id=refund_id,
+            provider_refund_id=notice.provider_refund_id,
+            provider_object_id=object_id,
+        )
+    except (ProviderUnavailable, ProviderError) as exc:
+        raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
+    async with rt.database.session() as session, session.begin():
+        event = (
+            await session.execute(
+                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+            )
+        ).scalar_one()
+        if event.status != "pending":
+            return
+        order, payment = await _locked(session, payment_id)
+        refund = await _lock_refund(session, refund_id)
+        await apply_refund_state(session, order, payment, refund, state, source="webhook")
+        event.status = "processed"
+        event.processed_at = utcnow()
+
+
+async def process_due_webhooks(rt: PaymentsRuntime, *, limit: int = 20) -> int:
+    async with rt.database.session() as session:
+        ids = (
+            (
+                await session.execute(
+                    select(WebhookEvent.id)
+                    .where(
+                        WebhookEvent.status == "pending", WebhookEvent.next_attempt_at <= utcnow()
+                    )
+                    .order_by(WebhookEvent.received_at)
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for event_id in ids:
+        await process_webhook(rt, event_id)
+    return len(ids)
+
+
+async def replay_webhook(
+    session: AsyncSession, principal: Principal, event_id: str
+) -> WebhookEvent:
+    event = (
+        await session.execute(
+            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if event is None:
+        raise NotFound("No such webhook event.")
+    if event.status != "dead":
+        raise Conflict("Only dead events can be replayed.", code="event_not_dead")
+    event.status = "pending"
+    event.attempts = 0
+    event.next_attempt_at = utcnow()
+    await record(
+        session,
+        principal.actor(),
+        "admin.webhook_replayed",
+        target_type="webhook_event",
+        target_id=event.id,
+    )
+    return event

@@ -1,0 +1,1 @@
+"""The built-in sandbox payment provider: a tiny PSP with a hosted test card page."""

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.commerce.helpers import Shop
+from tests.payments.helpers import Checkout
+
+
+@pytest.fixture
+def shop(accounts):  # type: ignore[no-untyped-def]
+    return Shop(accounts)
+
+
+@pytest.fixture
+def checkout(shop: Shop) -> Checkout:
+    return Checkout(shop)

@@ -1,0 +1,56 @@
+"""End to end with the sandbox: checkout → payment → hosted page → signed webhook → paid."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from tests.payments.helpers import DECLINED_CARD, GOOD_CARD, Checkout
+from tillpay.events.models import OutboxEvent
+from tillpay.ledger import service as ledger
+
+
+async def test_card_payment_marks_the_order_paid_via_the_webhook(checkout: Checkout) -> None:
+    customer = await checkout.shop.customer()
+    order = await checkout.shop.order(customer, price=2500, stock=3)
+    created = await checkout.pay(customer, order["id"])
+    assert created.status_code == 201, created.text
+    payment = created.json()
+    assert payment["status"] == "requires_action"
+    assert payment["next_action"]["type"] == "redirect"
+    submitted = await checkout.submit_card(payment, GOOD_CARD)
+    assert submitted.status_code == 303
+    assert submitted.headers["location"].endswith(f"/v1/payments/{payment['id']}/return")
+    assert await checkout.deliver_webhooks() == 1
+    assert await checkout.process_webhooks() == 1
+    paid = (await checkout.client.get(f"/v1/orders/{order['id']}", headers=customer.headers)).json()
+    assert paid["status"] == "paid"
+    state = (
+        await checkout.client.get(f"/v1/payments/{payment['id']}", headers=customer.headers)
+    ).json()
+    assert state["status"] == "succeeded"
+    assert state["amount_captured"] == 2500
+    async with checkout.app.state.database.session() as session:
+        assert await ledger.unbalanced_transactions(session) == []
+        types = set((await session.execute(select(OutboxEvent.type))).scalars())
+        assert {"payment.succeeded", "order.paid"} <= types
+        count = (await session.execute(select(func.count()).select_from(OutboxEvent))).scalar()
+        assert count and count >= 2
+
+
+async def test_declined_card_fails_the_payment_and_leaves_the_order_payable(
+    checkout: Checkout,
+) -> None:
+    customer = await checkout.shop.customer()
+    order = await checkout.shop.order(customer)
+    payment = (await checkout.pay(customer, order["id"])).json()
+    await checkout.submit_card(payment, DECLINED_CARD)
+    await checkout.deliver_webhooks()
+    await checkout.process_webhooks()
+    state = (
+        await checkout.client.get(f"/v1/payments/{payment['id']}", headers=customer.headers)
+    ).json()
+    assert state["status"] == "failed"
+    assert state["attempts"][0]["error_code"] == "card_declined"
+    again = await checkout.pay(customer, order["id"])
+    assert again.status_code == 201
+    assert again.json()["id"] != payment["id"]
