@@ -109,6 +109,13 @@ def _base_settings(**overrides: Any) -> Settings:
         "worker_in_process": False,
         "log_json": True,
         "ratelimit_global": "100000/minute",
+        # Arranging a test signs several users in from one IP; tests of the limits
+        # themselves set tight policies explicitly.
+        "ratelimit_policies": {
+            "auth": "10000/minute",
+            "payments": "10000/minute",
+            "webhooks": "10000/minute",
+        },
         "data_dir": Path(os.environ.get("TILLPAY_TEST_DATA_DIR", "/tmp/tillpay-test")),
     }
     values.update(overrides)
