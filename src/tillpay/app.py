@@ -16,6 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tillpay import __version__
 from tillpay.accounts import routes as accounts_routes
 from tillpay.accounts.runtime import build_runtime
+from tillpay.audit import routes as audit_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.kit import errors
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_routes.router)
     app.include_router(payments_routes.webhooks)
     app.include_router(payments_routes.admin)
+    app.include_router(audit_routes.router)
     if settings.sandbox_on:
         app.include_router(sandbox_psp.api)
         app.include_router(sandbox_psp.page)
