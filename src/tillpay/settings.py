@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `tillpay serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `tillpay serve` listens on.")
     public_base_url: str = Field(
-        "http://127.0.0.1:8000",
-        description="Public URL of this service, used in links (emails, return URLs).",
+        "",
+        description="Public URL of this service for links (emails, provider return URLs); "
+        "default `http://HOST:PORT`.",
     )
     secret_key: SecretStr = Field(
         SecretStr(DEV_SECRET_KEY),
@@ -338,12 +339,17 @@ class Settings(BaseSettings):
     @field_validator("public_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
+        if not value:
+            return value
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _check_safety(self) -> Settings:
+        if not self.public_base_url:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.public_base_url = f"http://{host}:{self.port}"
         problems: list[str] = []
         if "*" in self.cors_allow_origins and self.cors_allow_credentials:
             problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` cannot be combined with credentials")

@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import event, func, select
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
@@ -31,6 +33,25 @@ pytestmark = pytest.mark.postgres
 
 RACE_TIMEOUT = 60.0
 T = TypeVar("T")
+
+
+class CopyLifespanState:
+    """Give each request its own copy of the lifespan ``state``, as ASGI servers do.
+
+    asgi-lifespan hands every request the same dict, so concurrent requests in one test
+    would overwrite each other's request id and user id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "state" in scope:
+            scope = {**scope, "state": dict(scope["state"])}
+        await self.app(scope, receive, send)
+
+
+def copy_lifespan_state(app: FastAPI) -> None:
+    app.add_middleware(CopyLifespanState)
 
 
 @pytest.fixture
