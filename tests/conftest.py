@@ -23,6 +23,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from tests.transport import RoutingTransport
 from tillpay import migrate
 from tillpay.app import create_app
 from tillpay.kit.db import create_engine
@@ -174,8 +175,9 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
     ) -> AsyncIterator[httpx.AsyncClient]:
         settings = make_settings(**overrides)
         app = create_app(settings)
-        # Provider adapters (and the sandbox's webhook sender) reach the in-process app.
-        app.state.provider_transport = httpx.ASGITransport(app=app)
+        # Provider adapters (and the sandbox's webhook sender) reach the in-process app;
+        # tests mount provider emulators on their API hosts (tests/transport.py).
+        app.state.provider_transport = RoutingTransport(httpx.ASGITransport(app=app))
         if setup is not None:
             setup(app)
         async with LifespanManager(app) as manager:

@@ -124,7 +124,9 @@ def _answer(answer: service.Answer) -> JSONResponse:
     "/v1/payments/providers", response_model=list[ProviderInfo], summary="Enabled providers"
 )
 async def providers(rt: Runtime) -> list[ProviderInfo]:
-    return [ProviderInfo(name=name) for name in rt.providers.names()]
+    """Providers whose settings are complete, with the currencies each accepts."""
+    found = [(name, rt.providers.get(name)) for name in rt.providers.names()]
+    return [ProviderInfo(name=n, currencies=a.currencies()) for n, a in found if a is not None]
 
 
 @router.post(

@@ -80,6 +80,7 @@ class RefundOut(BaseModel):
 
 class ProviderInfo(BaseModel):
     name: str
+    currencies: list[str]
 
 
 class WebhookAck(BaseModel):

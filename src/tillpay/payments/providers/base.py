@@ -95,6 +95,10 @@ class ProviderAdapter(Protocol):
 
     name: str
 
+    def currencies(self) -> list[str]:
+        """The currencies this provider is configured to accept (sorted)."""
+        ...
+
     def supports(self, currency: str, amount: int) -> bool:
         """Whether this provider can charge ``amount`` in ``currency``."""
         ...

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tillpay.kit import signing
-from tillpay.kit.money import is_fiat_currency
+from tillpay.kit.money import FIAT_EXPONENTS, is_fiat_currency
 from tillpay.kit.outbound import ProviderClient, ProviderError, ProviderUnavailable
 from tillpay.payments.models import PaymentStatus, RefundStatus
 from tillpay.payments.providers.base import (
@@ -50,6 +50,9 @@ class SandboxAdapter:
             transport=transport,
         )
         self.webhook_secret = psp.webhook_secret(settings)
+
+    def currencies(self) -> list[str]:
+        return sorted(FIAT_EXPONENTS)
 
     def supports(self, currency: str, amount: int) -> bool:
         return is_fiat_currency(currency) and amount > 0
