@@ -28,6 +28,7 @@ from tillpay.kit.http.guards import (
     BodyLimitMiddleware,
     JsonContentTypeMiddleware,
     MethodGuardMiddleware,
+    NulByteGuardMiddleware,
     TrustedHostMiddleware,
 )
 from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
@@ -90,6 +91,7 @@ def _middleware(
         Middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age),
         Middleware(CatchAllMiddleware),
         Middleware(MethodGuardMiddleware),
+        Middleware(NulByteGuardMiddleware),
         Middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts),
         Middleware(
             ProblemCORSMiddleware,

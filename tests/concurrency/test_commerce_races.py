@@ -57,7 +57,11 @@ def copy_lifespan_state(app: FastAPI) -> None:
 @pytest.fixture
 async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[httpx.AsyncClient]:
     # 20 checkouts at once need 20 connections; sign-ups are not what is limited here.
-    async with make_client(database_pool_size=30, ratelimit_policies={"auth": "1000/minute"}) as c:
+    async with make_client(
+        setup=copy_lifespan_state,
+        database_pool_size=30,
+        ratelimit_policies={"auth": "1000/minute"},
+    ) as c:
         yield c
 
 
@@ -94,9 +98,9 @@ def overlap(database: Database) -> Iterator[Overlap]:
 
 
 def assert_raced(backend: str, seen: Overlap, racers: int) -> None:
-    """On PostgreSQL, at least two racers held a connection (a transaction) at once."""
+    """On PostgreSQL, most racers held a connection (an open transaction) at once."""
     if backend == "postgres":
-        assert seen.peak >= min(2, racers), f"no overlap (peak {seen.peak})"
+        assert seen.peak >= max(2, racers // 2), f"too little overlap (peak {seen.peak})"
 
 
 async def race(*calls: Awaitable[T]) -> list[T]:

@@ -100,3 +100,21 @@ async def test_wildcard_subdomain_host_rule(make_client: ClientFactory) -> None:
         bad = await client.get("/healthz", headers={"host": "shop.example.evil.com"})
     assert ok.status_code == 200
     assert_problem(bad, 400)
+
+
+async def test_nul_byte_in_path_or_query_is_400(make_client: ClientFactory) -> None:
+    async with make_client() as client:
+        for url in ("/v1/products/prd%00x", "/v1/products?q=a%00b", "/v1/orders/%00"):
+            body = assert_problem(await client.get(url), 400)
+            assert body["code"] == "invalid_characters"
+
+
+async def test_nul_character_in_a_json_string_never_causes_a_500(
+    accounts,  # type: ignore[no-untyped-def]
+) -> None:
+    account = await accounts.user()
+    response = await accounts.client.patch(
+        "/v1/me", json={"display_name": "bad\u0000name"}, headers=account.headers
+    )
+    # SQLite stores it; PostgreSQL cannot, and that is the client's error (400), not ours.
+    assert response.status_code in (200, 400, 422)

@@ -225,8 +225,38 @@ def internal_error_response(request_id: str | None) -> Response:
     )
 
 
+# PostgreSQL SQLSTATEs raised by text it cannot store (a NUL byte in a JSON string, say):
+# the client's input is at fault, not the server.
+_INVALID_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    original = getattr(exc, "orig", None)
+    for candidate in (original, getattr(original, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> Response:
+    if _sqlstate(exc) in _INVALID_TEXT_SQLSTATES:
+        return problem_response(
+            _request_id(request),
+            status=400,
+            code="invalid_characters",
+            title="Bad Request",
+            detail="The request contains characters that cannot be stored.",
+        )
+    log.error("db.error", error_type=type(exc).__name__, sqlstate=_sqlstate(exc))
+    return internal_error_response(_request_id(request))
+
+
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
+    from sqlalchemy.exc import DBAPIError
+
+    app.add_exception_handler(DBAPIError, _database_error_handler)
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)

@@ -35,6 +35,32 @@ class MethodGuardMiddleware:
         await self.app(scope, receive, send)
 
 
+class NulByteGuardMiddleware:
+    """A NUL byte in the path or query string is never legitimate (PostgreSQL text cannot
+    hold one): 400 before any handler sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope.get("query_string", b"").lower()
+            or b"\x00" in scope.get("query_string", b"")
+            or b"%00" in scope.get("raw_path", b"").lower()
+        ):
+            await send_problem(
+                scope,
+                send,
+                status=400,
+                code="invalid_characters",
+                title="Bad Request",
+                detail="The request contains a NUL character.",
+            )
+            return
+        await self.app(scope, receive, send)
+
+
 class TrustedHostMiddleware:
     """Rejects requests whose Host is not allow-listed (host-header injection)."""
 
