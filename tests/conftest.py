@@ -180,8 +180,11 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
         app.state.provider_transport = RoutingTransport(httpx.ASGITransport(app=app))
         if setup is not None:
             setup(app)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 51234))
+        async with LifespanManager(app):
+            # The app itself, not manager.app: asgi-lifespan would hand every request the
+            # same scope["state"] dict, so parallel requests would overwrite each other's
+            # request id (servers copy it per request; tillpay keeps no lifespan state).
+            transport = httpx.ASGITransport(app=app, client=(client_ip, 51234))
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://localhost"
             ) as client:

@@ -53,6 +53,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = self._choose(scope)
+        # A private copy per request: per-request values must never be shared through a
+        # server-provided state dict.
+        scope["state"] = dict(scope.get("state") or {})
         state(scope)["request_id"] = rid
         encoded = rid.encode("latin-1")
 
