@@ -11,6 +11,7 @@ is a failure (``.ci/run`` installs the ``chromium`` package).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 import socket
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import pytest
 
 from tests.accounts.helpers import PASSWORD, bearer, latest_token, unique_email
 from tests.payments.helpers import DECLINED_CARD, GOOD_CARD
+from tillpay.notifications.mail import read_mailbox
 
 try:
     from playwright.async_api import Browser, Page, async_playwright
@@ -190,6 +192,8 @@ class Shop:
             "/v1/auth/register", json={"email": email, "password": PASSWORD}
         )
         assert registered.status_code == 202, registered.text
+        # The mail is written by a background task after the 202: wait for it.
+        await _eventually(lambda: _has_mail(self.server.mail_dir, email), timeout=10)
         token = latest_token(self.server.mail_dir, email, "verify_email")
         verified = await self.http.post("/v1/auth/verify-email", json={"token": token})
         assert verified.status_code == 204, verified.text
@@ -342,10 +346,20 @@ async def _open_and_pay(visit: Visit, server: Server, payment: dict[str, Any], c
     return page.url
 
 
-async def _eventually(check: Any, timeout: float = WEBHOOK_TIMEOUT) -> None:
+def _has_mail(mail_dir: Path, to: str) -> bool:
+    return bool(read_mailbox(mail_dir, to=to, category="verify_email"))
+
+
+async def _eventually(check: Callable[[], Any], timeout: float = WEBHOOK_TIMEOUT) -> None:
+    """Poll ``check`` (sync or async) until it is true."""
     deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out waiting for the worker"
+    while True:
+        outcome = check()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        assert time.monotonic() < deadline, "timed out waiting for the server"
         await asyncio.sleep(0.25)
 
 
