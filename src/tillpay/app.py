@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tillpay import __version__
+from tillpay.accounts import pages as accounts_pages
 from tillpay.accounts import routes as accounts_routes
 from tillpay.accounts.runtime import build_runtime
 from tillpay.audit import routes as audit_routes
@@ -49,7 +50,7 @@ log = get_logger(__name__)
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
-NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/",)
+NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/")
 
 DOCS_CSP = (
     "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_routes.me)
     app.include_router(accounts_routes.admin)
     app.include_router(accounts_routes.wellknown)
+    app.include_router(accounts_pages.router)
     app.include_router(catalog_routes.router)
     app.include_router(carts_routes.router)
     app.include_router(orders_routes.router)

@@ -116,3 +116,24 @@ async def test_invalid_email_is_422(client: httpx.AsyncClient) -> None:
         "/v1/auth/register", json={"email": "not-an-email", "password": PASSWORD}
     )
     assert_problem(response, 422)
+
+
+async def test_the_emailed_link_opens_a_page_whose_button_verifies(
+    accounts: Accounts, mail_dir: Path
+) -> None:
+    account = await accounts.register()
+    token = latest_token(mail_dir, account.email, "verify_email")
+    page = await accounts.client.get("/account/verify-email", params={"token": token})
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "form-action 'self'" in page.headers["content-security-policy"]
+    # Opening the link changes nothing; the button does.
+    still = await accounts.client.post("/v1/auth/verify-email", json={"token": token})
+    assert still.status_code == 204
+    again = await accounts.client.post(
+        "/account/verify-email",
+        data={"token": token},
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status_code == 400
+    assert "<script" not in again.text

@@ -193,6 +193,7 @@ async def test_parallel_payment_requests_with_distinct_keys_share_the_open_payme
     db = database(checkout)
     customer = await checkout.shop.customer()
     order = await checkout.shop.order(customer)
+    await checkout.client.get(f"/v1/orders/{order['id']}", headers=customer.headers)
 
     with overlap(db) as seen:
         responses = await race(*(checkout.pay(customer, order["id"]) for _ in range(10)))

@@ -293,9 +293,9 @@ async def visit(browser: Browser) -> AsyncIterator[Visit]:
     page.on("request", lambda request: visit.requests.append(request.url))
     page.on(
         "console",
-        lambda message: visit.console_errors.append(message.text)
-        if message.type == "error"
-        else None,
+        lambda message: (
+            visit.console_errors.append(message.text) if message.type == "error" else None
+        ),
     )
     page.on("pageerror", lambda error: visit.console_errors.append(str(error)))
     try:
@@ -318,7 +318,9 @@ async def _screenshot(page: Page, name: str) -> Path:
     return path
 
 
-async def _open_and_pay(visit: Visit, server: Server, payment: dict[str, Any], card: str) -> str:
+async def _open_and_pay(
+    visit: Visit, server: Server, payment: dict[str, Any], card: str, *, name: str
+) -> str:
     """Open the hosted page, check it, type ``card``, press Pay; returns the final URL."""
     page = visit.page
     response = await page.goto(payment["next_action"]["redirect_url"])
@@ -336,14 +338,26 @@ async def _open_and_pay(visit: Visit, server: Server, payment: dict[str, Any], c
     assert background == "rgb(26, 86, 219)"
 
     await page.get_by_label("Test card number").fill(card)
-    await _screenshot(page, f"sandbox-{payment['id']}-filled")
+    await _screenshot(page, f"sandbox-{name}-filled")
     assert visit.console_errors == []
 
     await pay.click()
     await page.wait_for_url(lambda url: url.startswith(f"{server.base_url}/?"))
-    await _screenshot(page, f"sandbox-{payment['id']}-result")
+    await _screenshot(page, f"sandbox-{name}-result")
     assert all(url.startswith(f"{server.base_url}/") for url in visit.requests), visit.requests
     return page.url
+
+
+def _webhook_processed(server: Server, payment: dict[str, Any]) -> bool:
+    """Whether the worker delivered the sandbox's webhook for ``payment`` and tillpay
+    processed it (joined on the sandbox session's reference)."""
+    session_id = urlsplit(payment["next_action"]["redirect_url"]).path.rsplit("/", 1)[-1]
+    rows = server.sql(
+        "SELECT e.status FROM webhook_events e JOIN sandbox_sessions s "
+        "ON e.reference = s.reference WHERE s.id = ?",
+        session_id,
+    )
+    return rows == [("processed",)]
 
 
 def _has_mail(mail_dir: Path, to: str) -> bool:
@@ -373,7 +387,7 @@ async def test_paying_with_the_success_card_returns_to_the_shop_and_the_order_be
     order = await shop.order(customer)
     payment = await shop.pay(customer, order["id"])
 
-    final = await _open_and_pay(visit, server, payment, GOOD_CARD)
+    final = await _open_and_pay(visit, server, payment, GOOD_CARD, name="success")
 
     assert final == f"{server.base_url}/?payment_id={payment['id']}"
 
@@ -382,6 +396,7 @@ async def test_paying_with_the_success_card_returns_to_the_shop_and_the_order_be
 
     await _eventually(paid)
     assert await shop.payment_status(customer, payment["id"]) == "succeeded"
+    await _eventually(lambda: _webhook_processed(server, payment))
 
 
 async def test_a_declined_card_fails_the_payment_and_the_order_stays_pending(
@@ -390,23 +405,14 @@ async def test_a_declined_card_fails_the_payment_and_the_order_stays_pending(
     customer = await shop.account()
     order = await shop.order(customer)
     payment = await shop.pay(customer, order["id"])
-    session_id = urlsplit(payment["next_action"]["redirect_url"]).path.rsplit("/", 1)[-1]
-
-    final = await _open_and_pay(visit, server, payment, DECLINED_CARD)
+    final = await _open_and_pay(visit, server, payment, DECLINED_CARD, name="declined")
 
     assert parse_qs(urlsplit(final).query) == {"payment_id": [payment["id"]]}
 
-    async def webhook_processed() -> bool:
-        rows = server.sql(
-            "SELECT e.status FROM webhook_events e JOIN sandbox_sessions s "
-            "ON e.reference = s.reference WHERE s.id = ?",
-            session_id,
-        )
-        return rows == [("processed",)]
-
-    await _eventually(webhook_processed)
+    await _eventually(lambda: _webhook_processed(server, payment))
     assert await shop.payment_status(customer, payment["id"]) == "failed"
     assert await shop.order_status(customer, order["id"]) == "pending_payment"
     # Back on the hosted page, the browser is told the checkout failed.
     await visit.page.goto(payment["next_action"]["redirect_url"])
     assert "This checkout is failed." in await visit.page.locator(".result").inner_text()
+    await _screenshot(visit.page, "sandbox-declined-page-after")

@@ -398,7 +398,7 @@ async def register(
     raw = await _new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, address)
     await record(session, actor, "account.register", target_type="user", target_id=user.id)
     return Outcome(
-        mail=[mails.verify_email(rt.settings, address, _link(rt, "/v1/auth/verify-email", raw))]
+        mail=[mails.verify_email(rt.settings, address, _link(rt, "/account/verify-email", raw))]
     )
 
 
@@ -443,7 +443,7 @@ async def resend_verification(
         return Outcome()
     raw = await _new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, user.email)
     return Outcome(
-        mail=[mails.verify_email(rt.settings, user.email, _link(rt, "/v1/auth/verify-email", raw))]
+        mail=[mails.verify_email(rt.settings, user.email, _link(rt, "/account/verify-email", raw))]
     )
 
 
@@ -741,7 +741,7 @@ async def forgot_password(
     )
     return Outcome(
         mail=[
-            mails.reset_password(rt.settings, user.email, _link(rt, "/v1/auth/password/reset", raw))
+            mails.reset_password(rt.settings, user.email, _link(rt, "/account/reset-password", raw))
         ]
     )
 
@@ -1077,7 +1077,7 @@ async def request_email_change(
     raw = await _new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, address)
     return Outcome(
         mail=[
-            mails.verify_email(rt.settings, address, _link(rt, "/v1/auth/verify-email", raw)),
+            mails.verify_email(rt.settings, address, _link(rt, "/account/verify-email", raw)),
             notice,
         ]
     )
