@@ -269,7 +269,8 @@ async def receive_webhook(
         raise BadRequest("Invalid webhook signature.", code="invalid_signature")
     try:
         notice = adapter.parse_webhook(body, headers)
-    except (ValueError, KeyError, TypeError):
+    except Exception:
+        security_log.warning("webhook.payload_malformed", provider=provider, size=len(body))
         raise BadRequest("Malformed webhook payload.", code="malformed_webhook") from None
     if notice is None:
         return WebhookAck(received=True)

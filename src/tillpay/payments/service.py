@@ -460,6 +460,10 @@ async def create_payment(
         status_code, error_code = 502, exc.code
     except ProviderUnavailable:
         status_code = 503
+    except Exception:
+        # An adapter bug must not lose the attempt: it stays unknown for the janitor.
+        log.exception("payments.create_attempt_crashed", payment_id=payment_id)
+        status_code = 503
 
     async with rt.database.session() as session, session.begin():
         order, payment = await _locked(session, payment_id)
