@@ -269,7 +269,7 @@ async def receive_webhook(
         raise BadRequest("Invalid webhook signature.", code="invalid_signature")
     try:
         notice = adapter.parse_webhook(body, headers)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any parse failure of a signed body is the sender's
         security_log.warning("webhook.payload_malformed", provider=provider, size=len(body))
         raise BadRequest("Malformed webhook payload.", code="malformed_webhook") from None
     if notice is None:
