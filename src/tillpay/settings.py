@@ -289,6 +289,86 @@ class Settings(BaseSettings):
         5, ge=0, description="Delay of the 'late and twice' test card's webhooks (seconds)."
     )
 
+    # --- cryptomus ------------------------------------------------------------------------------
+    cryptomus_merchant_id: str | None = Field(
+        None, description="Cryptomus merchant UUID (the `merchant` header); enables Cryptomus."
+    )
+    cryptomus_payment_api_key: SecretStr | None = Field(
+        None,
+        description="Cryptomus PAYMENT API key: signs requests and verifies webhooks.",
+    )
+    cryptomus_api_base: str = Field(
+        "https://api.cryptomus.com", description="Cryptomus API base URL."
+    )
+    cryptomus_currencies: list[str] = Field(
+        default_factory=lambda: ["EUR", "USD"],
+        description="Currencies Cryptomus invoices are priced in (JSON list of codes).",
+    )
+    cryptomus_invoice_lifetime_seconds: int | None = Field(
+        None,
+        ge=300,
+        le=43200,
+        description="Invoice lifetime (300 to 43200 s); default: the reservation TTL, at least 300.",
+    )
+    cryptomus_refund_is_subtract: bool = Field(
+        True, description="Refund fee from the merchant balance (`true`) or from the refund."
+    )
+    cryptomus_webhook_ips: list[str] = Field(
+        default_factory=list,
+        description="Optional source IPs/CIDRs allowed to post Cryptomus webhooks (empty: any).",
+    )
+
+    # --- paystack ------------------------------------------------------------------------------
+    paystack_secret_key: SecretStr | None = Field(
+        None,
+        description="Paystack secret key (`sk_test_…`/`sk_live_…`): authenticates API calls and "
+        "verifies webhooks (Paystack has no separate webhook secret); enables Paystack.",
+    )
+    paystack_api_base: str = Field("https://api.paystack.co", description="Paystack API base URL.")
+    paystack_currencies: list[str] = Field(
+        default_factory=lambda: ["GHS", "KES", "NGN", "USD", "ZAR"],
+        description="Currencies to charge through Paystack (JSON list; each must be enabled "
+        "on the Paystack integration).",
+    )
+    paystack_timeout_seconds: float | None = Field(
+        None, gt=0, le=60, description="Timeout of one Paystack call; default the provider timeout."
+    )
+    paystack_webhook_ips: list[str] = Field(
+        default_factory=list,
+        description="Optional source IPs/CIDRs allowed to post Paystack webhooks (empty: any); "
+        "the client IP is the one resolved through `TRUSTED_PROXIES`.",
+    )
+
+    # --- razorpay ------------------------------------------------------------------------------
+    razorpay_key_id: str | None = Field(
+        None,
+        description="Razorpay API key id (`rzp_test_…`/`rzp_live_…`); public: it goes to Checkout.",
+    )
+    razorpay_key_secret: SecretStr | None = Field(
+        None,
+        description="Razorpay API key secret: authenticates API calls and verifies the Checkout "
+        "callback signature. With the key id and webhook secret, enables Razorpay.",
+    )
+    razorpay_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the Razorpay Dashboard webhook (not the key secret): verifies "
+        "`X-Razorpay-Signature`.",
+    )
+    razorpay_previous_webhook_secret: SecretStr | None = Field(
+        None,
+        description="The webhook secret being rotated out, still accepted (Razorpay signs "
+        "retries of older events with it).",
+    )
+    razorpay_api_base: str = Field("https://api.razorpay.com", description="Razorpay API base URL.")
+    razorpay_currencies: list[str] = Field(
+        default_factory=lambda: ["INR"],
+        description="Currencies to charge through Razorpay (JSON list; international currencies "
+        "must be enabled on the Razorpay account).",
+    )
+    razorpay_timeout_seconds: float | None = Field(
+        None, gt=0, le=60, description="Timeout of one Razorpay call; default the provider timeout."
+    )
+
     # --- email ------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")

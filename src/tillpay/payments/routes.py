@@ -18,7 +18,8 @@ from tillpay.accounts.permissions import Permission
 from tillpay.accounts.service import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession
-from tillpay.kit.errors import BadRequest, NotFound
+from tillpay.kit.errors import BadRequest, Forbidden, NotFound
+from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
@@ -262,6 +263,14 @@ async def receive_webhook(
     adapter = rt.providers.get(provider)
     if adapter is None:
         raise NotFound("No such webhook endpoint.")
+    # Optional source allow-list (defence in depth, never the gate): the client address
+    # comes from the trusted-proxy middleware, not from a header the caller controls.
+    allowed_source = getattr(adapter, "allowed_source", None)
+    if allowed_source is not None and not allowed_source(client_ip(request.scope)):
+        security_log.warning(
+            "webhook.source_refused", provider=provider, ip=client_ip(request.scope)
+        )
+        raise Forbidden("Webhook source not allowed.", code="webhook_source_refused")
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     if not adapter.verify_webhook(body, headers):

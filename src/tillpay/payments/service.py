@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.accounts.models import User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.service import Principal
 from tillpay.audit.service import Actor, record
@@ -76,13 +77,15 @@ def return_url_allowed(settings: Settings, url: str) -> bool:
     redirects, no userinfo tricks."""
     try:
         candidate = urlsplit(url)
+        # .port raises for a non-numeric port ("localhost:3000.evil.example").
+        port = candidate.port
     except ValueError:
         return False
     if candidate.scheme not in ("http", "https") or candidate.username or candidate.password:
         return False
     for allowed in settings.payment_return_urls:
         prefix = urlsplit(allowed)
-        if (candidate.scheme, candidate.hostname, candidate.port) == (
+        if (candidate.scheme, candidate.hostname, port) == (
             prefix.scheme,
             prefix.hostname,
             prefix.port,
@@ -169,13 +172,21 @@ async def apply_provider_state(
     ``confirmed`` means the state was read from the provider's API (not only claimed by a
     webhook or a browser). Terminal states never regress; a late success is accepted only
     when confirmed, and is flagged for review. A success whose amount, currency or
-    reference does not match is never applied: the payment is flagged and audited.
+    reference does not match is never applied: the payment is flagged and audited. A state
+    the adapter marks ``needs_review`` flags the payment too, and is never applied as a success.
     """
     now = utcnow()
     attempt.summary = {**attempt.summary, source: dict(state.summary)}
     if state.provider_object_id and not attempt.provider_object_id:
         attempt.provider_object_id = state.provider_object_id
     attempt.provider_status = state.provider_status
+    if state.needs_review is not None:
+        await _flag(session, payment, state.needs_review, source=source)
+        if state.status is PaymentStatus.SUCCEEDED:
+            # Money moved, but not as asked (e.g. overpaid): a person decides, so the
+            # attempt stays open and nothing is fulfilled; the janitor keeps watching.
+            schedule_next_check(settings, attempt, now)
+            return
     target = state.status
     current = attempt.status
     if target is current:
@@ -444,7 +455,10 @@ async def create_payment(
             order_id=order.id,
             amount=payment.amount,
             currency=payment.currency,
-            customer_email=None,
+            # Some providers require the payer's email (Paystack); the others ignore it.
+            customer_email=(
+                await session.execute(select(User.email).where(User.id == order.customer_id))
+            ).scalar_one_or_none(),
             return_url=f"{settings.public_base_url}/v1/payments/{payment.id}/return",
             description=f"Order {order.id}",
         )

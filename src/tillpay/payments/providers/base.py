@@ -62,6 +62,9 @@ class ProviderState:
     decline_code: str | None = None
     occurred_at: datetime | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
+    # A review reason when the provider's outcome needs a person (over- or underpaid,
+    # funds held): the payment service flags the payment and never applies it as a success.
+    needs_review: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tillpay.payments.providers.base import ProviderAdapter
+from tillpay.payments.providers.cryptomus import CryptomusAdapter
 from tillpay.payments.providers.sandbox import SandboxAdapter
 from tillpay.settings import Settings
 
@@ -34,4 +35,6 @@ def build_registry(
     adapters: dict[str, ProviderAdapter] = {}
     if settings.sandbox_on:
         adapters["sandbox"] = SandboxAdapter(settings, transport=transport)
+    if settings.cryptomus_merchant_id and settings.cryptomus_payment_api_key:
+        adapters["cryptomus"] = CryptomusAdapter(settings, transport=transport)
     return ProviderRegistry(adapters)

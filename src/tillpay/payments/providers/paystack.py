@@ -1,0 +1,467 @@
+"""Adapter for Paystack, spoken to over its REST API with httpx.
+
+pypaystack2 (the maintained async SDK) compares webhook signatures with ``==``, so the few
+wire rules live here instead, pinned by known-answer tests (docs/providers/paystack.md):
+
+- every call carries ``Authorization: Bearer <secret key>``; answers are envelopes
+  ``{"status": bool, "message": str, "data": …}``;
+- amounts are integers in the currency's subunit (kobo, pesewas, cents);
+- ``reference`` may only hold letters, digits, ``-``, ``.`` and ``=``, so tillpay's attempt
+  reference ``{payment_id}_{attempt_no}`` travels with ``_`` written as ``-``
+  (:func:`paystack_reference`); tillpay ids never contain ``-``, so the mapping is exact;
+- Paystack rejects a reused reference ("Duplicate Transaction Reference"), which makes
+  retrying ``transaction/initialize`` safe: a retry can never open a second transaction;
+- refunds have no idempotency key: each carries ``merchant_note = "tillpay refund <id>"``
+  and is looked up by that note before any (re-)creation;
+- webhooks: ``x-paystack-signature`` is the hex HMAC-SHA512 of the raw body keyed with the
+  secret key; there is no timestamp and no event id.
+
+A webhook is only a hint: the payment service re-reads ``transaction/verify`` and checks
+amount, currency and reference before anything is marked paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from tillpay.kit.money import FIAT_EXPONENTS
+from tillpay.kit.outbound import ProviderClient, ProviderError, ProviderUnavailable
+from tillpay.payments.models import PaymentStatus, RefundStatus
+from tillpay.payments.providers.base import (
+    CreateRequest,
+    ProviderState,
+    RefundState,
+    WebhookNotice,
+)
+from tillpay.settings import ConfigurationError, Settings
+
+__all__ = [
+    "PAYMENT_STATUS",
+    "REFUND_EVENTS",
+    "REFUND_STATUS",
+    "SIGNATURE_HEADER",
+    "PaystackAdapter",
+    "paystack_reference",
+    "tillpay_reference",
+    "verify_signature",
+    "webhook_signature",
+]
+
+SIGNATURE_HEADER: Final = "x-paystack-signature"
+
+# Paystack transaction status → (tillpay attempt status, review reason). A review reason
+# flags the payment for a person (see ProviderState.needs_review).
+PAYMENT_STATUS: Final[Mapping[str, tuple[PaymentStatus, str | None]]] = {
+    "success": (PaymentStatus.SUCCEEDED, None),
+    "failed": (PaymentStatus.FAILED, None),
+    # What verify reports for a transaction the payer has not completed yet; tillpay's own
+    # order deadline ends it.
+    "abandoned": (PaymentStatus.REQUIRES_ACTION, None),
+    "ongoing": (PaymentStatus.PROCESSING, None),
+    "pending": (PaymentStatus.PROCESSING, None),
+    "processing": (PaymentStatus.PROCESSING, None),
+    "queued": (PaymentStatus.PROCESSING, None),
+    # Money came and went back (a reversal): never fulfil; a person looks at it.
+    "reversed": (PaymentStatus.FAILED, "reversed_at_provider"),
+}
+REFUND_STATUS: Final[Mapping[str, RefundStatus]] = {
+    "pending": RefundStatus.PENDING,
+    "processing": RefundStatus.PENDING,
+    # Paystack needs the customer's bank details (dashboard or retry endpoint); the money
+    # has not moved yet, so the refund stays pending while the janitor keeps polling.
+    "needs-attention": RefundStatus.PENDING,
+    "processed": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+}
+REFUND_EVENTS: Final = frozenset(
+    {
+        "refund.pending",
+        "refund.processing",
+        "refund.processed",
+        "refund.failed",
+        "refund.needs-attention",
+    }
+)
+
+_OUR_REFERENCE: Final = re.compile(r"[a-z]{2,8}_[0-9A-Z]{26}_[0-9]{1,9}")
+_THEIR_REFERENCE: Final = re.compile(r"[a-z]{2,8}-[0-9A-Z]{26}-[0-9]{1,9}")
+_DUPLICATE_REFERENCE: Final = "duplicate transaction reference"
+_REFERENCE_NOT_FOUND: Final = "transaction reference not found"
+
+
+def webhook_signature(body: bytes, secret_key: str) -> str:
+    """The ``x-paystack-signature`` value Paystack sends for ``body``."""
+    return hmac.new(secret_key.encode(), body, hashlib.sha512).hexdigest()
+
+
+def verify_signature(body: bytes, signature: str | None, secret_key: str) -> bool:
+    """Constant-time check of an ``x-paystack-signature`` over the raw body."""
+    if not signature or not signature.isascii():
+        return False
+    return hmac.compare_digest(webhook_signature(body, secret_key), signature)
+
+
+def paystack_reference(reference: str) -> str:
+    """tillpay's attempt reference as Paystack accepts it (``_`` → ``-``)."""
+    if not _OUR_REFERENCE.fullmatch(reference):
+        raise ValueError(f"not a tillpay attempt reference: {reference!r}")
+    return reference.replace("_", "-")
+
+
+def tillpay_reference(reference: str) -> str | None:
+    """The tillpay attempt reference behind a Paystack reference; ``None`` for references
+    tillpay did not make (other integrations on the same Paystack account)."""
+    if not _THEIR_REFERENCE.fullmatch(reference):
+        return None
+    return reference.replace("-", "_")
+
+
+def _int(value: Any) -> int | None:
+    """Paystack's samples send amounts as numbers or digit strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _code(text: Any, default: str) -> str:
+    """A short machine code from Paystack's free text ("Insufficient Funds" →
+    ``insufficient_funds``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", str(text or "").lower()).strip("_")
+    return slug[:64] or default
+
+
+def _refund_marker(refund_id: str) -> str:
+    return f"tillpay refund {refund_id}"
+
+
+class PaystackAdapter:
+    """Hosted checkout (``authorization_url``) with verify-by-reference as the truth."""
+
+    name = "paystack"
+
+    def __init__(
+        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if settings.paystack_secret_key is None:
+            raise ConfigurationError("TILLPAY_PAYSTACK_SECRET_KEY is required for Paystack")
+        self._secret = settings.paystack_secret_key.get_secret_value()
+        if not self._secret.startswith(("sk_test_", "sk_live_")):
+            # The public key (pk_…) can neither call the API nor verify webhooks.
+            raise ConfigurationError(
+                "TILLPAY_PAYSTACK_SECRET_KEY: expected a secret key (sk_test_… or sk_live_…)"
+            )
+        self._currencies = sorted({c.upper() for c in settings.paystack_currencies})
+        for code in self._currencies:
+            # Paystack counts every currency in hundredths; a currency whose minor unit is
+            # not 1/100 would be charged at the wrong scale.
+            if FIAT_EXPONENTS.get(code) != 2:
+                raise ConfigurationError(
+                    f"TILLPAY_PAYSTACK_CURRENCIES: {code} is not a currency Paystack can charge"
+                )
+        try:
+            self._sources = [
+                ipaddress.ip_network(entry, strict=False) for entry in settings.paystack_webhook_ips
+            ]
+        except ValueError:
+            raise ConfigurationError(
+                "TILLPAY_PAYSTACK_WEBHOOK_IPS: entries must be IP addresses or CIDRs"
+            ) from None
+        self.client = ProviderClient(
+            "paystack",
+            settings.paystack_api_base.rstrip("/"),
+            timeout=settings.paystack_timeout_seconds or settings.provider_timeout_seconds,
+            headers={"Authorization": f"Bearer {self._secret}", "Accept": "application/json"},
+            transport=transport,
+        )
+
+    def currencies(self) -> list[str]:
+        return list(self._currencies)
+
+    def supports(self, currency: str, amount: int) -> bool:
+        return currency in self._currencies and amount > 0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def allowed_source(self, ip: str) -> bool:
+        """Whether a webhook may come from ``ip`` (the trusted-proxy-resolved client
+        address). Defence in depth only: the signature is always checked too."""
+        if not self._sources:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._sources)
+
+    # ------------------------------------------------------------------------- wire
+
+    @staticmethod
+    def _envelope(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ProviderUnavailable("paystack: malformed response") from None
+        if not isinstance(body, dict):
+            raise ProviderUnavailable("paystack: malformed response")
+        return body
+
+    def _data(self, response: httpx.Response) -> dict[str, Any]:
+        """The ``data`` object of a successful answer."""
+        body = self._envelope(response)
+        data = body.get("data")
+        if body.get("status") is not True or not isinstance(data, dict):
+            raise ProviderError(f"paystack_http_{response.status_code}")
+        return data
+
+    @staticmethod
+    def _message(body: Mapping[str, Any]) -> str:
+        return str(body.get("message") or "").strip().lower()
+
+    @staticmethod
+    def _refused(response: httpx.Response) -> ProviderError:
+        if response.status_code == 401:
+            return ProviderError("paystack_auth_failed")
+        return ProviderError(f"paystack_http_{response.status_code}")
+
+    # ------------------------------------------------------------------------- payments
+
+    async def create_attempt(self, request: CreateRequest) -> ProviderState:
+        if not request.customer_email:
+            raise ProviderError("email_required")
+        metadata = {
+            "tillpay_payment_id": request.payment_id,
+            "tillpay_order_id": request.order_id,
+            "tillpay_reference": request.reference,
+        }
+        response = await self.client.request(
+            "POST",
+            "/transaction/initialize",
+            json={
+                "email": request.customer_email,
+                "amount": request.amount,
+                "currency": request.currency,
+                "reference": paystack_reference(request.reference),
+                "callback_url": request.return_url,
+                # The API documents metadata as a stringified JSON object.
+                "metadata": json.dumps(metadata, separators=(",", ":")),
+            },
+            # Paystack refuses a reference it has seen, so a retry cannot open a second
+            # transaction; a lost first answer surfaces as a duplicate, handled below.
+            retry_safe=True,
+        )
+        if response.status_code >= 400:
+            body = self._envelope(response)
+            if self._message(body) == _DUPLICATE_REFERENCE:
+                # The transaction exists (an earlier try reached Paystack): its verify
+                # answer is the truth, though its checkout URL cannot be recovered.
+                return await self.retrieve(reference=request.reference, provider_object_id=None)
+            raise self._refused(response)
+        data = self._data(response)
+        url = str(data.get("authorization_url") or "")
+        if not url.startswith("https://"):
+            raise ProviderUnavailable("paystack: no usable authorization_url")
+        return ProviderState(
+            status=PaymentStatus.REQUIRES_ACTION,
+            provider_status="initialized",
+            provider_object_id=None,  # Paystack's numeric id is first seen on verify
+            amount=request.amount,
+            currency=request.currency,
+            reference=request.reference,
+            redirect_url=url,
+            # Lets a shop resume the same transaction with Paystack's inline popup.
+            client_data={"access_code": str(data.get("access_code") or "")},
+            summary={"status": "initialized"},
+        )
+
+    async def retrieve(self, *, reference: str, provider_object_id: str | None) -> ProviderState:
+        response = await self.client.request(
+            "GET",
+            f"/transaction/verify/{quote(paystack_reference(reference), safe='')}",
+            retry_safe=True,
+        )
+        if response.status_code == 404 or (
+            response.status_code == 400
+            and self._message(self._envelope(response)) == _REFERENCE_NOT_FOUND
+        ):
+            raise ProviderError("not_found")
+        if response.status_code >= 400:
+            raise self._refused(response)
+        return self._state(self._data(response))
+
+    @staticmethod
+    def _state(data: Mapping[str, Any]) -> ProviderState:
+        provider_status = str(data.get("status"))
+        status, review = PAYMENT_STATUS.get(provider_status, (PaymentStatus.UNKNOWN, None))
+        raw_reference = str(data.get("reference") or "")
+        # A reference tillpay did not make is reported as is, so it can never match.
+        reference = tillpay_reference(raw_reference) or raw_reference
+        authorization = data.get("authorization")
+        card = authorization if isinstance(authorization, dict) else {}
+        currency = data.get("currency")
+        return ProviderState(
+            status=status,
+            provider_status=provider_status,
+            provider_object_id=str(data["id"]) if data.get("id") is not None else None,
+            amount=_int(data.get("amount")),
+            currency=str(currency).upper() if currency else None,
+            reference=reference,
+            decline_code=(
+                _code(data.get("gateway_response"), "declined")
+                if status is PaymentStatus.FAILED
+                else None
+            ),
+            needs_review=review,
+            # Never the authorization_code (a reusable card token) or the customer.
+            summary={
+                "status": provider_status,
+                "gateway_response": data.get("gateway_response"),
+                "channel": data.get("channel"),
+                "card_brand": card.get("brand"),
+                "card_last4": card.get("last4"),
+            },
+        )
+
+    # ------------------------------------------------------------------------- refunds
+
+    async def refund(
+        self,
+        *,
+        refund_id: str,
+        provider_object_id: str,
+        reference: str,
+        amount: int,
+        currency: str,
+        reason: str,
+    ) -> RefundState:
+        marker = _refund_marker(refund_id)
+        # No idempotency key at Paystack: an earlier try whose answer was lost must be
+        # found before a second refund can be created.
+        existing = await self._find_refund(marker, provider_object_id or reference)
+        if existing is not None:
+            return self._refund_state(existing)
+        response = await self.client.request(
+            "POST",
+            "/refund",
+            json={
+                "transaction": paystack_reference(reference),
+                "amount": amount,
+                "currency": currency,
+                "merchant_note": marker,
+            },
+        )
+        if response.status_code >= 400:
+            raise self._refused(response)
+        return self._refund_state(self._data(response))
+
+    async def retrieve_refund(
+        self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
+    ) -> RefundState:
+        if provider_refund_id is None:
+            found = await self._find_refund(_refund_marker(refund_id), provider_object_id)
+            if found is None:
+                raise ProviderError("refund_id_unknown")
+            return self._refund_state(found)
+        response = await self.client.request(
+            "GET", f"/refund/{quote(provider_refund_id, safe='')}", retry_safe=True
+        )
+        if response.status_code == 404:
+            raise ProviderError("not_found")
+        if response.status_code >= 400:
+            raise self._refused(response)
+        return self._refund_state(self._data(response))
+
+    async def _find_refund(self, marker: str, transaction: str) -> dict[str, Any] | None:
+        """The refund carrying ``marker``, if Paystack has one (a read: safe to retry)."""
+        query = "perPage=100"
+        if transaction:
+            query += f"&transaction={quote(transaction, safe='')}"
+        response = await self.client.request("GET", f"/refund?{query}", retry_safe=True)
+        if response.status_code >= 400:
+            # Unable to rule out an earlier refund: the outcome stays unknown.
+            raise ProviderUnavailable(f"paystack: refund lookup answered {response.status_code}")
+        body = self._envelope(response)
+        items = body.get("data")
+        if body.get("status") is not True or not isinstance(items, list):
+            raise ProviderUnavailable("paystack: malformed refund list")
+        for item in items:
+            if isinstance(item, dict) and item.get("merchant_note") == marker:
+                return item
+        return None
+
+    @staticmethod
+    def _refund_state(data: Mapping[str, Any]) -> RefundState:
+        provider_status = str(data.get("status"))
+        status = REFUND_STATUS.get(provider_status, RefundStatus.UNKNOWN)
+        return RefundState(
+            status=status,
+            provider_refund_id=str(data["id"]) if data.get("id") is not None else None,
+            amount=_int(data.get("amount")),
+            provider_status=provider_status,
+            failure_code="refund_failed" if status is RefundStatus.FAILED else None,
+        )
+
+    # ------------------------------------------------------------------------- webhooks
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return verify_signature(body, headers.get(SIGNATURE_HEADER), self._secret)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice | None:
+        """Only the body is used (the worker re-parses stored bodies without headers).
+        Events for references tillpay did not make are acknowledged and ignored."""
+        event = json.loads(body)
+        if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+            raise ValueError("not a Paystack event")
+        name = str(event.get("event") or "")
+        data: dict[str, Any] = event["data"]
+        if name == "charge.success":
+            raw = str(data["reference"])
+            reference = tillpay_reference(raw)
+            if reference is None:
+                return None
+            provider_status = str(data.get("status"))
+            status = PAYMENT_STATUS.get(provider_status)
+            currency = data.get("currency")
+            return WebhookNotice(
+                dedupe_key=f"{name}:{raw}:{provider_status}",
+                event_type=name,
+                kind="payment",
+                reference=reference,
+                provider_object_id=str(data["id"]) if data.get("id") is not None else None,
+                status=status[0] if status else None,
+                amount=_int(data.get("amount")),
+                currency=str(currency).upper() if currency else None,
+            )
+        if name in REFUND_EVENTS:
+            raw = str(data["transaction_reference"])
+            reference = tillpay_reference(raw)
+            refund_id = data.get("id")
+            if reference is None or refund_id is None:
+                # Without the refund id the event cannot be matched to a refund; the
+                # janitor polls pending refunds anyway.
+                return None
+            distinct = refund_id or data.get("refund_reference") or data.get("amount")
+            return WebhookNotice(
+                dedupe_key=f"{name}:{raw}:{distinct}",
+                event_type=name,
+                kind="refund",
+                reference=reference,
+                provider_object_id=None,
+                refund_status=REFUND_STATUS.get(str(data.get("status"))),
+                provider_refund_id=str(refund_id),
+                amount=_int(data.get("amount")),
+            )
+        return None
