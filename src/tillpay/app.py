@@ -41,6 +41,7 @@ from tillpay.kit.ratelimit import RateLimiter
 from tillpay.ops.routes import router as ops_router
 from tillpay.orders import routes as orders_routes
 from tillpay.payments import routes as payments_routes
+from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
 from tillpay.sandbox import psp as sandbox_psp
 from tillpay.settings import Settings, load_settings
@@ -209,6 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_routes.admin)
     app.include_router(payments_routes.router)
     app.include_router(payments_routes.webhooks)
+    app.include_router(razorpay_routes.router)
     app.include_router(payments_routes.admin)
     app.include_router(audit_routes.router)
     if settings.sandbox_on:

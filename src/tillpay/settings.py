@@ -8,6 +8,7 @@ the error names every offending setting.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -368,6 +369,57 @@ class Settings(BaseSettings):
     razorpay_timeout_seconds: float | None = Field(
         None, gt=0, le=60, description="Timeout of one Razorpay call; default the provider timeout."
     )
+
+    # --- stripe ---------------------------------------------------------------------------------
+    stripe_secret_key: SecretStr | None = Field(
+        None,
+        description="Stripe secret key (`sk_test_…`/`sk_live_…`, or a restricted `rk_…` key); "
+        "with a webhook secret it enables Stripe. Has a `_FILE` variant.",
+    )
+    stripe_webhook_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Stripe webhook signing secrets (`whsec_…`, JSON list); a signature under "
+        "any of them is accepted (rotation). The `_FILE` variant may list one per line.",
+    )
+    stripe_publishable_key: str | None = Field(
+        None, description="Publishable key (`pk_…`) handed to the browser in the Elements flow."
+    )
+    stripe_flow: Literal["checkout", "payment_intent"] = Field(
+        "checkout",
+        description="`checkout`: redirect to a Stripe Checkout Session; `payment_intent`: a "
+        "client secret for embedded Stripe Elements.",
+    )
+    stripe_api_base: str = Field("https://api.stripe.com", description="Stripe API base URL.")
+    stripe_currencies: list[str] = Field(
+        default_factory=lambda: [
+            *("AUD", "CAD", "CHF", "DKK", "EUR", "GBP"),
+            *("JPY", "NOK", "NZD", "SEK", "SGD", "USD"),
+        ],
+        description="Currencies to charge through Stripe (JSON list of ISO codes).",
+    )
+    stripe_timeout_seconds: float | None = Field(
+        None, gt=0, le=80, description="Timeout of one Stripe call; default the provider timeout."
+    )
+    stripe_max_network_retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="SDK retries (same idempotency key) after network errors, 409 and 5xx.",
+    )
+    stripe_checkout_expires_seconds: int = Field(
+        1800, ge=1800, le=86400, description="Checkout Session lifetime (Stripe: 30 min to 24 h)."
+    )
+
+    @field_validator("stripe_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        # A `_FILE` variant arrives as plain text: a JSON list, or one secret per line/comma.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+        return value
 
     # --- email ------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.payments.helpers import GOOD_CARD, Checkout
 from tillpay.kit.db import Database, create_engine
 from tillpay.kit.ids import new_id
 from tillpay.ledger import service as ledger
@@ -260,3 +261,35 @@ async def test_payments_and_refunds_keep_the_ledger_balanced_and_the_clearing_ex
         balances = {b.code: b.balance for b in await ledger.balances(session)}
     for currency in CURRENCIES:
         assert balances.get(f"provider_clearing:{provider}:{currency}", 0) == expected[currency]
+
+
+# ------------------------------------------------------------------------ refunds end to end
+
+
+async def test_refunding_a_two_vendor_order_in_parts_settles_each_vendor_exactly(
+    checkout: Checkout,
+) -> None:
+    shop, client = checkout.shop, checkout.client
+    customer, vendors = await shop.customer(), [await shop.vendor(), await shop.vendor()]
+    for vendor in vendors:
+        item = await shop.product(vendor, price=1000)
+        await shop.add_to_cart(customer, item["variants"][0]["id"])
+    order = (await shop.checkout(customer)).json()
+    payment = (await checkout.pay(customer, order["id"])).json()
+    await checkout.submit_card(payment, GOOD_CARD)
+    await checkout.deliver_webhooks()
+    await checkout.process_webhooks()
+    admin = await shop.accounts.admin()
+
+    # Two one-unit refunds cannot split evenly; each must not come from the same vendor.
+    for amount in (1, 1, None):
+        refunded = await client.post(
+            f"/v1/payments/{payment['id']}/refunds",
+            json={"amount": amount, "reason": "requested_by_customer"},
+            headers={**admin.headers, "Idempotency-Key": secrets.token_hex(8)},
+        )
+        assert refunded.status_code == 201, refunded.text
+
+    accounts = (await client.get("/v1/admin/ledger/accounts", headers=admin.headers)).json()
+    payable = {a["owner_id"]: a["balance"] for a in accounts if a["kind"] == "vendor_payable"}
+    assert payable == {vendors[0].user_id: 0, vendors[1].user_id: 0}

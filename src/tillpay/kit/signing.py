@@ -34,7 +34,9 @@ def verify(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # isascii: str.isdigit also accepts digits that int() refuses (superscripts)
+        # or reads (Arabic-Indic): only the canonical form is a timestamp.
+        if key == "t" and value.isascii() and value.isdigit():
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)

@@ -73,6 +73,12 @@ def payment_out(payment: Payment) -> dict[str, Any]:
         action = NextAction(
             type="redirect", redirect_url=latest.redirect_url, client_data=dict(latest.client_data)
         )
+    elif (
+        latest is not None
+        and payment.status is PaymentStatus.REQUIRES_ACTION
+        and latest.client_data
+    ):
+        action = NextAction(type="client_sdk", client_data=dict(latest.client_data))
     return PaymentOut(
         id=payment.id,
         order_id=payment.order_id,

@@ -34,7 +34,9 @@ class AttemptOut(BaseModel):
 
 
 class NextAction(BaseModel):
-    type: Literal["redirect", "none"]
+    # redirect: send the browser to `redirect_url`; client_sdk: open the provider's
+    # client-side SDK (e.g. Razorpay Checkout) with `client_data`.
+    type: Literal["redirect", "client_sdk", "none"]
     redirect_url: str | None = None
     client_data: dict[str, Any] = Field(default_factory=dict)
 

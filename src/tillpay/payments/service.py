@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import User
@@ -34,6 +34,7 @@ from tillpay.kit.errors import AppError, Conflict, Forbidden, NotFound, Unproces
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
 from tillpay.ledger import service as ledger
+from tillpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tillpay.orders import service as orders
 from tillpay.orders.models import Order, OrderStatus
 from tillpay.payments import state as fsm
@@ -151,6 +152,23 @@ def _vendor_shares(order: Order) -> dict[str | None, int]:
     for line in order.lines:
         shares[line.vendor_id] += line.line_total_amount
     return dict(shares)
+
+
+async def _refunded_by_vendor(session: AsyncSession, payment_id: str) -> dict[str | None, int]:
+    """What the payment's posted refunds took from each vendor (None: the platform)."""
+    rows = await session.execute(
+        select(LedgerAccount.owner_id, func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(Refund, Refund.id == LedgerTransaction.reference_id)
+        .where(
+            LedgerTransaction.kind == "refund",
+            Refund.payment_id == payment_id,
+            LedgerAccount.kind.in_(("vendor_payable", "platform_revenue")),
+        )
+        .group_by(LedgerAccount.owner_id)
+    )
+    return {owner: int(total) for owner, total in rows}
 
 
 # ----------------------------------------------------------------------------- apply state
@@ -814,7 +832,12 @@ async def apply_refund_state(
         payment.amount_refunded += refund.amount
         shares = _vendor_shares(order)
         vendors = sorted(shares, key=lambda v: v or "")
-        parts = ledger.allocate(refund.amount, [shares[v] for v in vendors])
+        # Split over what each vendor still holds, not over the original shares: those
+        # would hand every odd unit to the same vendor, so partial refunds could take
+        # more from one vendor than its lines earned.
+        taken = await _refunded_by_vendor(session, payment.id)
+        left = [max(0, shares[v] - taken.get(v, 0)) for v in vendors]
+        parts = ledger.allocate(refund.amount, left if sum(left) else [shares[v] for v in vendors])
         await ledger.post(
             session,
             kind="refund",

@@ -350,7 +350,9 @@ class PaystackAdapter:
         marker = _refund_marker(refund_id)
         # No idempotency key at Paystack: an earlier try whose answer was lost must be
         # found before a second refund can be created.
-        existing = await self._find_refund(marker, provider_object_id or reference)
+        existing = await self._find_refund(
+            marker, provider_object_id or paystack_reference(reference)
+        )
         if existing is not None:
             return self._refund_state(existing)
         response = await self.client.request(
@@ -453,9 +455,10 @@ class PaystackAdapter:
                 # Without the refund id the event cannot be matched to a refund; the
                 # janitor polls pending refunds anyway.
                 return None
-            distinct = refund_id or data.get("refund_reference") or data.get("amount")
             return WebhookNotice(
-                dedupe_key=f"{name}:{raw}:{distinct}",
+                # The refund id tells apart two refunds of the same transaction even when
+                # their amounts match and refund_reference is still null.
+                dedupe_key=f"{name}:{raw}:{refund_id}",
                 event_type=name,
                 kind="refund",
                 reference=reference,

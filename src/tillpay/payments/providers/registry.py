@@ -6,7 +6,10 @@ import httpx
 
 from tillpay.payments.providers.base import ProviderAdapter
 from tillpay.payments.providers.cryptomus import CryptomusAdapter
+from tillpay.payments.providers.paystack import PaystackAdapter
+from tillpay.payments.providers.razorpay import RazorpayAdapter
 from tillpay.payments.providers.sandbox import SandboxAdapter
+from tillpay.payments.providers.stripe import StripeAdapter
 from tillpay.settings import Settings
 
 
@@ -37,4 +40,20 @@ def build_registry(
         adapters["sandbox"] = SandboxAdapter(settings, transport=transport)
     if settings.cryptomus_merchant_id and settings.cryptomus_payment_api_key:
         adapters["cryptomus"] = CryptomusAdapter(settings, transport=transport)
+    if settings.paystack_secret_key is not None:
+        adapters["paystack"] = PaystackAdapter(settings, transport=transport)
+    if (
+        settings.razorpay_key_id
+        and settings.razorpay_key_secret is not None
+        and settings.razorpay_key_secret.get_secret_value()
+        and settings.razorpay_webhook_secret is not None
+        and settings.razorpay_webhook_secret.get_secret_value()
+    ):
+        adapters["razorpay"] = RazorpayAdapter(settings, transport=transport)
+    if (
+        settings.stripe_secret_key is not None
+        and settings.stripe_secret_key.get_secret_value()
+        and any(s.get_secret_value() for s in settings.stripe_webhook_secrets)
+    ):
+        adapters["stripe"] = StripeAdapter(settings, transport=transport)
     return ProviderRegistry(adapters)

@@ -1,0 +1,654 @@
+"""Stripe adapter: the official ``stripe`` SDK, async over httpx.
+
+Two flows, chosen by ``stripe_flow``: a Checkout Session (the payer is redirected to
+Stripe's hosted page; the default) or a bare PaymentIntent whose client secret the shop's
+front end hands to Stripe Elements. Either way every object carries our attempt reference
+(``{payment_id}_{attempt_no}``) in its metadata, so any PaymentIntent maps back to exactly
+one attempt, and every POST carries an idempotency key derived from our ids, so the SDK's
+retries (and any replay) can never create a second object.
+
+Amounts: tillpay counts ISO 4217 minor units; Stripe has its own table (MGA is
+zero-decimal, ISK and UGX are sent with two decimals that are always ``00``, three-decimal
+currencies must end in ``0``). :func:`to_stripe_amount` and :func:`from_stripe_amount` are
+the only crossing points.
+
+Webhooks: ``Stripe-Signature: t=…,v1=…`` verified by the SDK (HMAC-SHA256 over
+``"{t}.{raw body}"``, ``hmac.compare_digest``) against every configured secret, with the
+SDK's 300-second tolerance for old timestamps plus our own bound on future ones.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Final, TypeVar
+
+import httpx
+import stripe
+
+from tillpay.kit.logging import get_logger
+from tillpay.kit.money import FIAT_EXPONENTS
+from tillpay.kit.outbound import (
+    CircuitBreaker,
+    ProviderDeclined,
+    ProviderError,
+    ProviderUnavailable,
+)
+from tillpay.payments.models import PaymentStatus, RefundStatus
+from tillpay.payments.providers.base import (
+    CreateRequest,
+    ProviderState,
+    RefundState,
+    WebhookNotice,
+)
+from tillpay.settings import Settings
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+SIGNATURE_HEADER: Final = "stripe-signature"
+TOLERANCE_SECONDS: Final = 300  # Stripe's default; never lowered, never disabled
+REFERENCE_KEY: Final = "tillpay_reference"
+
+# https://docs.stripe.com/currencies: zero-decimal currencies, the currencies Stripe takes
+# with two decimals although they have none (always "00"), and the three-decimal ones
+# whose last digit must be 0. Everything else follows ISO 4217.
+ZERO_DECIMAL: Final = frozenset(
+    {
+        *("BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"),
+        *("PYG", "RWF", "VND", "VUV", "XAF", "XOF", "XPF"),
+    }
+)
+WHOLE_UNITS_TWO_DECIMAL: Final = frozenset({"ISK", "UGX"})
+THREE_DECIMAL: Final = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+MAX_AMOUNT: Final = 99_999_999  # "up to eight digits"
+# Minimum charge per presentment currency, in Stripe units (docs.stripe.com/currencies).
+MIN_AMOUNT: Final[Mapping[str, int]] = {
+    "USD": 50, "AED": 200, "AUD": 50, "BGN": 100, "BRL": 50, "CAD": 50, "CHF": 50,
+    "CZK": 1500, "DKK": 250, "EUR": 50, "GBP": 30, "HKD": 400, "HUF": 17500, "INR": 50,
+    "JPY": 50, "MXN": 1000, "MYR": 200, "NOK": 300, "NZD": 50, "PLN": 200, "RON": 200,
+    "SEK": 300, "SGD": 50, "THB": 1000,
+}  # fmt: skip
+
+PAYMENT_INTENT_STATUS: Final[Mapping[str, PaymentStatus]] = {
+    # requires_payment_method after a failed confirmation is "failed" (see intent_state)
+    "requires_payment_method": PaymentStatus.REQUIRES_ACTION,
+    "requires_confirmation": PaymentStatus.REQUIRES_ACTION,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "processing": PaymentStatus.PROCESSING,
+    # tillpay captures automatically; held funds are not a payment yet
+    "requires_capture": PaymentStatus.PROCESSING,
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "canceled": PaymentStatus.CANCELED,
+}
+REFUND_STATUS: Final[Mapping[str, RefundStatus]] = {
+    "pending": RefundStatus.PENDING,
+    "requires_action": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.FAILED,  # no money went back: release the reservation
+}
+STRIPE_REFUND_REASONS: Final = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+
+PAYMENT_INTENT_EVENTS: Final = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.processing",
+        "payment_intent.canceled",
+        "payment_intent.requires_action",
+        "payment_intent.amount_capturable_updated",
+    }
+)
+SESSION_EVENTS: Final = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+REFUND_EVENTS: Final = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
+
+
+# ----------------------------------------------------------------------------- amounts
+
+
+def stripe_exponent(currency: str) -> int | None:
+    """Digits Stripe's API uses for ``currency``; ``None`` when Stripe cannot take it."""
+    iso = FIAT_EXPONENTS.get(currency)
+    if iso is None:
+        return None
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in WHOLE_UNITS_TWO_DECIMAL:
+        return 2
+    if iso == 3 and currency not in THREE_DECIMAL:
+        return None  # IQD, LYD: not presentment currencies
+    return iso
+
+
+def to_stripe_amount(amount: int, currency: str) -> int:
+    """tillpay minor units → Stripe's integer; ``ValueError`` when Stripe cannot express
+    the amount exactly (a fraction of a zero-decimal unit, a non-zero last digit of a
+    three-decimal amount)."""
+    exp = stripe_exponent(currency)
+    if exp is None:
+        raise ValueError(f"Stripe does not take {currency}")
+    shift = exp - FIAT_EXPONENTS[currency]
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return amount * scale
+    value, remainder = divmod(amount, scale)
+    if remainder:
+        raise ValueError(f"{amount} is not a whole amount of Stripe's {currency} unit")
+    if currency in THREE_DECIMAL and value % 10:
+        raise ValueError("Stripe needs three-decimal amounts to end in 0")
+    return value
+
+
+def from_stripe_amount(amount: object, currency: str) -> int | None:
+    """Stripe's integer → tillpay minor units; ``None`` if it is not exact (e.g. 1.50 ISK),
+    which the payment service treats as an amount mismatch."""
+    exp = stripe_exponent(currency)
+    if exp is None or not isinstance(amount, int) or isinstance(amount, bool):
+        return None
+    shift = FIAT_EXPONENTS[currency] - exp
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return amount * scale
+    value, remainder = divmod(amount, scale)
+    return None if remainder else value
+
+
+# ----------------------------------------------------------------------------- states
+
+
+def _currency(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("currency")
+    return value.upper() if isinstance(value, str) else None
+
+
+def _amount(value: object, currency: str | None) -> int | None:
+    return from_stripe_amount(value, currency) if currency else None
+
+
+def _metadata_reference(obj: Mapping[str, Any]) -> str | None:
+    metadata = obj.get("metadata")
+    if isinstance(metadata, Mapping):
+        value = metadata.get(REFERENCE_KEY)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _decline_code(intent: Mapping[str, Any]) -> str | None:
+    error = intent.get("last_payment_error")
+    if not isinstance(error, Mapping):
+        return None
+    code = error.get("decline_code") or error.get("code") or error.get("type")
+    return str(code) if code else "payment_failed"
+
+
+def intent_state(intent: Mapping[str, Any]) -> ProviderState:
+    """A PaymentIntent as tillpay sees it (see the module's mapping table)."""
+    provider_status = str(intent.get("status"))
+    status = PAYMENT_INTENT_STATUS.get(provider_status, PaymentStatus.UNKNOWN)
+    decline = _decline_code(intent)
+    if provider_status == "requires_payment_method" and decline is not None:
+        status = PaymentStatus.FAILED  # a confirmation was tried and declined
+    currency = _currency(intent)
+    received = provider_status == "succeeded"
+    return ProviderState(
+        status=status,
+        provider_status=provider_status,
+        provider_object_id=str(intent["id"]),
+        amount=_amount(intent.get("amount_received" if received else "amount"), currency),
+        currency=currency,
+        reference=_metadata_reference(intent),
+        decline_code=decline if status is PaymentStatus.FAILED else None,
+        summary={
+            "object": "payment_intent",
+            "id": intent.get("id"),
+            "status": provider_status,
+            "decline_code": decline,
+            "livemode": intent.get("livemode"),
+        },
+    )
+
+
+def session_state(session: Mapping[str, Any]) -> ProviderState:
+    """A Checkout Session as tillpay sees it; ``payment_intent`` may be expanded, which
+    tells a delayed payment that failed (complete + unpaid + PI failed) from one that is
+    still processing."""
+    status_text = str(session.get("status"))
+    payment_status = str(session.get("payment_status"))
+    intent = session.get("payment_intent")
+    intent = intent if isinstance(intent, Mapping) else None
+    decline = _decline_code(intent) if intent is not None else None
+    status = PaymentStatus.UNKNOWN
+    if status_text == "open":
+        status = PaymentStatus.REQUIRES_ACTION
+    elif status_text == "expired":
+        status = PaymentStatus.EXPIRED
+    elif status_text == "complete":
+        if payment_status in ("paid", "no_payment_required"):
+            status = PaymentStatus.SUCCEEDED
+        elif intent is not None and intent.get("status") != "processing":
+            status = intent_state(intent).status
+        else:
+            status = PaymentStatus.PROCESSING  # delayed method: async_payment_* follows
+    currency = _currency(session)
+    return ProviderState(
+        status=status,
+        provider_status=f"{status_text}/{payment_status}",
+        provider_object_id=str(session["id"]),
+        amount=_amount(session.get("amount_total"), currency),
+        currency=currency,
+        reference=_metadata_reference(session) or session.get("client_reference_id"),
+        redirect_url=session.get("url") if status is PaymentStatus.REQUIRES_ACTION else None,
+        decline_code=decline if status is PaymentStatus.FAILED else None,
+        summary={
+            "object": "checkout.session",
+            "id": session.get("id"),
+            "status": status_text,
+            "payment_status": payment_status,
+            "payment_intent": intent.get("id") if intent else session.get("payment_intent"),
+            "decline_code": decline,
+            "livemode": session.get("livemode"),
+        },
+    )
+
+
+def refund_state(refund: Mapping[str, Any]) -> RefundState:
+    """A Stripe Refund as tillpay sees it."""
+    provider_status = str(refund.get("status"))
+    status = REFUND_STATUS.get(provider_status, RefundStatus.UNKNOWN)
+    failure = refund.get("failure_reason")
+    return RefundState(
+        status=status,
+        provider_refund_id=str(refund["id"]),
+        amount=_amount(refund.get("amount"), _currency(refund)),
+        provider_status=provider_status,
+        failure_code=(str(failure) if failure else provider_status)
+        if status is RefundStatus.FAILED
+        else None,
+    )
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+
+def _timestamp(header: str) -> int | None:
+    for item in header.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def verify_signature(body: bytes, header: str | None, secrets: list[str]) -> bool:
+    """Whether ``header`` carries a valid ``v1`` signature of ``body`` under any of
+    ``secrets``, made within the last 300 seconds and not more than 300 seconds ahead.
+
+    The SDK does the MAC (constant-time) and the staleness check against ``time.time()``;
+    it accepts any future timestamp, so that bound is ours.
+    """
+    if not header or not secrets:
+        return False
+    stamp = _timestamp(header)
+    if stamp is None or stamp > time.time() + TOLERANCE_SECONDS:
+        return False
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(body, header, secret, TOLERANCE_SECONDS)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            continue
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+class _HTTPXClient(stripe.HTTPXClient):
+    """The SDK's httpx client on an ``AsyncClient`` we build: the SDK offers no transport
+    parameter, and tests route provider traffic to an in-process emulator through one."""
+
+    def __init__(self, *, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
+        limits = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        super().__init__(timeout=limits)
+        self._client_async = self.async_client = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
+            transport=transport,
+            timeout=limits,
+            follow_redirects=False,  # never re-send a payment body elsewhere
+        )
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> Any:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        # The SDK passes the encoded form as ``data=``, which httpx deprecates for text.
+        data = kwargs.pop("data", None)
+        if data:
+            kwargs["content"] = data.encode() if isinstance(data, str) else data
+        return args, kwargs
+
+
+# ----------------------------------------------------------------------------- adapter
+
+
+class StripeAdapter:
+    """Stripe through ``StripeClient`` (see the module docstring)."""
+
+    name = "stripe"
+
+    def __init__(
+        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if settings.stripe_secret_key is None:
+            raise ValueError("stripe_secret_key is required")
+        api_key = settings.stripe_secret_key.get_secret_value()
+        timeout = settings.stripe_timeout_seconds or settings.provider_timeout_seconds
+        self._http = _HTTPXClient(timeout=timeout, transport=transport)
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": settings.stripe_api_base.rstrip("/")},
+            # Explicit: a StripeClient without it does not retry at all.
+            max_network_retries=settings.stripe_max_network_retries,
+            http_client=self._http,
+        )
+        self.flow = settings.stripe_flow
+        self.publishable_key = settings.stripe_publishable_key
+        self.session_lifetime = settings.stripe_checkout_expires_seconds
+        self.webhook_secrets = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
+        self._currencies = sorted(
+            {
+                c.upper()
+                for c in settings.stripe_currencies
+                if stripe_exponent(c.upper()) is not None
+            }
+        )
+        self.breaker = CircuitBreaker()
+
+    def currencies(self) -> list[str]:
+        return list(self._currencies)
+
+    def supports(self, currency: str, amount: int) -> bool:
+        if currency not in self._currencies or amount <= 0:
+            return False
+        try:
+            value = to_stripe_amount(amount, currency)
+        except ValueError:
+            return False
+        return MIN_AMOUNT.get(currency, 1) <= value <= MAX_AMOUNT
+
+    async def aclose(self) -> None:
+        await self._http.async_client.aclose()
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one SDK call (with the SDK's own retries) and translate its errors."""
+        if not self.breaker.allow():
+            raise ProviderUnavailable("stripe: circuit open")
+        try:
+            result = await call()
+        except stripe.CardError as exc:
+            self.breaker.success()
+            raise ProviderDeclined(str(exc.code or "card_declined")) from None
+        except stripe.StripeError as exc:
+            status = exc.http_status
+            code = exc.code or (exc.error.type if exc.error else None) or type(exc).__name__
+            log.warning(
+                "provider.call_failed",
+                provider=self.name,
+                operation=operation,
+                http_status=status,
+                code=code,
+                request_id=exc.request_id,
+            )
+            # No answer, a 5xx, a lock conflict or a rate limit: Stripe may or may not
+            # have acted, so the outcome is unknown (the idempotency key makes a replay safe).
+            if status is None or status >= 500 or status in (409, 429):
+                self.breaker.failure()
+                raise ProviderUnavailable(f"stripe: {code}") from None
+            self.breaker.success()
+            raise ProviderError("not_found" if status == 404 else str(code)) from None
+        self.breaker.success()
+        return result
+
+    # -------------------------------------------------------------------- payments
+
+    def _metadata(self, request: CreateRequest) -> dict[str, str]:
+        return {
+            REFERENCE_KEY: request.reference,
+            "tillpay_payment_id": request.payment_id,
+            "tillpay_order_id": request.order_id,
+        }
+
+    async def create_attempt(self, request: CreateRequest) -> ProviderState:
+        amount = to_stripe_amount(request.amount, request.currency)
+        currency = request.currency.lower()
+        metadata = self._metadata(request)
+        if self.flow == "payment_intent":
+            intent = await self._call(
+                "payment_intent.create",
+                lambda: self.client.v1.payment_intents.create_async(
+                    {
+                        "amount": amount,
+                        "currency": currency,
+                        "automatic_payment_methods": {"enabled": True},
+                        "capture_method": "automatic",
+                        "description": request.description,
+                        "metadata": metadata,
+                    },
+                    {"idempotency_key": f"tillpay:{request.reference}:payment_intent:create"},
+                ),
+            )
+            data = intent.to_dict()
+            client_data: dict[str, Any] = {
+                "flow": "payment_intent",
+                "payment_intent": data["id"],
+                "client_secret": data.get("client_secret"),
+            }
+            if self.publishable_key:
+                client_data["publishable_key"] = self.publishable_key
+            return replace(intent_state(data), client_data=client_data)
+        session: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": request.reference,
+            "success_url": request.return_url,
+            "cancel_url": request.return_url,
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": amount,
+                        "product_data": {"name": request.description},
+                    },
+                }
+            ],
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata, "description": request.description},
+            # Computed once per attempt; the same key is never re-sent with another value.
+            "expires_at": int(time.time()) + self.session_lifetime,
+        }
+        if request.customer_email:
+            session["customer_email"] = request.customer_email
+        created = await self._call(
+            "checkout.session.create",
+            lambda: self.client.v1.checkout.sessions.create_async(
+                session,  # type: ignore[arg-type]
+                {"idempotency_key": f"tillpay:{request.reference}:checkout_session:create"},
+            ),
+        )
+        return session_state(created.to_dict())
+
+    async def retrieve(self, *, reference: str, provider_object_id: str | None) -> ProviderState:
+        if provider_object_id and provider_object_id.startswith("cs_"):
+            found = await self._call(
+                "checkout.session.retrieve",
+                lambda: self.client.v1.checkout.sessions.retrieve_async(
+                    provider_object_id, {"expand": ["payment_intent"]}
+                ),
+            )
+            return session_state(found.to_dict())
+        if provider_object_id and provider_object_id.startswith("pi_"):
+            intent = await self._call(
+                "payment_intent.retrieve",
+                lambda: self.client.v1.payment_intents.retrieve_async(provider_object_id),
+            )
+            return intent_state(intent.to_dict())
+        return await self._find_by_reference(reference)
+
+    async def _find_by_reference(self, reference: str) -> ProviderState:
+        """The attempt's PaymentIntent when the create response was lost. Every intent we
+        cause (directly or through Checkout) carries the reference in its metadata; no
+        intent means no money moved. Search lags writes by up to a minute, which is why
+        the payment service waits an hour before calling an attempt never created."""
+        quoted = reference.replace("\\", "\\\\").replace("'", "\\'")
+        result = await self._call(
+            "payment_intent.search",
+            lambda: self.client.v1.payment_intents.search_async(
+                {"query": f"metadata['{REFERENCE_KEY}']:'{quoted}'", "limit": 10}
+            ),
+        )
+        intents = [i.to_dict() for i in result.data]
+        intents = [i for i in intents if _metadata_reference(i) == reference]
+        if not intents:
+            raise ProviderError("not_found")
+        # Prefer the one where money moved; otherwise the newest.
+        intents.sort(key=lambda i: (i.get("status") == "succeeded", i.get("created") or 0))
+        return intent_state(intents[-1])
+
+    # -------------------------------------------------------------------- refunds
+
+    async def _intent_id(self, provider_object_id: str) -> str:
+        if provider_object_id.startswith("pi_"):
+            return provider_object_id
+        if not provider_object_id.startswith("cs_"):
+            raise ProviderError("no_payment_intent")
+        found = await self._call(
+            "checkout.session.retrieve",
+            lambda: self.client.v1.checkout.sessions.retrieve_async(provider_object_id),
+        )
+        intent = found.to_dict().get("payment_intent")
+        if isinstance(intent, Mapping):
+            intent = intent.get("id")
+        if not isinstance(intent, str):
+            raise ProviderError("no_payment_intent")
+        return intent
+
+    async def refund(
+        self,
+        *,
+        refund_id: str,
+        provider_object_id: str,
+        reference: str,
+        amount: int,
+        currency: str,
+        reason: str,
+    ) -> RefundState:
+        intent_id = await self._intent_id(provider_object_id)
+        params: dict[str, Any] = {
+            "payment_intent": intent_id,
+            "amount": to_stripe_amount(amount, currency),
+            "metadata": {"tillpay_refund_id": refund_id, REFERENCE_KEY: reference},
+        }
+        if reason in STRIPE_REFUND_REASONS:
+            params["reason"] = reason
+        created = await self._call(
+            "refund.create",
+            lambda: self.client.v1.refunds.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": f"tillpay:{refund_id}:refund"},
+            ),
+        )
+        return refund_state(created.to_dict())
+
+    async def retrieve_refund(
+        self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
+    ) -> RefundState:
+        if provider_refund_id is None:
+            # The payment service replays the create (same idempotency key) instead.
+            raise ProviderError("refund_id_unknown")
+        found = await self._call(
+            "refund.retrieve",
+            lambda: self.client.v1.refunds.retrieve_async(provider_refund_id),
+        )
+        return refund_state(found.to_dict())
+
+    # -------------------------------------------------------------------- webhooks
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return verify_signature(body, headers.get(SIGNATURE_HEADER), self.webhook_secrets)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice | None:
+        """Everything comes from the body (the worker re-parses stored bodies without
+        headers). Events for objects tillpay did not create, and events from the other
+        mode (test vs live), are ignored."""
+        event = json.loads(body)
+        if not isinstance(event, dict) or event.get("object") != "event":
+            raise ValueError("not a Stripe snapshot event")
+        event_type = str(event["type"])
+        obj = event["data"]["object"]
+        if not isinstance(obj, dict):
+            raise TypeError("event data.object must be an object")
+        if bool(event.get("livemode")) != self.livemode:
+            log.warning("provider.stripe_mode_mismatch", event_type=event_type)
+            return None
+        dedupe_key = str(event["id"])
+        if event_type in PAYMENT_INTENT_EVENTS or event_type in SESSION_EVENTS:
+            is_session = event_type in SESSION_EVENTS
+            expected = "checkout.session" if is_session else "payment_intent"
+            if obj.get("object") != expected:
+                raise ValueError(f"{event_type} must carry a {expected}")
+            state = session_state(obj) if is_session else intent_state(obj)
+            if state.reference is None:
+                return None  # not created by tillpay
+            return WebhookNotice(
+                dedupe_key=dedupe_key,
+                event_type=event_type,
+                kind="payment",
+                reference=state.reference,
+                provider_object_id=state.provider_object_id,
+                status=state.status,
+                amount=state.amount,
+                currency=state.currency,
+            )
+        refund: Mapping[str, Any] | None = None
+        if event_type in REFUND_EVENTS:
+            refund = obj
+        elif event_type == "charge.refunded":
+            # Newer API versions no longer include the charge's refunds; then the
+            # refund.* events (and the janitor) carry the news instead.
+            listed = (obj.get("refunds") or {}).get("data") or []
+            refunds = [r for r in listed if isinstance(r, Mapping) and r.get("id")]
+            refund = max(refunds, key=lambda r: r.get("created") or 0) if refunds else None
+        if refund is None:
+            return None
+        if refund.get("object") != "refund":
+            raise ValueError(f"{event_type} must carry a refund")
+        refunded = refund_state(refund)
+        return WebhookNotice(
+            dedupe_key=dedupe_key,
+            event_type=event_type,
+            kind="refund",
+            reference=_metadata_reference(refund),
+            provider_object_id=refund.get("payment_intent"),
+            refund_status=refunded.status,
+            provider_refund_id=refunded.provider_refund_id,
+            amount=refunded.amount,
+            currency=_currency(refund),
+        )
