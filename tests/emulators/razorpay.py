@@ -156,7 +156,7 @@ class RazorpayEmulator:
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     outbox: list[QueuedEvent] = field(default_factory=list)
-    # Authenticated API calls received, as "METHOD /path" (controls are not listed).
+    # API calls received, as "METHOD /path?query" (controls are not listed).
     calls: list[str] = field(default_factory=list)
     webhook_client: httpx.AsyncClient | None = None
     _faults: list[Fault] = field(default_factory=list)
@@ -201,7 +201,8 @@ class RazorpayEmulator:
             return
         path: str = scope["path"]
         if path.startswith("/v1/"):
-            self.calls.append(f"{scope['method']} {path}")
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.calls.append(f"{scope['method']} {path}" + (f"?{query}" if query else ""))
             fault = self._take_fault(scope["method"], path)
             if fault == "timeout":
                 raise httpx.ReadTimeout("emulated Razorpay timeout")
@@ -508,7 +509,9 @@ class RazorpayEmulator:
         payment = self.payments[refund["payment_id"]]
         refund["status"] = status
         if status == "processed":
-            refund["acquirer_data"] = {"arn": "".join(secrets.choice(string.digits) for _ in range(23))}
+            refund["acquirer_data"] = {
+                "arn": "".join(secrets.choice(string.digits) for _ in range(23))
+            }
         else:
             payment["amount_refunded"] -= refund["amount"]
             payment["refund_status"] = "partial" if payment["amount_refunded"] else None

@@ -577,6 +577,8 @@ class StripeEmulator:
                             f"'{key}' if you meant to execute a different request.",
                         )
                     record.replayed = True
+                    if fault is not None:  # "timeout" again: the replay's answer is lost too
+                        raise httpx.ReadTimeout("emulated: read timed out")
                     return self._json(stored[2], stored[1], replayed=True)
                 if key in self.in_flight:
                     raise StripeFailure(

@@ -491,7 +491,13 @@ async def test_refund_events_out_of_order_end_in_the_final_state(ps: Paystack) -
 @pytest.mark.parametrize(
     "forge",
     [
-        pytest.param(lambda body: {"body": body.replace(b"250000", b"250001")}, id="tampered"),
+        pytest.param(
+            lambda body: {
+                "body": body.replace(b"250000", b"250001"),
+                "signature": sign(body, SECRET),
+            },
+            id="tampered",
+        ),
         pytest.param(lambda body: {"signature": sign(body, "sk_test_" + "9" * 40)}, id="wrong-key"),
         pytest.param(lambda body: {"signature": sign(body, PUBLIC)}, id="public-key"),
         pytest.param(lambda body: {"signature": ""}, id="missing"),

@@ -143,9 +143,7 @@ def to_stripe_amount(amount: int, currency: str) -> int:
         raise ValueError(f"Stripe does not take {currency}")
     shift = exp - FIAT_EXPONENTS[currency]
     scale: int = 10 ** abs(shift)
-    if shift >= 0:
-        return amount * scale
-    value, remainder = divmod(amount, scale)
+    value, remainder = (amount * scale, 0) if shift >= 0 else divmod(amount, scale)
     if remainder:
         raise ValueError(f"{amount} is not a whole amount of Stripe's {currency} unit")
     if currency in THREE_DECIMAL and value % 10:
