@@ -39,6 +39,7 @@ from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus, Refu
 from tillpay.payments.providers.razorpay import (
     RazorpayAdapter,
     checkout_signature,
+    order_state,
     webhook_signature,
 )
 from tillpay.settings import Settings
@@ -277,6 +278,66 @@ def test_events_tillpay_does_not_subscribe_to_are_ignored() -> None:
 )
 def test_supported_amounts(currency: str, amount: int, accepted: bool) -> None:
     assert _adapter().supports(currency, amount) is accepted
+
+
+def _order(status: str) -> dict[str, Any]:
+    return {"id": "order_X", "status": status, "amount": 500, "currency": "INR", "receipt": "r_1"}
+
+
+def _pay(status: str, *, captured: bool = False, at: int = 1) -> dict[str, Any]:
+    return {
+        "id": f"pay_{status}{at}",
+        "status": status,
+        "captured": captured,
+        "amount": 500,
+        "currency": "INR",
+        "created_at": at,
+        "error_reason": "card_declined" if status == "failed" else None,
+    }
+
+
+# The mapping table of docs/providers/razorpay.md, row by row.
+MAPPING = {
+    "order created, no payment": (_order("created"), [], PaymentStatus.REQUIRES_ACTION),
+    "captured": (_order("paid"), [_pay("captured", captured=True)], PaymentStatus.SUCCEEDED),
+    "refunded after capture": (
+        _order("paid"),
+        [_pay("refunded", captured=True)],
+        PaymentStatus.SUCCEEDED,
+    ),
+    "failed then captured": (
+        _order("paid"),
+        [_pay("failed", at=1), _pay("captured", captured=True, at=2)],
+        PaymentStatus.SUCCEEDED,
+    ),
+    "authorized": (_order("attempted"), [_pay("authorized")], PaymentStatus.PROCESSING),
+    "created": (_order("attempted"), [_pay("created")], PaymentStatus.PROCESSING),
+    "failed then authorized": (
+        _order("attempted"),
+        [_pay("failed", at=1), _pay("authorized", at=2)],
+        PaymentStatus.PROCESSING,
+    ),
+    "failed": (_order("attempted"), [_pay("failed")], PaymentStatus.FAILED),
+    "authorisation auto-refunded": (
+        _order("attempted"),
+        [_pay("refunded")],
+        PaymentStatus.FAILED,
+    ),
+    "attempted, no payment listed": (_order("attempted"), [], PaymentStatus.PROCESSING),
+    "paid, no payment listed": (_order("paid"), [], PaymentStatus.PROCESSING),
+    "unknown order status": (_order("mystery"), [], PaymentStatus.UNKNOWN),
+}
+
+
+@pytest.mark.parametrize("case", list(MAPPING))
+def test_every_razorpay_state_maps_to_the_documented_attempt_status(case: str) -> None:
+    order, items, expected = MAPPING[case]
+    assert order_state(order, items).status is expected
+
+
+def test_a_failed_payment_reports_its_error_reason_as_the_decline_code() -> None:
+    state = order_state(_order("attempted"), [_pay("failed")])
+    assert state.decline_code == "card_declined"
 
 
 # ============================================================================ through HTTP

@@ -40,7 +40,9 @@ __all__ = [
     "PAYMENT_STATUS",
     "REFUND_STATUS",
     "RazorpayAdapter",
+    "captured_payment",
     "checkout_signature",
+    "order_state",
     "webhook_signature",
 ]
 
@@ -56,8 +58,9 @@ ORDER_STATUS: Final = {
     "attempted": PaymentStatus.PROCESSING,
     "paid": PaymentStatus.SUCCEEDED,
 }
-# Payment status → attempt status. ``authorized`` is not money yet (Razorpay captures it
-# automatically by default); ``failed`` may still turn into ``captured`` (late
+# A payment's status as a webhook reports it (a hint only: the attempt's state always comes
+# from ``order_state`` over the API's answer). ``authorized`` is not money yet (Razorpay
+# captures automatically by default); ``failed`` may still become ``captured`` (late
 # authorisation), which the payment service accepts only when confirmed, and flags.
 PAYMENT_STATUS: Final = {
     "created": PaymentStatus.PROCESSING,
@@ -96,6 +99,63 @@ def webhook_signature(webhook_secret: bytes, body: bytes) -> str:
 
 def _verify(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def captured_payment(payments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The payment that moved money, if any."""
+    for payment in payments:
+        # ``refunded`` keeps ``captured: true`` when the money had been captured; an
+        # authorisation Razorpay refunds automatically was never captured.
+        if payment.get("status") in ("captured", "refunded") and payment.get("captured"):
+            return payment
+    return None
+
+
+def order_state(order: Mapping[str, Any], payments: Sequence[Mapping[str, Any]]) -> ProviderState:
+    """An attempt's state from its Razorpay order and the order's payments (the mapping
+    table in docs/providers/razorpay.md)."""
+    order_status = str(order.get("status"))
+    latest = max(payments, key=lambda p: int(p.get("created_at") or 0), default=None)
+    captured = captured_payment(payments)
+    payment = captured or latest
+    if captured is not None:
+        status = PaymentStatus.SUCCEEDED
+    elif any(p.get("status") in ("created", "authorized") for p in payments):
+        status = PaymentStatus.PROCESSING
+    elif latest is not None:
+        # failed, or an uncaptured authorisation Razorpay refunded: no money either way.
+        failed = latest.get("status") in ("failed", "refunded")
+        status = PaymentStatus.FAILED if failed else PaymentStatus.PROCESSING
+    else:
+        status = ORDER_STATUS.get(order_status, PaymentStatus.UNKNOWN)
+        if status is PaymentStatus.SUCCEEDED:
+            # "paid" without a captured payment to show for it: look again later.
+            status = PaymentStatus.PROCESSING
+    decline = None
+    if status is PaymentStatus.FAILED and payment is not None:
+        decline = str(payment.get("error_reason") or payment.get("error_code") or "failed")
+    provider_status = order_status
+    if payment is not None:
+        provider_status = f"{order_status}/{payment.get('status')}"
+    # Money facts come from the captured payment (what was paid), else from the order.
+    source = captured or order
+    return ProviderState(
+        status=status,
+        provider_status=provider_status[:64],
+        provider_object_id=str(order["id"]),
+        amount=int(source["amount"]) if source.get("amount") is not None else None,
+        currency=str(source["currency"]) if source.get("currency") else None,
+        reference=str(order["receipt"]) if order.get("receipt") else None,
+        decline_code=decline[:64] if decline else None,
+        summary={
+            "order_status": order_status,
+            "payment_id": payment.get("id") if payment else None,
+            "payment_status": payment.get("status") if payment else None,
+            "method": payment.get("method") if payment else None,
+            "error_code": payment.get("error_code") if payment else None,
+            "error_reason": payment.get("error_reason") if payment else None,
+        },
+    )
 
 
 class RazorpayAdapter:
@@ -232,7 +292,7 @@ class RazorpayAdapter:
         if response.status_code >= 400:
             raise self._error(response)
         order = self._json(response)
-        state = self._order_state(order, [])
+        state = order_state(order, [])
         client_data = {
             "key_id": self.key_id,
             "order_id": str(order["id"]),
@@ -285,62 +345,7 @@ class RazorpayAdapter:
         order, payments = await self._order_and_payments(
             reference=reference, provider_object_id=provider_object_id
         )
-        return self._order_state(order, payments)
-
-    @staticmethod
-    def _captured(payments: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-        for payment in payments:
-            # ``refunded`` keeps ``captured: true`` when the money had been captured;
-            # an authorisation Razorpay auto-refunds was never captured.
-            if payment.get("status") in ("captured", "refunded") and payment.get("captured"):
-                return payment
-        return None
-
-    @classmethod
-    def _order_state(
-        cls, order: Mapping[str, Any], payments: Sequence[Mapping[str, Any]]
-    ) -> ProviderState:
-        """The attempt's state from the order and its payments (see docs for the table)."""
-        order_status = str(order.get("status"))
-        latest = max(payments, key=lambda p: int(p.get("created_at") or 0), default=None)
-        captured = cls._captured(payments)
-        payment = captured or latest
-        if captured is not None:
-            status = PaymentStatus.SUCCEEDED
-        elif any(p.get("status") in ("created", "authorized") for p in payments):
-            status = PaymentStatus.PROCESSING
-        elif latest is not None:
-            status = PAYMENT_STATUS.get(str(latest.get("status")), PaymentStatus.PROCESSING)
-        else:
-            status = ORDER_STATUS.get(order_status, PaymentStatus.UNKNOWN)
-            if status is PaymentStatus.SUCCEEDED:
-                # "paid" without a captured payment to show for it: look again later.
-                status = PaymentStatus.PROCESSING
-        decline = None
-        if status is PaymentStatus.FAILED and payment is not None:
-            decline = str(payment.get("error_reason") or payment.get("error_code") or "failed")
-        provider_status = order_status
-        if payment is not None:
-            provider_status = f"{order_status}/{payment.get('status')}"
-        # Money facts come from the captured payment (what was paid), else from the order.
-        source = captured or order
-        return ProviderState(
-            status=status,
-            provider_status=provider_status[:64],
-            provider_object_id=str(order["id"]),
-            amount=int(source["amount"]) if source.get("amount") is not None else None,
-            currency=str(source["currency"]) if source.get("currency") else None,
-            reference=str(order["receipt"]) if order.get("receipt") else None,
-            decline_code=decline[:64] if decline else None,
-            summary={
-                "order_status": order_status,
-                "payment_id": payment.get("id") if payment else None,
-                "payment_status": payment.get("status") if payment else None,
-                "method": payment.get("method") if payment else None,
-                "error_code": payment.get("error_code") if payment else None,
-                "error_reason": payment.get("error_reason") if payment else None,
-            },
-        )
+        return order_state(order, payments)
 
     # ------------------------------------------------------------------------- refunds
 
@@ -357,7 +362,7 @@ class RazorpayAdapter:
         _, payments = await self._order_and_payments(
             reference=reference, provider_object_id=provider_object_id or None
         )
-        captured = self._captured(payments)
+        captured = captured_payment(payments)
         if captured is None:
             raise ProviderError("razorpay_not_captured")
         response = await self.client.request(
