@@ -249,8 +249,10 @@ class RazorpayAdapter:
         if response.status_code == 401:
             return ProviderError("razorpay_auth_failed")
         try:
-            error = response.json().get("error") or {}
+            error = response.json().get("error")
         except (ValueError, AttributeError):
+            error = None
+        if not isinstance(error, dict):
             error = {}
         description = str(error.get("description") or "")
         if "does not exist" in description or "is not a valid id" in description:
