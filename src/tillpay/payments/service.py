@@ -197,6 +197,11 @@ async def apply_provider_state(
     attempt.summary = {**attempt.summary, source: dict(state.summary)}
     if state.provider_object_id and not attempt.provider_object_id:
         attempt.provider_object_id = state.provider_object_id
+    # What the payer needs next (an attempt resolved by the janitor learns it late).
+    if state.redirect_url:
+        attempt.redirect_url = state.redirect_url
+    if state.client_data:
+        attempt.client_data = dict(state.client_data)
     attempt.provider_status = state.provider_status
     if state.needs_review is not None:
         await _flag(session, payment, state.needs_review, source=source)
