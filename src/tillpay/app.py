@@ -70,6 +70,7 @@ def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
     limiter = RateLimiter(
         storage,
         fail_open=settings.ratelimit_fail_open,
+        socket_timeout=settings.ratelimit_redis_timeout_seconds,
         key_secret=settings.secret_key.get_secret_value().encode(),
     )
     limiter.register(GLOBAL_POLICY, settings.ratelimit_global)

@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         },
         description="Named per-route policies (JSON object of name → `limits` notation).",
     )
+    ratelimit_redis_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="Redis timeout for rate-limit checks; after a failure Redis is skipped for 1 s.",
+    )
     ratelimit_fail_open: bool = Field(
         False,
         description="When Redis is unreachable: `true` lets requests through, `false` answers 429.",
