@@ -175,7 +175,7 @@ class Settings(BaseSettings):
         102400, ge=1024, description="Maximum request body size for JSON routes (bytes)."
     )
     body_limits: dict[str, int] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"/v1/webhooks/": 262144, "/sandbox/": 16384, "/account/": 16384},
         description='Per route-group limits by path prefix, e.g. `{"/v1/webhooks": 262144}`.',
     )
 

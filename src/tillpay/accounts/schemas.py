@@ -26,6 +26,13 @@ class Strict(BaseModel):
 
 
 class RegisterIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"email": "ada@shop.example", "password": "correct horse battery staple"}]
+        },
+    )
+
     email: Email
     password: Password
 

@@ -10,13 +10,18 @@ from tillpay.kit.money import Quantity
 
 
 class LineIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"variant_id": "var_01JD3XK5Q6R7S8T9V0W1X2Y3Z4", "quantity": 2}]
+        },
+    )
     variant_id: Annotated[str, Field(min_length=1, max_length=40)]
     quantity: Quantity
 
 
 class QuantityIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"quantity": 3}]})
     quantity: Quantity
 
 

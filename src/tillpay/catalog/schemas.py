@@ -32,6 +32,13 @@ class Strict(BaseModel):
 
 
 class VariantIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"sku": "KENTE-L", "title": "Long", "price_amount": 3900, "stock": 5}]
+        },
+    )
+
     sku: Sku
     title: Title | None = None
     price_amount: AmountMinor
@@ -89,6 +96,10 @@ class ProductCreate(Strict):
 
 
 class ProductUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"title": "Kente scarf", "active": False}]}
+    )
+
     title: Title | None = None
     description: Annotated[str, Field(max_length=10_000)] | None = None
     image_urls: Annotated[list[ImageUrl], Field(max_length=10)] | None = None
@@ -97,6 +108,10 @@ class ProductUpdate(Strict):
 
 
 class VariantUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"price_amount": 4200, "stock": 12}]}
+    )
+
     title: Title | None = None
     price_amount: AmountMinor | None = None
     stock: Stock | None = None

@@ -59,7 +59,15 @@ class PaymentOut(BaseModel):
 
 
 class RefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"amount": 1500, "reason": "requested_by_customer"},
+                {"reason": "duplicate"},
+            ]
+        },
+    )
     amount: PositiveAmountMinor | None = Field(
         None, description="Minor units; omit for everything still refundable."
     )
