@@ -120,6 +120,29 @@ def refund_out(refund: Refund) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def _balance_out(balance: ledger.Balance) -> LedgerBalanceOut:
+    return LedgerBalanceOut(
+        account=balance.code,
+        kind=balance.kind,
+        owner_id=balance.owner_id,
+        currency=balance.currency,
+        balance=balance.balance,
+    )
+
+
+def _event_out(event: WebhookEvent) -> WebhookEventOut:
+    return WebhookEventOut(
+        id=event.id,
+        provider=event.provider,
+        event_type=event.event_type,
+        status=event.status,
+        attempts=event.attempts,
+        last_error=event.last_error,
+        received_at=event.received_at,
+        processed_at=event.processed_at,
+    )
+
+
 def _answer(answer: service.Answer) -> JSONResponse:
     response = JSONResponse(answer.body, status_code=answer.status_code)
     if answer.replayed:
@@ -295,12 +318,7 @@ async def receive_webhook(
 
 @admin.get("/ledger/accounts", response_model=list[LedgerBalanceOut], summary="Ledger balances")
 async def ledger_accounts(principal: AdminPrincipal, session: DbSession) -> list[LedgerBalanceOut]:
-    return [
-        LedgerBalanceOut(
-            account=b.code, kind=b.kind, owner_id=b.owner_id, currency=b.currency, balance=b.balance
-        )
-        for b in await ledger.balances(session)
-    ]
+    return [_balance_out(b) for b in await ledger.balances(session)]
 
 
 @router.get(
@@ -313,12 +331,7 @@ async def vendor_balance(
     session: DbSession,
 ) -> list[LedgerBalanceOut]:
     """What the platform owes the vendor, per currency (credit balances are negative)."""
-    return [
-        LedgerBalanceOut(
-            account=b.code, kind=b.kind, owner_id=b.owner_id, currency=b.currency, balance=b.balance
-        )
-        for b in await ledger.balances(session, owner_id=principal.user_id)
-    ]
+    return [_balance_out(b) for b in await ledger.balances(session, owner_id=principal.user_id)]
 
 
 @admin.get(
@@ -333,19 +346,7 @@ async def webhook_events(
     query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
     if status is not None:
         query = query.where(WebhookEvent.status == status)
-    return [
-        WebhookEventOut(
-            id=e.id,
-            provider=e.provider,
-            event_type=e.event_type,
-            status=e.status,
-            attempts=e.attempts,
-            last_error=e.last_error,
-            received_at=e.received_at,
-            processed_at=e.processed_at,
-        )
-        for e in (await session.execute(query)).scalars()
-    ]
+    return [_event_out(e) for e in (await session.execute(query)).scalars()]
 
 
 @admin.post(
@@ -356,17 +357,7 @@ async def webhook_events(
 async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=40)], principal: AdminPrincipal, session: DbSession
 ) -> WebhookEventOut:
-    e = await service.replay_webhook(session, principal, event_id)
-    return WebhookEventOut(
-        id=e.id,
-        provider=e.provider,
-        event_type=e.event_type,
-        status=e.status,
-        attempts=e.attempts,
-        last_error=e.last_error,
-        received_at=e.received_at,
-        processed_at=e.processed_at,
-    )
+    return _event_out(await service.replay_webhook(session, principal, event_id))
 
 
 @admin.get(

@@ -1037,6 +1037,21 @@ async def _finish_event(
         return "retry"
 
 
+async def _lock_pending_event(session: AsyncSession, event_id: str) -> WebhookEvent | None:
+    """Lock a stored event; None once another worker has handled it."""
+    event = (
+        await session.execute(
+            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+        )
+    ).scalar_one()
+    return event if event.status == "pending" else None
+
+
+def _mark_processed(event: WebhookEvent) -> None:
+    event.status = "processed"
+    event.processed_at = utcnow()
+
+
 async def _attempt_for(
     session: AsyncSession, provider: str, notice: WebhookNotice
 ) -> PaymentAttempt | None:
@@ -1068,12 +1083,8 @@ async def _process_payment_notice(
     except (ProviderUnavailable, ProviderError) as exc:
         raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
     async with rt.database.session() as session, session.begin():
-        event = (
-            await session.execute(
-                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
-            )
-        ).scalar_one()
-        if event.status != "pending":
+        event = await _lock_pending_event(session, event_id)
+        if event is None:
             return
         order, payment = await _locked(session, payment_id)
         attempt = await _lock_attempt(session, attempt_id)
@@ -1087,8 +1098,7 @@ async def _process_payment_notice(
             confirmed=True,
             source="webhook",
         )
-        event.status = "processed"
-        event.processed_at = utcnow()
+        _mark_processed(event)
 
 
 async def _process_refund_notice(
@@ -1118,18 +1128,13 @@ async def _process_refund_notice(
     except (ProviderUnavailable, ProviderError) as exc:
         raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
     async with rt.database.session() as session, session.begin():
-        event = (
-            await session.execute(
-                select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
-            )
-        ).scalar_one()
-        if event.status != "pending":
+        event = await _lock_pending_event(session, event_id)
+        if event is None:
             return
         order, payment = await _locked(session, payment_id)
         refund = await _lock_refund(session, refund_id)
         await apply_refund_state(session, order, payment, refund, state, source="webhook")
-        event.status = "processed"
-        event.processed_at = utcnow()
+        _mark_processed(event)
 
 
 async def process_due_webhooks(rt: PaymentsRuntime, *, limit: int = 20) -> int:
