@@ -116,7 +116,9 @@ class IssuedSession:
 def normalize_email(raw: str) -> str:
     """Validated, lower-cased address (local parts are treated case-insensitively)."""
     try:
-        result = validate_email(raw, check_deliverability=False)
+        # No internationalized (SMTPUTF8) local parts: mail is built as plain RFC 5322,
+        # which cannot address them, so such an account could never be verified.
+        result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
         raise Unprocessable("Enter a valid email address.", code="invalid_email") from None
     return result.normalized.lower()

@@ -22,7 +22,7 @@ from tillpay.catalog.models import Product, Variant
 from tillpay.catalog.models import StockReservation as Reservation
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
-from tillpay.kit.money import Money
+from tillpay.kit.money import InvalidAmountError, Money
 from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
@@ -38,6 +38,10 @@ class EmptyCart(Conflict):
 
 class CartNeedsAttention(Conflict):
     code, title = "cart_needs_attention", "Some cart lines cannot be bought"
+
+
+class TotalTooLarge(Conflict):
+    code, title = "total_too_large", "The order total is too large"
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,13 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
             "Remove unavailable items from the cart and try again.", extra={"lines": problems}
         )
     currency = currencies.pop()
-    total = order_total(priced, currency)
+    try:
+        total = order_total(priced, currency)
+    except InvalidAmountError:
+        # Each price and quantity is within bounds but their sum is not: the cart must change.
+        raise TotalTooLarge(
+            "The total exceeds the largest amount an order can carry; reduce the quantities."
+        ) from None
     now = utcnow()
     expires_at = now + timedelta(seconds=settings.reservation_ttl_seconds)
     for line in priced:

@@ -76,6 +76,19 @@ class RefundState:
     failure_code: str | None = None
 
 
+# The width of webhook_events.reference; tillpay's own references are far shorter.
+REFERENCE_MAX_LENGTH = 128
+
+
+def _storable(text: str) -> bool:
+    """Text every backend stores: valid UTF-8 (no lone surrogates) without NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 @dataclass(frozen=True)
 class WebhookNotice:
     """A verified webhook, reduced to what tillpay needs. It is a hint: the payment
@@ -91,6 +104,30 @@ class WebhookNotice:
     provider_refund_id: str | None = None
     amount: int | None = None
     currency: str | None = None
+
+    def __post_init__(self) -> None:
+        # Adapters copy fields out of provider JSON; a signed body with the wrong types or
+        # unstorable text must be refused as malformed (400), not fail in the database.
+        texts = {"dedupe_key": self.dedupe_key, "event_type": self.event_type}
+        optional = {
+            "reference": self.reference,
+            "provider_object_id": self.provider_object_id,
+            "provider_refund_id": self.provider_refund_id,
+            "currency": self.currency,
+        }
+        for name, value in {**texts, **optional}.items():
+            if value is None and name in optional:
+                continue
+            if not isinstance(value, str) or not _storable(value):
+                raise ValueError(f"webhook field {name} is not storable text")
+        if self.kind not in ("payment", "refund"):
+            raise ValueError("webhook kind must be payment or refund")
+        if self.reference is not None and len(self.reference) > REFERENCE_MAX_LENGTH:
+            raise ValueError("webhook reference is too long")
+        if self.amount is not None and (
+            isinstance(self.amount, bool) or not isinstance(self.amount, int)
+        ):
+            raise ValueError("webhook amount must be an integer")
 
 
 class ProviderAdapter(Protocol):
