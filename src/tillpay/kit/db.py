@@ -13,10 +13,10 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, event, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -42,6 +42,9 @@ class Base(DeclarativeBase):
     """Declarative base of every tillpay model."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+M = TypeVar("M", bound=Base)
 
 
 def utcnow() -> datetime:
@@ -199,6 +202,19 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
+
+
+async def lock_row(session: AsyncSession, model: type[M], row_id: str) -> M:
+    """``SELECT … FOR UPDATE`` one row by primary key, refreshing any stale identity-map copy
+    (a no-op lock on SQLite, whose writers are already serialised)."""
+    return (
+        await session.execute(
+            select(model)
+            .where(model.id == row_id)  # type: ignore[attr-defined]
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
 
 
 AfterCommit = Callable[[], Awaitable[None]]

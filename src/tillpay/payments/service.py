@@ -29,7 +29,7 @@ from tillpay.accounts.service import Principal
 from tillpay.audit.service import Actor, record
 from tillpay.events.service import emit
 from tillpay.kit import idempotency
-from tillpay.kit.db import utcnow
+from tillpay.kit.db import lock_row, utcnow
 from tillpay.kit.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
@@ -124,27 +124,13 @@ async def _locked(session: AsyncSession, payment_id: str) -> tuple[Order, Paymen
     if order_id is None:
         raise NotFound("No such payment.")
     order = await orders.lock_order(session, order_id)
-    payment = (
-        await session.execute(
-            select(Payment)
-            .where(Payment.id == payment_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    payment = await lock_row(session, Payment, payment_id)
     assert order is not None
     return order, payment
 
 
 async def _lock_attempt(session: AsyncSession, attempt_id: str) -> PaymentAttempt:
-    return (
-        await session.execute(
-            select(PaymentAttempt)
-            .where(PaymentAttempt.id == attempt_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    return await lock_row(session, PaymentAttempt, attempt_id)
 
 
 def _vendor_shares(order: Order) -> dict[str | None, int]:
@@ -800,14 +786,7 @@ async def create_refund(
 
 
 async def _lock_refund(session: AsyncSession, refund_id: str) -> Refund:
-    return (
-        await session.execute(
-            select(Refund)
-            .where(Refund.id == refund_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    return await lock_row(session, Refund, refund_id)
 
 
 async def apply_refund_state(
