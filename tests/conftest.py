@@ -35,6 +35,9 @@ PG_ADMIN_DSN = os.environ.get(
     "TILLPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_TEST_URL = os.environ.get("TILLPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each run writes only keys under its own prefix and deletes only those: several runs (or
+# other programs) can share one Redis without stepping on each other.
+REDIS_TEST_PREFIX = f"tillpay-test-{uuid.uuid4().hex[:12]}"
 # One random secret per test session: keys sealed with it live in the shared test database.
 SESSION_SECRET = secrets.token_urlsafe(48)
 BACKENDS = [
@@ -118,6 +121,7 @@ def _base_settings(**overrides: Any) -> Settings:
             "webhooks": "10000/minute",
         },
         "data_dir": Path(os.environ.get("TILLPAY_TEST_DATA_DIR", "/tmp/tillpay-test")),
+        "redis_key_prefix": REDIS_TEST_PREFIX,
     }
     values.update(overrides)
     return Settings(**values)
@@ -150,14 +154,28 @@ async def _truncate(settings: Settings) -> None:
             for table in reversed(Base.metadata.sorted_tables):
                 await conn.execute(table.delete())
             if settings.redis_url is not None:
-                import redis.asyncio as aioredis
-
-                client = aioredis.from_url(settings.redis_url.get_secret_value())
-                await client.flushdb()
-                await client.aclose()
+                await _delete_redis_keys(settings.redis_url.get_secret_value())
             await conn.execute(text("SELECT 1"))
     finally:
         await engine.dispose()
+
+
+async def _delete_redis_keys(url: str) -> None:
+    """Delete this run's keys (never FLUSHDB: the database may hold others' keys)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{REDIS_TEST_PREFIX}:*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
 
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

@@ -72,6 +72,7 @@ def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
         fail_open=settings.ratelimit_fail_open,
         socket_timeout=settings.ratelimit_redis_timeout_seconds,
         key_secret=settings.secret_key.get_secret_value().encode(),
+        key_prefix=f"{settings.redis_key_prefix}:rl",
     )
     limiter.register(GLOBAL_POLICY, settings.ratelimit_global)
     for name, spec in settings.ratelimit_policies.items():

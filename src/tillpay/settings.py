@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None, description="Redis URL; enables shared rate limits and caches when set."
     )
+    redis_key_prefix: str = Field(
+        "tillpay",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of every Redis key tillpay writes (several deployments or test "
+        "runs can share one Redis).",
+    )
     broker_url: SecretStr | None = Field(
         None, description="AMQP URL of RabbitMQ; checked by `/readyz` when set."
     )

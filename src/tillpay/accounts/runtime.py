@@ -30,12 +30,12 @@ class AuthStateCache:
     any residual staleness if Redis misbehaves. Without Redis every request reads the
     database (two primary-key look-ups)."""
 
-    def __init__(self, client: redis_asyncio.Redis | None) -> None:
+    def __init__(self, client: redis_asyncio.Redis | None, *, prefix: str = "tillpay") -> None:
         self.client = client
+        self._prefix = f"{prefix}:authstate:"
 
-    @staticmethod
-    def _key(session_id: str) -> str:
-        return f"tillpay:authstate:{session_id}"
+    def _key(self, session_id: str) -> str:
+        return f"{self._prefix}{session_id}"
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
         if self.client is None:
@@ -120,5 +120,5 @@ def build_runtime(
         keys=KeyStore(database, settings.secret_key.get_secret_value().encode(), keep_for=keep_for),
         mailer=mailer,
         lockout=lockout,
-        cache=AuthStateCache(redis_client),
+        cache=AuthStateCache(redis_client, prefix=settings.redis_key_prefix),
     )

@@ -36,7 +36,7 @@ __all__ = ["Lockout", "RateDecision", "RateLimiter", "RatePolicy", "headers"]
 logger = structlog.get_logger(__name__)
 
 # Every key in Redis starts with this, so rate-limit data is easy to find and flush.
-REDIS_KEY_PREFIX: Final = "tillpay:rl"
+REDIS_KEY_PREFIX: Final = "tillpay:rl"  # the default; `key_prefix` overrides it
 # Seconds a client is told to wait when fail-closed denies because storage is down.
 FAIL_CLOSED_RETRY_AFTER: Final = 2
 # After a storage failure, skip the storage for this long: a dead Redis then costs one
@@ -133,6 +133,7 @@ class RateLimiter:
         strategy: str = "moving-window",
         key_secret: bytes | None = None,
         socket_timeout: float = 0.5,
+        key_prefix: str = REDIS_KEY_PREFIX,
     ) -> None:
         """Create a limiter.
 
@@ -150,6 +151,7 @@ class RateLimiter:
         self.fail_open = fail_open
         self._key_secret = key_secret or b""
         self._pool: ConnectionPool | None = None
+        self._key_prefix = key_prefix
         self._storage = self._make_storage(storage_uri, socket_timeout)
         self._strategy: _Strategy = _STRATEGIES[strategy](self._storage)
         self._policies: dict[str, RatePolicy] = {}
@@ -179,7 +181,7 @@ class RateLimiter:
             f"async+{scheme}://{rest}",
             wrap_exceptions=True,
             implementation="redispy",
-            key_prefix=REDIS_KEY_PREFIX,
+            key_prefix=self._key_prefix,
             **options,
         )
 
