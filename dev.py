@@ -3,6 +3,7 @@
 
     python3 dev.py serve     # install, migrate SQLite under var/, load demo data, serve :8000
     python3 dev.py test      # install test dependencies and run the whole test suite
+                             # (parallel workers; extra arguments go to pytest)
     python3 dev.py check     # ruff, ruff format --check, mypy --strict, alembic check
     python3 dev.py docs      # regenerate openapi.json and the README configuration table
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
@@ -57,9 +58,30 @@ def serve() -> None:
     os.execv(BIN / "tillpay", [str(BIN / "tillpay"), "dev"])  # noqa: S606
 
 
+def _wants_own_parallelism(extra: list[str]) -> bool:
+    return (
+        any(
+            a in ("-n", "--numprocesses", "--dist") or a.startswith(("-n", "--numprocesses="))
+            for a in extra
+        )
+        or "no:xdist" in extra
+    )
+
+
 def test(extra: list[str]) -> None:
+    """Run pytest in this process's place, so Ctrl-C reaches pytest itself and its
+    teardown (test databases, Redis keys, servers) runs; a parent waiting in
+    subprocess.run would kill it 0.25 s after the signal."""
     ensure_env(dev=True)
-    _run(PYTHON, "-m", "pytest", *extra)
+    args = [str(PYTHON), "-m", "pytest"]
+    if not _wants_own_parallelism(extra):
+        # One worker per core by default (pytest-xdist); TILLPAY_TEST_WORKERS overrides.
+        args += ["-n", os.environ.get("TILLPAY_TEST_WORKERS", "auto")]
+    args += extra
+    if os.name == "nt":
+        _run(*args)
+        return
+    os.execv(PYTHON, args)  # noqa: S606
 
 
 def check() -> None:

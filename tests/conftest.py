@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,9 @@ PG_ADMIN_DSN = os.environ.get(
 REDIS_TEST_URL = os.environ.get("TILLPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Each run writes only keys under its own prefix and deletes only those: several runs (or
 # other programs) can share one Redis without stepping on each other.
-REDIS_TEST_PREFIX = f"tillpay-test-{uuid.uuid4().hex[:12]}"
+REDIS_TEST_PREFIX = os.environ.get(
+    "TILLPAY_TEST_REDIS_PREFIX", f"tillpay-test-{uuid.uuid4().hex[:12]}"
+)
 # One random secret per test session: keys sealed with it live in the shared test database.
 SESSION_SECRET = secrets.token_urlsafe(48)
 BACKENDS = [
@@ -68,6 +71,36 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
+PG_TEST_DB_PREFIX = "tillpay_test_"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _drop_orphaned_databases() -> None:
+    """Drop test databases whose owning process (named in the database) is gone."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{PG_TEST_DB_PREFIX}%"
+        )
+        for row in rows:
+            owner = row["datname"].removeprefix(PG_TEST_DB_PREFIX).split("_", 1)[0]
+            if owner.isdigit() and not _pid_alive(int(owner)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def _redis_ok() -> bool:
     import redis
 
@@ -92,18 +125,27 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _run_sync(migrate.upgrade, _base_settings(database_url=url))
         yield url
         return
-    name = f"tillpay_test_{uuid.uuid4().hex[:12]}"
+    # The owning process id is part of the name, so a later run can drop what a killed
+    # run left behind (and never what a live run is using).
+    name = f"{PG_TEST_DB_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
+        _run_sync(asyncio.run, _drop_orphaned_databases())
         _run_sync(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
     except Exception:
         service_unavailable("PostgreSQL")
-    if not _redis_ok():
-        service_unavailable("Redis")
-    url = PG_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
-    url = f"{url}/{name}"
-    _run_sync(migrate.upgrade, _base_settings(database_url=url))
-    yield url
-    _run_sync(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        if not _redis_ok():
+            service_unavailable("Redis")
+        url = PG_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
+        url = f"{url}/{name}"
+        _run_sync(migrate.upgrade, _base_settings(database_url=url))
+        yield url
+    finally:
+        # Also on Ctrl-C / SIGTERM (both end the run through KeyboardInterrupt, see
+        # pytest_configure), so an interrupted run leaves no database behind.
+        _run_sync(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if _redis_ok():
+            _run_sync(asyncio.run, _delete_redis_keys(REDIS_TEST_URL))
 
 
 def _base_settings(**overrides: Any) -> Settings:
@@ -122,8 +164,17 @@ def _base_settings(**overrides: Any) -> Settings:
         },
         "data_dir": Path(os.environ.get("TILLPAY_TEST_DATA_DIR", "/tmp/tillpay-test")),
         "redis_key_prefix": REDIS_TEST_PREFIX,
+        # Argon2id at the OWASP cost is ~50 ms of CPU per hash and the suite hashes
+        # thousands of times; tests of the cost itself set it explicitly.
+        "password_hash_memory_kib": 64,
+        "password_hash_iterations": 1,
     }
     values.update(overrides)
+    if values["environment"] != "test":
+        # Cheap hashing is refused outside the test environment.
+        for name in ("password_hash_memory_kib", "password_hash_iterations"):
+            if name not in overrides:
+                del values[name]
     return Settings(**values)
 
 
@@ -237,6 +288,16 @@ def accounts(client: httpx.AsyncClient, mail_dir: Path) -> Any:
 
 def app_of(client: httpx.AsyncClient) -> FastAPI:
     return client.app  # type: ignore[attr-defined,no-any-return]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends the run like Ctrl-C: pytest then tears fixtures down (databases, keys,
+    servers) instead of dying with them still there."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

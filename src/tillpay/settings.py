@@ -254,9 +254,14 @@ class Settings(BaseSettings):
     )
     login_lockout_max_seconds: int = Field(3600, ge=1, description="Longest lockout.")
     password_hash_memory_kib: int = Field(
-        19456, ge=19456, description="Argon2id memory cost (KiB); OWASP minimum 19456."
+        19456,
+        ge=8,
+        description="Argon2id memory cost (KiB); OWASP minimum 19456 (lower only when "
+        "`TILLPAY_ENVIRONMENT=test`).",
     )
-    password_hash_iterations: int = Field(2, ge=2, description="Argon2id time cost.")
+    password_hash_iterations: int = Field(
+        2, ge=1, description="Argon2id time cost; at least 2 except in tests."
+    )
 
     # --- commerce ---------------------------------------------------------------------------------
     reservation_ttl_seconds: int = Field(
@@ -501,6 +506,12 @@ class Settings(BaseSettings):
             problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` cannot be combined with credentials")
         if len(self.secret_key.get_secret_value()) < 32:
             problems.append("TILLPAY_SECRET_KEY: must be at least 32 characters")
+        if self.environment != "test":
+            # Fast, weak hashing exists for test suites only.
+            if self.password_hash_memory_kib < 19456:
+                problems.append("TILLPAY_PASSWORD_HASH_MEMORY_KIB: at least 19456 outside tests")
+            if self.password_hash_iterations < 2:
+                problems.append("TILLPAY_PASSWORD_HASH_ITERATIONS: at least 2 outside tests")
         if self.environment == "production":
             problems.extend(self._production_problems())
         if problems:

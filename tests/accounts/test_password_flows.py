@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import bcrypt
+import pytest
 from sqlalchemy import select, update
 
 from tests.accounts.helpers import PASSWORD, Account, Accounts, latest_token
+from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tillpay.accounts.models import AccountToken, TokenPurpose, User
 from tillpay.kit.db import utcnow
@@ -16,6 +19,16 @@ from tillpay.notifications.mail import read_mailbox
 
 NEW_PASSWORD = "a completely different passphrase 9"
 ARGON2_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
+# The suite hashes cheaply (tests/conftest.py); these tests need the production cost.
+OWASP_COST = {"password_hash_memory_kib": 19456, "password_hash_iterations": 2}
+
+
+@pytest.fixture
+async def owasp_accounts(
+    clean_db: None, make_client: ClientFactory, mail_dir: Path
+) -> AsyncIterator[Accounts]:
+    async with make_client(**OWASP_COST) as client:
+        yield Accounts(client, mail_dir)
 
 
 async def _reset_token(accounts: Accounts, account: Account) -> str:
@@ -192,8 +205,9 @@ async def test_reset_and_change_send_security_notices(accounts: Accounts, mail_d
 
 
 async def test_imported_bcrypt_hash_signs_in_and_is_upgraded_to_argon2id(
-    accounts: Accounts,
+    owasp_accounts: Accounts,
 ) -> None:
+    accounts = owasp_accounts
     account = await accounts.register()
     imported = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     async with accounts.database.session() as session, session.begin():
@@ -206,8 +220,9 @@ async def test_imported_bcrypt_hash_signs_in_and_is_upgraded_to_argon2id(
 
 
 async def test_registration_stores_an_argon2id_hash_with_owasp_parameters(
-    accounts: Accounts,
+    owasp_accounts: Accounts,
 ) -> None:
+    accounts = owasp_accounts
     account = await accounts.register()
     stored = await _stored_hash(accounts, account.email)
     assert stored.startswith(ARGON2_PREFIX)

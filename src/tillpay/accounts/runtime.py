@@ -98,6 +98,8 @@ def build_runtime(
     params = HashParams(
         memory_cost=settings.password_hash_memory_kib,
         time_cost=settings.password_hash_iterations,
+        # The settings refuse weak costs outside the test environment.
+        allow_weak_for_tests=settings.environment == "test",
     )
     keep_for = timedelta(
         seconds=max(settings.access_token_ttl_seconds, settings.mfa_token_ttl_seconds) + 60

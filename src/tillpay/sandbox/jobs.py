@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from tillpay.kit.db import utcnow
 from tillpay.kit.logging import get_logger
+from tillpay.kit.outbound import tls_context
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxWebhook
 from tillpay.worker import JobContext, job
@@ -42,7 +43,11 @@ async def deliver_due(context: JobContext, *, limit: int = 20) -> int:
     transport = context.extras.get("provider_transport")
     delivered = 0
     async with httpx.AsyncClient(
-        base_url=base, timeout=10.0, transport=transport, follow_redirects=False
+        base_url=base,
+        timeout=10.0,
+        transport=transport,
+        follow_redirects=False,
+        verify=tls_context(),
     ) as client:
         for webhook_id, body in due:
             raw = body.encode()
