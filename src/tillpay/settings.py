@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tillpay.kit.ratelimit import RatePolicy
 from tillpay.settings_safety import OVERRIDES, env_name, ip_entry_problem, production_risks
 from tillpay.settings_safety import trusted_proxy_problems as _trusted_proxy_problems
 
@@ -46,6 +47,13 @@ ENV_PREFIX = "TILLPAY_"
 _HARNESS_PREFIXES = ("TILLPAY_TEST_", "TILLPAY_FUZZ_")
 
 logger = logging.getLogger(__name__)
+
+#: The per-route rate-limit policies the routes use, and their defaults.
+RATELIMIT_POLICY_DEFAULTS = {
+    "auth": "10/minute;50/hour",
+    "payments": "30/minute",
+    "webhooks": "1200/minute",
+}
 
 #: Development-only secret. Production refuses to start while it (or any other
 #: placeholder) is configured.
@@ -230,12 +238,9 @@ class Settings(BaseSettings):
         "600/minute", description="Per-IP limit on every request (`limits` notation)."
     )
     ratelimit_policies: dict[str, str] = Field(
-        default_factory=lambda: {
-            "auth": "10/minute;50/hour",
-            "payments": "30/minute",
-            "webhooks": "1200/minute",
-        },
-        description="Named per-route policies (JSON object of name → `limits` notation).",
+        default_factory=lambda: dict(RATELIMIT_POLICY_DEFAULTS),
+        description="Per-route policies (JSON object of name → `limits` notation); names left "
+        "out keep their default.",
     )
     ratelimit_redis_timeout_seconds: float = Field(
         2.0,
@@ -552,6 +557,24 @@ class Settings(BaseSettings):
         if origin is dict:
             return _json(value, dict, 'a JSON object, e.g. {"name": "value"}')
         return value
+
+    @field_validator("ratelimit_global")
+    @classmethod
+    def _check_ratelimit_global(cls, value: str) -> str:
+        RatePolicy.parse("global", value)
+        return value
+
+    @field_validator("ratelimit_policies")
+    @classmethod
+    def _check_ratelimit_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(RATELIMIT_POLICY_DEFAULTS))
+        if unknown:
+            known = ", ".join(RATELIMIT_POLICY_DEFAULTS)
+            raise ValueError(f"unknown policies {', '.join(unknown)} (policies: {known})")
+        merged = {**RATELIMIT_POLICY_DEFAULTS, **value}
+        for name, spec in merged.items():
+            RatePolicy.parse(name, spec)
+        return merged
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -258,7 +258,7 @@ def test_an_override_without_the_risk_it_acknowledges_is_warned_about(
     )
 
 
-def test_overrides_outside_production_change_nothing() -> None:
+def test_plaintext_to_another_host_is_accepted_outside_production() -> None:
     settings = Settings(database_url="postgresql+asyncpg://tillpay@db.internal/tillpay")
     assert settings.database_ssl_mode == "disable"
 
@@ -374,6 +374,24 @@ def test_migrate_creates_the_database_in_the_data_dir(
     result = CliRunner().invoke(cli.app, ["migrate"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "data" / "tillpay.db").is_file()
+
+
+def test_a_malformed_rate_limit_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TILLPAY_RATELIMIT_GLOBAL", "lots")
+    with pytest.raises(ConfigurationError, match="TILLPAY_RATELIMIT_GLOBAL: invalid rate-limit"):
+        Settings()
+
+
+def test_rate_limit_policies_left_out_keep_their_default() -> None:
+    policies = Settings(ratelimit_policies={"auth": "5/minute"}).ratelimit_policies
+    assert policies["auth"] == "5/minute"
+    assert set(policies) == {"auth", "payments", "webhooks"}
+
+
+@pytest.mark.parametrize("name", ["auht", "global"])
+def test_an_unknown_rate_limit_policy_is_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"TILLPAY_RATELIMIT_POLICIES: .*{name}"):
+        Settings(ratelimit_policies={name: "5/minute"})
 
 
 # --- tillpay serve --------------------------------------------------------------------------------
