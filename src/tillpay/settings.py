@@ -48,6 +48,13 @@ _HARNESS_PREFIXES = ("TILLPAY_TEST_", "TILLPAY_FUZZ_")
 
 logger = logging.getLogger(__name__)
 
+#: URL schemes the database, Redis and broker clients accept.
+_URL_SCHEMES = {
+    "database_url": ("sqlite+aiosqlite", "postgresql+asyncpg"),
+    "redis_url": ("redis", "rediss", "unix"),
+    "broker_url": ("amqp", "amqps"),
+}
+
 #: The per-route rate-limit policies the routes use, and their defaults.
 RATELIMIT_POLICY_DEFAULTS = {
     "auth": "10/minute;50/hour",
@@ -556,6 +563,16 @@ class Settings(BaseSettings):
             return _json(text, list, 'a JSON list or comma-separated values, e.g. "a,b"')
         if origin is dict:
             return _json(value, dict, 'a JSON object, e.g. {"name": "value"}')
+        return value
+
+    @field_validator("database_url", "redis_url", "broker_url")
+    @classmethod
+    def _check_url_scheme(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else ""
+        schemes = _URL_SCHEMES[str(info.field_name)]
+        if text and text.partition("://")[0].lower() not in schemes:
+            # Only the scheme is named: the rest of the URL may carry a password.
+            raise ValueError(f"unsupported scheme; use {' or '.join(f'`{s}://`' for s in schemes)}")
         return value
 
     @field_validator("ratelimit_global")

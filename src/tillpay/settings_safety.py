@@ -80,7 +80,7 @@ def postgres_hosts(dsn: str) -> list[str]:
 def _remote_plaintext(url: str, *, tls: set[str], local: set[str]) -> bool:
     """True when ``url`` is neither TLS (scheme in ``tls``) nor on this host."""
     parts = urlsplit(url)
-    scheme = parts.scheme.lower().removeprefix("async+")
+    scheme = parts.scheme.lower()
     if scheme in tls or scheme in local:
         return False
     return not is_local_host(parts.hostname or "")
@@ -175,7 +175,7 @@ def _plaintext_risks(settings: Settings) -> Iterator[Risk]:
             override="i_understand_database_without_tls",
         )
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    if redis_url and _remote_plaintext(redis_url, tls={"rediss"}, local={"unix", "redis+unix"}):
+    if redis_url and _remote_plaintext(redis_url, tls={"rediss"}, local={"unix"}):
         yield Risk(
             "TILLPAY_REDIS_URL: `redis://` to another host is unencrypted; use `rediss://`",
             override="i_understand_redis_without_tls",

@@ -394,6 +394,21 @@ def test_an_unknown_rate_limit_policy_is_refused(name: str) -> None:
         Settings(ratelimit_policies={name: "5/minute"})
 
 
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("database_url", "postgres://tillpay@db.internal/tillpay"),
+        ("database_url", "mysql+aiomysql://tillpay@db.internal/tillpay"),
+        ("redis_url", "http://cache.internal:6379"),
+        ("broker_url", "redis://mq.internal"),
+    ],
+)
+def test_a_service_url_with_an_unsupported_scheme_names_the_variable(field: str, url: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"TILLPAY_{field.upper()}: .*scheme") as caught:
+        Settings(**{field: url})
+    assert "db.internal" not in str(caught.value)
+
+
 # --- tillpay serve --------------------------------------------------------------------------------
 
 
