@@ -61,19 +61,24 @@ DOCS_CSP = (
 )
 
 
-def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
-    if not settings.ratelimit_enabled:
-        return None
+def _new_limiter(settings: Settings) -> RateLimiter:
+    """A limiter on the configured storage: Redis when set (shared), else memory."""
     storage = "memory://"
     if settings.redis_url is not None:
         storage = settings.redis_url.get_secret_value()
-    limiter = RateLimiter(
+    return RateLimiter(
         storage,
         fail_open=settings.ratelimit_fail_open,
         socket_timeout=settings.ratelimit_redis_timeout_seconds,
         key_secret=settings.secret_key.get_secret_value().encode(),
         key_prefix=f"{settings.redis_key_prefix}:rl",
     )
+
+
+def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
+    if not settings.ratelimit_enabled:
+        return None
+    limiter = _new_limiter(settings)
     limiter.register(GLOBAL_POLICY, settings.ratelimit_global)
     for name, spec in settings.ratelimit_policies.items():
         limiter.register(name, spec)
@@ -138,11 +143,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.database = database
         app.state.redis = redis_client
+        # Login lockout has its own store: it must hold even with rate limiting off.
+        lockout_store = _new_limiter(settings)
         accounts = build_runtime(
             settings,
             database,
             mailer=settings.build_mailer(),
-            limiter=limiter,
+            limiter=lockout_store,
             redis_client=redis_client,
         )
         await accounts.keys.start()
@@ -175,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await worker.stop()
             if limiter is not None:
                 await limiter.close()
+            await lockout_store.close()
             if redis_client is not None:
                 await redis_client.aclose()
             await database.dispose()

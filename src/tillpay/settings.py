@@ -2,30 +2,65 @@
 ``TILLPAY_<NAME>_FILE`` variants for secrets (Docker/Kubernetes secret files).
 
 In production the service refuses to start with any development default, an empty or
-placeholder secret, SQLite, public API docs without an explicit flag, or wildcard CORS/hosts;
-the error names every offending setting.
+placeholder secret, SQLite, public API docs without an explicit flag, wildcard CORS/hosts,
+or any risk listed in :mod:`tillpay.settings_safety`; the error names every offending
+setting. List settings take a JSON list or comma-separated values; unknown ``TILLPAY_*``
+variables are logged as likely typos.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_origin
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from tillpay.kit.ratelimit import RatePolicy
+from tillpay.settings_safety import OVERRIDES, env_name, ip_entry_problem, production_risks
+from tillpay.settings_safety import trusted_proxy_problems as _trusted_proxy_problems
 
 if TYPE_CHECKING:
     from tillpay.notifications.mail import Mailer
 
 ENV_PREFIX = "TILLPAY_"
+#: Variables of the test harness, not settings (no typo warning for them).
+_HARNESS_PREFIXES = ("TILLPAY_TEST_", "TILLPAY_FUZZ_")
+
+logger = logging.getLogger(__name__)
+
+#: URL schemes the database, Redis and broker clients accept.
+_URL_SCHEMES = {
+    "database_url": ("sqlite+aiosqlite", "postgresql+asyncpg"),
+    "redis_url": ("redis", "rediss", "unix"),
+    "broker_url": ("amqp", "amqps"),
+}
+
+#: The per-route rate-limit policies the routes use, and their defaults.
+RATELIMIT_POLICY_DEFAULTS = {
+    "auth": "10/minute;50/hour",
+    "payments": "30/minute",
+    "webhooks": "1200/minute",
+}
 
 #: Development-only secret. Production refuses to start while it (or any other
 #: placeholder) is configured.
@@ -89,13 +124,20 @@ class Settings(BaseSettings):
         validate_default=True,
         # Error messages must never echo a secret that was given as input.
         hide_input_in_errors=True,
+        # Lists and dicts are decoded by `_decode_collections`, which also accepts
+        # `a,b` for lists and names the variable when a value is malformed.
+        enable_decoding=False,
     )
 
     def __init__(self, **values: Any) -> None:
+        # First, so that a typo is pointed out even when it makes the configuration fail.
+        _warn_about_unknown_variables(self.model_config.get("env_file"))
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc)) from None
+        except SettingsError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     # --- runtime -------------------------------------------------------------------------
     environment: Literal["development", "test", "production"] = Field(
@@ -112,7 +154,9 @@ class Settings(BaseSettings):
         SecretStr(DEV_SECRET_KEY),
         description="Server secret (≥ 32 chars) for HMAC-derived values. Has a `_FILE` variant.",
     )
-    data_dir: Path = Field(Path("var"), description="Directory for SQLite, mail and keys.")
+    data_dir: Path = Field(
+        Path("var"), description="Directory for the default SQLite database and mail."
+    )
     demo_data: bool = Field(
         False, description="Load demo data at start (`tillpay dev` turns it on)."
     )
@@ -122,8 +166,9 @@ class Settings(BaseSettings):
 
     # --- database -------------------------------------------------------------------------
     database_url: SecretStr = Field(
-        SecretStr("sqlite+aiosqlite:///var/tillpay.db"),
-        description="SQLAlchemy URL: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`.",
+        SecretStr(""),
+        description="SQLAlchemy URL: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`; "
+        "default `sqlite+aiosqlite:///<DATA_DIR>/tillpay.db`.",
     )
     database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL pool size.")
     database_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections.")
@@ -165,16 +210,19 @@ class Settings(BaseSettings):
     # --- HTTP perimeter -------------------------------------------------------------------
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
-        description="Host header allow-list (JSON list). `*` is refused in production.",
+        description="Host header allow-list (`a.example,b.example` or a JSON list). `*` is "
+        "refused in production.",
     )
     cors_allow_origins: list[str] = Field(
         default_factory=list,
-        description="Origins allowed by CORS (JSON list of `https://shop.example`).",
+        description="Origins allowed by CORS (list of `https://shop.example`); `null` and "
+        "`*` are refused in production.",
     )
     cors_allow_credentials: bool = Field(False, description="Allow credentialed CORS requests.")
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="IPs/CIDRs whose `X-Forwarded-For/Proto` and `X-Request-ID` are trusted.",
+        description="IPs/CIDRs whose `X-Forwarded-For/Proto` and `X-Request-ID` are trusted; "
+        "`*` (alone) trusts every peer and is refused in production.",
     )
     hsts_max_age: int = Field(
         63072000, ge=31536000, description="HSTS max-age in seconds (at least one year)."
@@ -188,17 +236,18 @@ class Settings(BaseSettings):
     )
 
     # --- rate limiting ------------------------------------------------------------------------
-    ratelimit_enabled: bool = Field(True, description="Turn rate limiting on or off.")
+    ratelimit_enabled: bool = Field(
+        True,
+        description="Turn rate limiting on or off (login lockout stays on). Off is refused in "
+        "production unless `I_UNDERSTAND_RATELIMIT_DISABLED`.",
+    )
     ratelimit_global: str = Field(
         "600/minute", description="Per-IP limit on every request (`limits` notation)."
     )
     ratelimit_policies: dict[str, str] = Field(
-        default_factory=lambda: {
-            "auth": "10/minute;50/hour",
-            "payments": "30/minute",
-            "webhooks": "1200/minute",
-        },
-        description="Named per-route policies (JSON object of name → `limits` notation).",
+        default_factory=lambda: dict(RATELIMIT_POLICY_DEFAULTS),
+        description="Per-route policies (JSON object of name → `limits` notation); names left "
+        "out keep their default.",
     )
     ratelimit_redis_timeout_seconds: float = Field(
         2.0,
@@ -208,7 +257,8 @@ class Settings(BaseSettings):
     )
     ratelimit_fail_open: bool = Field(
         False,
-        description="When Redis is unreachable: `true` lets requests through, `false` answers 429.",
+        description="When Redis is unreachable: `true` lets requests through (and skips "
+        "lockouts), `false` answers 429. `true` is refused in production.",
     )
 
     # --- authentication -----------------------------------------------------------------------
@@ -244,7 +294,8 @@ class Settings(BaseSettings):
         600, ge=60, le=3600, description="How recent authentication must be for sensitive actions."
     )
     admin_require_2fa: bool = Field(
-        True, description="Admin routes need an account with 2FA and a 2FA login."
+        True,
+        description="Admin routes need an account with 2FA and a 2FA login (always in production).",
     )
     login_lockout_threshold: int = Field(
         5, ge=1, le=100, description="Failed logins per account before back-off lockout starts."
@@ -291,7 +342,9 @@ class Settings(BaseSettings):
         description="Seconds between re-polls of `requires_action`/`processing` attempts.",
     )
     sandbox_enabled: bool | None = Field(
-        None, description="The built-in sandbox provider; default on except in production."
+        None,
+        description="The built-in sandbox provider; default on except in production, where "
+        "`true` is refused.",
     )
     sandbox_api_base: str | None = Field(
         None, description="Where the sandbox adapter reaches the sandbox; default public URL."
@@ -429,17 +482,6 @@ class Settings(BaseSettings):
         1800, ge=1800, le=86400, description="Checkout Session lifetime (Stripe: 30 min to 24 h)."
     )
 
-    @field_validator("stripe_webhook_secrets", mode="before")
-    @classmethod
-    def _split_secrets(cls, value: Any) -> Any:
-        # A `_FILE` variant arrives as plain text: a JSON list, or one secret per line/comma.
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
-        return value
-
     # --- email ------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
@@ -463,7 +505,7 @@ class Settings(BaseSettings):
 
     # --- observability --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
+        "INFO", description="Log level (`DEBUG` is refused in production)."
     )
     log_json: bool | None = Field(
         None, description="JSON log lines; default on except in development."
@@ -476,6 +518,28 @@ class Settings(BaseSettings):
         None, description="Bearer token required on `/metrics` (required in production)."
     )
 
+    # --- acknowledged production risks (see docs/operations.md) --------------------------------
+    i_understand_database_without_tls: bool = Field(
+        False,
+        description="Production: accept `DATABASE_SSL_MODE=disable` to another host (TLS "
+        "by a sidecar or the network). Logged as a warning at every start.",
+    )
+    i_understand_redis_without_tls: bool = Field(
+        False,
+        description="Production: accept `redis://` to another host (TLS by a sidecar or the "
+        "network). Logged as a warning at every start.",
+    )
+    i_understand_broker_without_tls: bool = Field(
+        False,
+        description="Production: accept `amqp://` to another host (TLS by a sidecar or the "
+        "network). Logged as a warning at every start.",
+    )
+    i_understand_ratelimit_disabled: bool = Field(
+        False,
+        description="Production: accept `RATELIMIT_ENABLED=false` (a gateway enforces rate "
+        "limits). Logged as a warning at every start.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -486,6 +550,70 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, SecretFileSource(settings_cls), env_settings, dotenv_settings)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _decode_collections(cls, value: Any, info: ValidationInfo) -> Any:
+        # Text from the environment, `.env` or a `_FILE` variant: lists are a JSON list or
+        # comma/newline-separated values; dicts are a JSON object.
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        origin = get_origin(cls.model_fields[info.field_name].annotation)
+        if origin is list:
+            text = value.strip()
+            if not text.startswith("["):
+                return [
+                    part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()
+                ]
+            return _json(text, list, 'a JSON list or comma-separated values, e.g. "a,b"')
+        if origin is dict:
+            return _json(value, dict, 'a JSON object, e.g. {"name": "value"}')
+        return value
+
+    @field_validator("database_url", "redis_url", "broker_url")
+    @classmethod
+    def _check_url_scheme(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else ""
+        schemes = _URL_SCHEMES[str(info.field_name)]
+        if text and text.partition("://")[0].lower() not in schemes:
+            # Only the scheme is named: the rest of the URL may carry a password.
+            raise ValueError(f"unsupported scheme; use {' or '.join(f'`{s}://`' for s in schemes)}")
+        return value
+
+    @field_validator("ratelimit_global")
+    @classmethod
+    def _check_ratelimit_global(cls, value: str) -> str:
+        RatePolicy.parse("global", value)
+        return value
+
+    @field_validator("ratelimit_policies")
+    @classmethod
+    def _check_ratelimit_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(RATELIMIT_POLICY_DEFAULTS))
+        if unknown:
+            known = ", ".join(RATELIMIT_POLICY_DEFAULTS)
+            raise ValueError(f"unknown policies {', '.join(unknown)} (policies: {known})")
+        merged = {**RATELIMIT_POLICY_DEFAULTS, **value}
+        for name, spec in merged.items():
+            RatePolicy.parse(name, spec)
+        return merged
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        entries = [entry.strip() for entry in value]
+        problems = _trusted_proxy_problems(entries)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+    @field_validator("paystack_webhook_ips", "cryptomus_webhook_ips")
+    @classmethod
+    def _check_ip_lists(cls, value: list[str]) -> list[str]:
+        problems = [p for entry in value if (p := ip_entry_problem(entry, strict=False))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return [entry.strip() for entry in value]
 
     @field_validator("public_base_url")
     @classmethod
@@ -501,7 +629,11 @@ class Settings(BaseSettings):
         if not self.public_base_url:
             host = f"[{self.host}]" if ":" in self.host else self.host
             self.public_base_url = f"http://{host}:{self.port}"
+        if not self.database_url.get_secret_value():
+            default_db = (self.data_dir / "tillpay.db").as_posix()
+            self.database_url = SecretStr(f"sqlite+aiosqlite:///{default_db}")
         problems: list[str] = []
+        accepted: list[str] = []
         if "*" in self.cors_allow_origins and self.cors_allow_credentials:
             problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` cannot be combined with credentials")
         if len(self.secret_key.get_secret_value()) < 32:
@@ -514,9 +646,37 @@ class Settings(BaseSettings):
                 problems.append("TILLPAY_PASSWORD_HASH_ITERATIONS: at least 2 outside tests")
         if self.environment == "production":
             problems.extend(self._production_problems())
+            accepted = self._weigh_production_risks(problems)
         if problems:
             raise ConfigurationError("unsafe configuration: " + "; ".join(problems))
+        for message in accepted:
+            logger.warning("%s", message)
         return self
+
+    def _weigh_production_risks(self, problems: list[str]) -> list[str]:
+        """Append the refused risks to ``problems``; return warnings for accepted ones."""
+        accepted: list[str] = []
+        used: set[str] = set()
+        for risk in production_risks(self):
+            if risk.override is None:
+                problems.append(risk.message)
+            elif getattr(self, risk.override):
+                used.add(risk.override)
+                accepted.append(
+                    f"unsafe configuration accepted: {risk.message} "
+                    f"({env_name(risk.override)}=true)"
+                )
+            else:
+                problems.append(
+                    f"{risk.message} (only if {OVERRIDES[risk.override]}: set "
+                    f"{env_name(risk.override)}=true)"
+                )
+        for name in OVERRIDES:
+            if getattr(self, name) and name not in used:
+                accepted.append(
+                    f"{env_name(name)}=true is not needed by this configuration; remove it"
+                )
+        return accepted
 
     def _production_problems(self) -> list[str]:
         problems: list[str] = []
@@ -605,6 +765,40 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_dsn.startswith("sqlite")
+
+
+def _json(text: str, kind: type, expected: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, kind):
+        # The message never quotes the value: it may be a secret.
+        raise ValueError(f"expected {expected}")
+    return value
+
+
+def _known_variables() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(env_name(name))
+        if _is_secret_field(field):
+            names.add(f"{env_name(name)}_FILE")
+    return names
+
+
+def _warn_about_unknown_variables(env_file: object) -> None:
+    """Log ``TILLPAY_*`` variables that are no setting (likely typos), with a suggestion."""
+    given = {name.upper() for name in os.environ}
+    if isinstance(env_file, (str, Path)) and Path(env_file).is_file():
+        given |= {name.upper() for name in dotenv_values(env_file)}
+    known = _known_variables()
+    for name in sorted(given):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(_HARNESS_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        logger.warning("%s is not a tillpay setting and is ignored%s", name, hint)
 
 
 def _describe(exc: ValidationError) -> str:

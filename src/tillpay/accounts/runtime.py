@@ -95,6 +95,8 @@ def build_runtime(
     limiter: RateLimiter | None,
     redis_client: redis_asyncio.Redis | None,
 ) -> AccountsRuntime:
+    """``limiter`` stores login lockouts (not the rate limits: lockout is independent of
+    ``TILLPAY_RATELIMIT_ENABLED``); None disables lockout (one-shot CLI commands)."""
     params = HashParams(
         memory_cost=settings.password_hash_memory_kib,
         time_cost=settings.password_hash_iterations,

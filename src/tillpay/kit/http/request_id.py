@@ -15,12 +15,21 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
 
 class TrustedProxies:
-    """A set of proxy addresses/networks whose forwarding headers we believe."""
+    """A set of proxy addresses/networks whose forwarding headers we believe.
+
+    ``["*"]`` trusts every peer, as uvicorn's ``ProxyHeadersMiddleware`` does for the
+    same value (the settings refuse it in production).
+    """
 
     def __init__(self, entries: list[str]) -> None:
-        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+        self.trust_all = entries == ["*"]
+        self.networks = (
+            [] if self.trust_all else [ipaddress.ip_network(e, strict=False) for e in entries]
+        )
 
     def __contains__(self, host: object) -> bool:
+        if self.trust_all:
+            return True
         if not isinstance(host, str) or not self.networks:
             return False
         try:
