@@ -26,6 +26,7 @@ from tests.payments.helpers import Checkout
 from tests.payments.test_payment_flows import ALLOWED_RETURN, fetch, ledger_transactions
 from tests.payments.test_refunds import refund
 from tests.transport import RoutingTransport
+from tillpay.kit import idempotency
 from tillpay.kit.db import utcnow
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.ledger import service as ledger
@@ -240,3 +241,45 @@ async def test_a_checkout_retry_after_the_stale_window_returns_the_same_order(
     assert again.headers.get("Idempotent-Replayed") == "true"
     orders = await fetch(checkout, customer, "/v1/orders")
     assert [o["id"] for o in orders["items"]] == [first.json()["id"]]
+
+
+async def test_of_two_retries_racing_for_a_stale_claim_one_resumes(checkout: Checkout) -> None:
+    customer, admin, payment, key = await crashed_refund(checkout)
+    await make_stale(checkout, key)
+    answers = await asyncio.gather(
+        *(refund(checkout, admin, payment["id"], key=key, amount=3000) for _ in range(2))
+    )
+    fresh = [a for a in answers if a.status_code == 201 and "Idempotent-Replayed" not in a.headers]
+    assert len(fresh) == 1, [a.text for a in answers]
+    [other] = [a for a in answers if a is not fresh[0]]
+    assert other.status_code == 409 or other.json()["id"] == fresh[0].json()["id"], other.text
+    assert await count(checkout, Refund) == 1
+    assert await count(checkout, SandboxRefund) == 1
+    state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
+    assert state["amount_refunded"] == 3000
+
+
+async def test_a_stale_claim_that_remembers_nothing_is_never_rerun(checkout: Checkout) -> None:
+    customer = await checkout.shop.customer()
+    _, payment = await checkout.paid_order(customer, price=10000)
+    admin = await checkout.shop.accounts.admin()
+    key = str(uuid.uuid4())
+    # A claim left by a request that died before recording what it created (as every
+    # claim written before records remembered their resource).
+    async with checkout.app.state.database.session() as session, session.begin():
+        session.add(
+            IdempotencyRecord(
+                scope=admin.user_id,
+                key=key,
+                operation=f"POST /v1/payments/{payment['id']}/refunds",
+                fingerprint=idempotency.fingerprint(
+                    f"POST /v1/payments/{payment['id']}/refunds",
+                    {"amount": 3000, "reason": "requested_by_customer"},
+                ),
+                created_at=utcnow() - payments.STALE_CLAIM - timedelta(minutes=1),
+                expires_at=utcnow() + idempotency.TTL,
+            )
+        )
+    again = await refund(checkout, admin, payment["id"], key=key, amount=3000)
+    assert assert_problem(again, 409)["code"] == "idempotency_in_progress"
+    assert await count(checkout, Refund) == 0
