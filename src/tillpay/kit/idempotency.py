@@ -11,6 +11,12 @@
 
 The record is written in the request's own transaction, together with the work it
 guards: a request that fails leaves no record, and a retry runs it again.
+
+Routes that call a provider commit the claim first (two transactions). Such a claim also
+remembers the resource its request created (:func:`remember`, in the same transaction as
+that row). If the process dies during the provider call, a retry after ``stale_after``
+takes the claim over and must *resume* that resource (``Claim.resumed``), never create a
+second one.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Header
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,6 +84,11 @@ class Claim:
 
     record: IdempotencyRecord
     replay: Response | None = None
+    resumed: bool = False  # a stale claim taken over: resume ``resource_id``, start nothing
+
+    @property
+    def resource_id(self) -> str | None:
+        return self.record.resource_id
 
     @property
     def stored_status(self) -> int:
@@ -110,6 +121,29 @@ def _replay(record: IdempotencyRecord) -> Response:
     return response
 
 
+async def _take_over(
+    session: AsyncSession, record: IdempotencyRecord, stale_after: timedelta
+) -> bool:
+    """Renew a stale claim's lease; one atomic UPDATE, so of two retries racing for the
+    same stale claim exactly one wins (the other waits on the row, then sees it fresh)."""
+    now = utcnow()
+    taken = await session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.id == record.id,
+            IdempotencyRecord.response_status.is_(None),
+            IdempotencyRecord.created_at < now - stale_after,
+        )
+        .values(created_at=now)
+        .returning(IdempotencyRecord.id)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.scalar_one_or_none() is None:
+        return False
+    await session.refresh(record)
+    return True
+
+
 async def claim(
     session: AsyncSession,
     *,
@@ -123,7 +157,9 @@ async def claim(
 
     Routes that commit the claim before calling a provider (two transactions) pass
     ``stale_after``: a claim still unfinished after that long (its process died) is taken
-    over, which is safe because those operations are themselves idempotent."""
+    over (``resumed``) and its lease renewed, so other retries keep getting 409. The caller
+    resumes the resource the claim remembers; a stale claim that remembers none is refused
+    as still in progress (it may have started work nobody can find again)."""
     print_ = fingerprint(operation, payload)
     now = utcnow()
     inserted = await session.execute(
@@ -157,11 +193,20 @@ async def claim(
             "This Idempotency-Key was used with a different request.",
         )
     if existing.response_status is None:
-        if stale_after is not None and utcnow() - existing.created_at > stale_after:
-            existing.created_at = utcnow()
-            return Claim(existing)
+        if (
+            stale_after is not None
+            and existing.resource_id is not None
+            and await _take_over(session, existing, stale_after)
+        ):
+            return Claim(existing, resumed=True)
         raise IdempotencyInProgress("A request with this Idempotency-Key is still running.")
     return Claim(existing, replay=_replay(existing))
+
+
+def remember(claim_: Claim, resource_type: str, resource_id: str) -> None:
+    """Record what this request created (in the same transaction as that row)."""
+    claim_.record.resource_type = resource_type
+    claim_.record.resource_id = resource_id
 
 
 def complete(claim_: Claim, *, status: int, body: Any) -> None:

@@ -30,5 +30,9 @@ class IdempotencyRecord(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[Any | None] = mapped_column(JSON)
+    # What the request created, written in the same transaction as that row: a retry
+    # after a crash resumes it instead of creating a second one.
+    resource_type: Mapped[str | None] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(ID_COLUMN_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

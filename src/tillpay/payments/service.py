@@ -365,6 +365,25 @@ class Answer:
 Render = Callable[[Payment], dict[str, Any]]
 
 
+@dataclass
+class _Started:
+    """What a create request committed before calling the provider."""
+
+    record_id: str
+    payment_id: str
+    attempt_id: str
+    request: CreateRequest
+    object_id: str | None = None
+    resumed: bool = False
+
+
+@dataclass
+class _Outcome:
+    status_code: int
+    state: ProviderState | None = None
+    error_code: str | None = None
+
+
 async def create_payment(
     rt: PaymentsRuntime,
     principal: Principal,
@@ -375,7 +394,10 @@ async def create_payment(
     key: str,
     render: Render,
 ) -> Answer:
-    """Create a payment and its first attempt at ``provider``; see the module docstring."""
+    """Create a payment and its first attempt at ``provider``; see the module docstring.
+
+    A retry whose first try died during the provider call (a stale claim) resumes the
+    same payment and attempt: same reference, so never a second provider object."""
     settings = rt.settings
     if return_url is not None and not return_url_allowed(settings, return_url):
         raise Unprocessable("return_url is not an allowed shop URL.", code="return_url_not_allowed")
@@ -392,108 +414,198 @@ async def create_payment(
         )
         if claim.replay is not None:
             return Answer(claim.stored_status, claim.stored_body, replayed=True)
-        order = await orders.lock_order(session, order_id)
-        if order is None or order.customer_id != principal.user_id:
-            raise NotFound("No such order.")
-        if order.status is not OrderStatus.PENDING_PAYMENT:
-            raise PaymentNotPossible(f"The order is {order.status.value}.")
-        if order.expires_at <= utcnow():
-            raise PaymentNotPossible("The order's payment window has passed.")
-        if not adapter.supports(order.currency, order.total_amount):
-            raise Unprocessable(
-                f"{provider} does not accept this amount in {order.currency}.",
-                code="currency_not_supported",
+        if claim.resumed:
+            started = await _resume_payment(session, settings, claim, render)
+        else:
+            started = await _start_payment(
+                session, settings, principal, claim, adapter, order_id, provider, return_url, render
             )
-        open_payment = (
-            (
-                await session.execute(
-                    select(Payment).where(
-                        Payment.order_id == order.id, Payment.status.in_(fsm.OPEN)
-                    )
-                )
-            )
-            .scalars()
-            .first()
-        )
-        if open_payment is not None:
-            if open_payment.provider != provider:
-                raise Conflict(
-                    "This order has a payment in progress with another provider.",
-                    code="payment_in_progress",
-                    extra={"payment_id": open_payment.id},
-                )
-            body = render(open_payment)
-            idempotency.complete(claim, status=200, body=body)
-            return Answer(200, body)
-        payment = Payment(
-            order_id=order.id,
-            customer_id=principal.user_id,
-            provider=provider,
-            status=PaymentStatus.UNKNOWN,
-            amount=order.total_amount,
-            currency=order.currency,
-            return_url=return_url,
-            attempt_count=1,
-        )
-        session.add(payment)
-        await session.flush()
-        attempt = PaymentAttempt(
-            payment_id=payment.id,
-            attempt_no=1,
-            provider=provider,
-            reference=f"{payment.id}_1",
-            status=PaymentStatus.UNKNOWN,
-            check_count=0,
-        )
-        # If we crash during the provider call, the janitor picks the attempt up.
-        schedule_next_check(settings, attempt, utcnow())
-        session.add(attempt)
-        await session.flush()
-        await record(
-            session,
-            principal.actor(),
-            "payment.created",
-            target_type="payment",
-            target_id=payment.id,
-            details={"provider": provider, "order_id": order.id},
-        )
-        record_id, payment_id, attempt_id = claim.record.id, payment.id, attempt.id
-        request = CreateRequest(
-            reference=attempt.reference,
-            payment_id=payment.id,
-            order_id=order.id,
-            amount=payment.amount,
-            currency=payment.currency,
-            # Some providers require the payer's email (Paystack); the others ignore it.
-            customer_email=(
-                await session.execute(select(User.email).where(User.id == order.customer_id))
-            ).scalar_one_or_none(),
-            return_url=f"{settings.public_base_url}/v1/payments/{payment.id}/return",
-            description=f"Order {order.id}",
-        )
+        if isinstance(started, Answer):
+            return started
 
-    status_code = 201
-    provider_state: ProviderState | None = None
-    error_code: str | None = None
+    if started.resumed:
+        outcome = await _call_resume(adapter, started)
+    else:
+        outcome = await _call_create(adapter, started)
+    return await _finish_payment(rt, started, outcome, render)
+
+
+async def _start_payment(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    claim: idempotency.Claim,
+    adapter: ProviderAdapter,
+    order_id: str,
+    provider: str,
+    return_url: str | None,
+    render: Render,
+) -> _Started | Answer:
+    order = await orders.lock_order(session, order_id)
+    if order is None or order.customer_id != principal.user_id:
+        raise NotFound("No such order.")
+    if order.status is not OrderStatus.PENDING_PAYMENT:
+        raise PaymentNotPossible(f"The order is {order.status.value}.")
+    if order.expires_at <= utcnow():
+        raise PaymentNotPossible("The order's payment window has passed.")
+    if not adapter.supports(order.currency, order.total_amount):
+        raise Unprocessable(
+            f"{provider} does not accept this amount in {order.currency}.",
+            code="currency_not_supported",
+        )
+    open_payment = (
+        (
+            await session.execute(
+                select(Payment).where(Payment.order_id == order.id, Payment.status.in_(fsm.OPEN))
+            )
+        )
+        .scalars()
+        .first()
+    )
+    if open_payment is not None:
+        if open_payment.provider != provider:
+            raise Conflict(
+                "This order has a payment in progress with another provider.",
+                code="payment_in_progress",
+                extra={"payment_id": open_payment.id},
+            )
+        body = render(open_payment)
+        idempotency.complete(claim, status=200, body=body)
+        return Answer(200, body)
+    payment = Payment(
+        order_id=order.id,
+        customer_id=principal.user_id,
+        provider=provider,
+        status=PaymentStatus.UNKNOWN,
+        amount=order.total_amount,
+        currency=order.currency,
+        return_url=return_url,
+        attempt_count=1,
+    )
+    session.add(payment)
+    await session.flush()
+    attempt = PaymentAttempt(
+        payment_id=payment.id,
+        attempt_no=1,
+        provider=provider,
+        reference=f"{payment.id}_1",
+        status=PaymentStatus.UNKNOWN,
+        check_count=0,
+    )
+    # If we crash during the provider call, the janitor picks the attempt up, and a retry
+    # with the same key resumes this payment (the claim remembers it).
+    schedule_next_check(settings, attempt, utcnow())
+    session.add(attempt)
+    await session.flush()
+    idempotency.remember(claim, "payment", payment.id)
+    await record(
+        session,
+        principal.actor(),
+        "payment.created",
+        target_type="payment",
+        target_id=payment.id,
+        details={"provider": provider, "order_id": order.id},
+    )
+    return _Started(
+        claim.record.id,
+        payment.id,
+        attempt.id,
+        await _create_request(session, settings, order, payment, attempt),
+    )
+
+
+async def _create_request(
+    session: AsyncSession,
+    settings: Settings,
+    order: Order,
+    payment: Payment,
+    attempt: PaymentAttempt,
+) -> CreateRequest:
+    """What the provider is asked to create for ``attempt`` (the same on every retry)."""
+    return CreateRequest(
+        reference=attempt.reference,
+        payment_id=payment.id,
+        order_id=order.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        # Some providers require the payer's email (Paystack); the others ignore it.
+        customer_email=(
+            await session.execute(select(User.email).where(User.id == order.customer_id))
+        ).scalar_one_or_none(),
+        return_url=f"{settings.public_base_url}/v1/payments/{payment.id}/return",
+        description=f"Order {order.id}",
+    )
+
+
+async def _resume_payment(
+    session: AsyncSession, settings: Settings, claim: idempotency.Claim, render: Render
+) -> _Started | Answer:
+    """The payment a stale claim created: its state when the provider's outcome is known
+    already (the janitor or a webhook got there first), else its open attempt to re-drive."""
+    assert claim.resource_id is not None
+    order, payment = await _locked(session, claim.resource_id)
+    attempt = await _lock_attempt(session, payment.attempts[-1].id)
+    if attempt.status not in fsm.OPEN or attempt.redirect_url or attempt.client_data:
+        body = render(payment)
+        idempotency.complete(claim, status=201, body=body)
+        return Answer(201, body)
+    return _Started(
+        claim.record.id,
+        payment.id,
+        attempt.id,
+        await _create_request(session, settings, order, payment, attempt),
+        object_id=attempt.provider_object_id,
+        resumed=True,
+    )
+
+
+async def _call_create(adapter: ProviderAdapter, started: _Started) -> _Outcome:
     try:
-        provider_state = await adapter.create_attempt(request)
+        return _Outcome(201, await adapter.create_attempt(started.request))
     except ProviderDeclined as exc:
-        status_code, error_code = 402, exc.code
+        return _Outcome(402, error_code=exc.code)
     except ProviderError as exc:
-        status_code, error_code = 502, exc.code
+        return _Outcome(502, error_code=exc.code)
     except ProviderUnavailable:
-        status_code = 503
+        return _Outcome(503)
     except Exception:
         # An adapter bug must not lose the attempt: it stays unknown for the janitor.
-        log.exception("payments.create_attempt_crashed", payment_id=payment_id)
-        status_code = 503
+        log.exception("payments.create_attempt_crashed", payment_id=started.payment_id)
+        return _Outcome(503)
 
+
+async def _call_resume(adapter: ProviderAdapter, started: _Started) -> _Outcome:
+    """Ask the provider what became of the attempt; only when it has never heard of it is
+    the create sent again, with the same reference (so at most one provider object)."""
+    try:
+        state = await adapter.retrieve(
+            reference=started.request.reference, provider_object_id=started.object_id
+        )
+    except ProviderError as exc:
+        if exc.code != "not_found":
+            return _Outcome(503)
+    except ProviderUnavailable:
+        return _Outcome(503)
+    except Exception:
+        log.exception("payments.resume_crashed", payment_id=started.payment_id)
+        return _Outcome(503)
+    else:
+        return _Outcome(201, state)
+    return await _call_create(adapter, started)
+
+
+async def _finish_payment(
+    rt: PaymentsRuntime, started: _Started, outcome: _Outcome, render: Render
+) -> Answer:
+    settings = rt.settings
     async with rt.database.session() as session, session.begin():
-        order, payment = await _locked(session, payment_id)
-        attempt = await _lock_attempt(session, attempt_id)
+        order, payment = await _locked(session, started.payment_id)
+        attempt = await _lock_attempt(session, started.attempt_id)
+        provider_state = outcome.state
         if provider_state is not None:
-            attempt.redirect_url = provider_state.redirect_url
-            attempt.client_data = dict(provider_state.client_data)
+            # A re-read may omit what the create returned; never erase it.
+            attempt.redirect_url = provider_state.redirect_url or attempt.redirect_url
+            attempt.client_data = dict(provider_state.client_data) or attempt.client_data
             await apply_provider_state(
                 session,
                 settings,
@@ -504,9 +616,9 @@ async def create_payment(
                 confirmed=True,
                 source="create",
             )
-        elif error_code is not None:
+        elif outcome.error_code is not None and attempt.status in fsm.OPEN:
             attempt.status = PaymentStatus.FAILED
-            attempt.error_code = error_code
+            attempt.error_code = outcome.error_code
             schedule_next_check(settings, attempt, utcnow())
             await _sync_payment(
                 session, settings, order, payment, attempt, PaymentStatus.UNKNOWN, source="create"
@@ -515,8 +627,10 @@ async def create_payment(
             attempt.summary = {**attempt.summary, "create": {"outcome": "unknown"}}
         await session.refresh(payment, ["attempts"])
         body = render(payment)
-        await idempotency.complete_by_id(session, record_id, status=status_code, body=body)
-    return Answer(status_code, body)
+        await idempotency.complete_by_id(
+            session, started.record_id, status=outcome.status_code, body=body
+        )
+    return Answer(outcome.status_code, body)
 
 
 # ----------------------------------------------------------------------------- reads
@@ -675,6 +789,30 @@ def _may_refund(principal: Principal, settings: Settings, order: Order) -> bool:
     )
 
 
+@dataclass
+class _RefundCall:
+    """A refund committed (reserved) before its provider call."""
+
+    record_id: str
+    refund_id: str
+    payment_id: str
+    provider: str
+    object_id: str
+    reference: str
+    amount: int
+    currency: str
+    reason: str
+    provider_refund_id: str | None = None
+    resumed: bool = False
+
+
+RefundRender = Callable[[Refund], dict[str, Any]]
+
+
+def _refund_status_code(refund: Refund) -> int:
+    return {RefundStatus.FAILED: 502, RefundStatus.UNKNOWN: 503}.get(refund.status, 201)
+
+
 async def create_refund(
     rt: PaymentsRuntime,
     principal: Principal,
@@ -683,10 +821,13 @@ async def create_refund(
     amount: int | None,
     reason: str,
     key: str,
-    render: Callable[[Refund], dict[str, Any]],
+    render: RefundRender,
 ) -> Answer:
     """Reserve under the payment lock, call the provider, finalise. The sum of pending and
-    succeeded refunds can never exceed the captured amount (lock + CHECK constraint)."""
+    succeeded refunds can never exceed the captured amount (lock + CHECK constraint).
+
+    A retry whose first try died during the provider call (a stale claim) resumes the
+    same Refund: the provider sees the same idempotency key (the Refund id) again."""
     async with rt.database.session() as session, session.begin():
         claim = await idempotency.claim(
             session,
@@ -698,74 +839,46 @@ async def create_refund(
         )
         if claim.replay is not None:
             return Answer(claim.stored_status, claim.stored_body, replayed=True)
-        order, payment = await _locked(session, payment_id)
-        if not _may_refund(principal, rt.settings, order):
-            if (
-                payment.customer_id == principal.user_id
-                or Permission.ORDERS_READ_VENDOR in principal.permissions
-            ):
-                raise Forbidden("You may not refund this payment.")
-            raise NotFound("No such payment.")
-        if payment.status is not PaymentStatus.SUCCEEDED:
-            raise Conflict(
-                "Only succeeded payments can be refunded.", code="payment_not_refundable"
+        if claim.resumed:
+            call = await _resume_refund(session, claim, render)
+        else:
+            call = await _reserve_refund(
+                session, rt.settings, principal, claim, payment_id, amount, reason
             )
-        refundable = payment.amount_captured - payment.amount_refund_reserved
-        value = refundable if amount is None else amount
-        if value <= 0 or value > refundable:
-            raise RefundExceedsCaptured(
-                f"At most {refundable} can still be refunded.", extra={"refundable": refundable}
-            )
-        captured = next(a for a in payment.attempts if a.status is PaymentStatus.SUCCEEDED)
-        refund = Refund(
-            payment_id=payment.id,
-            attempt_id=captured.id,
-            amount=value,
-            currency=payment.currency,
-            status=RefundStatus.PENDING,
-            reason=reason,
-            created_by=principal.user_id,
-            next_check_at=utcnow() + timedelta(minutes=5),
-        )
-        session.add(refund)
-        payment.amount_refund_reserved += value
-        await session.flush()
-        await record(
-            session,
-            principal.actor(),
-            "refund.created",
-            target_type="refund",
-            target_id=refund.id,
-            details={"payment_id": payment.id, "amount": value},
-        )
-        record_id, refund_id = claim.record.id, refund.id
-        provider_name, object_id, reference = (
-            payment.provider,
-            captured.provider_object_id,
-            captured.reference,
-        )
-        currency = payment.currency
+        if isinstance(call, Answer):
+            return call
 
-    adapter = _adapter(rt, provider_name)
+    adapter = _adapter(rt, call.provider)
     refund_state: RefundState | None = None
     failure: str | None = None
     try:
-        refund_state = await adapter.refund(
-            refund_id=refund_id,
-            provider_object_id=object_id or "",
-            reference=reference,
-            amount=value,
-            currency=currency,
-            reason=reason,
-        )
+        if call.provider_refund_id is None:
+            # On a resume this replays the create: same key, so the provider returns the
+            # refund it already made instead of making another.
+            refund_state = await adapter.refund(
+                refund_id=call.refund_id,
+                provider_object_id=call.object_id,
+                reference=call.reference,
+                amount=call.amount,
+                currency=call.currency,
+                reason=call.reason,
+            )
+        else:
+            refund_state = await adapter.retrieve_refund(
+                refund_id=call.refund_id,
+                provider_refund_id=call.provider_refund_id,
+                provider_object_id=call.object_id,
+            )
     except ProviderError as exc:
-        failure = exc.code
+        # A resumed refund may have happened on the first try: only a fresh create's
+        # refusal proves nothing moved (the janitor reads it later otherwise).
+        failure = None if call.resumed else exc.code
     except ProviderUnavailable:
         pass
 
     async with rt.database.session() as session, session.begin():
-        order, payment = await _locked(session, payment_id)
-        refund = await _lock_refund(session, refund_id)
+        order, payment = await _locked(session, call.payment_id)
+        refund = await _lock_refund(session, call.refund_id)
         if refund_state is not None:
             await apply_refund_state(session, order, payment, refund, refund_state, source="create")
         elif failure is not None:
@@ -774,15 +887,110 @@ async def create_refund(
                 order,
                 payment,
                 refund,
-                RefundState(RefundStatus.FAILED, None, value, "error", failure_code=failure),
+                RefundState(RefundStatus.FAILED, None, call.amount, "error", failure_code=failure),
                 source="create",
             )
-        else:
+        elif refund.status is RefundStatus.PENDING:
+            # Outcome unknown; never over a state the janitor settled meanwhile.
             refund.status = RefundStatus.UNKNOWN
         body = render(refund)
-        status_code = {RefundStatus.FAILED: 502, RefundStatus.UNKNOWN: 503}.get(refund.status, 201)
-        await idempotency.complete_by_id(session, record_id, status=status_code, body=body)
+        status_code = _refund_status_code(refund)
+        await idempotency.complete_by_id(session, call.record_id, status=status_code, body=body)
     return Answer(status_code, body)
+
+
+async def _reserve_refund(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    claim: idempotency.Claim,
+    payment_id: str,
+    amount: int | None,
+    reason: str,
+) -> _RefundCall:
+    order, payment = await _locked(session, payment_id)
+    if not _may_refund(principal, settings, order):
+        if (
+            payment.customer_id == principal.user_id
+            or Permission.ORDERS_READ_VENDOR in principal.permissions
+        ):
+            raise Forbidden("You may not refund this payment.")
+        raise NotFound("No such payment.")
+    if payment.status is not PaymentStatus.SUCCEEDED:
+        raise Conflict("Only succeeded payments can be refunded.", code="payment_not_refundable")
+    refundable = payment.amount_captured - payment.amount_refund_reserved
+    value = refundable if amount is None else amount
+    if value <= 0 or value > refundable:
+        raise RefundExceedsCaptured(
+            f"At most {refundable} can still be refunded.", extra={"refundable": refundable}
+        )
+    captured = next(a for a in payment.attempts if a.status is PaymentStatus.SUCCEEDED)
+    refund = Refund(
+        payment_id=payment.id,
+        attempt_id=captured.id,
+        amount=value,
+        currency=payment.currency,
+        status=RefundStatus.PENDING,
+        reason=reason,
+        created_by=principal.user_id,
+        next_check_at=utcnow() + timedelta(minutes=5),
+    )
+    session.add(refund)
+    payment.amount_refund_reserved += value
+    await session.flush()
+    # A retry after a crash resumes this Refund instead of reserving a second one.
+    idempotency.remember(claim, "refund", refund.id)
+    await record(
+        session,
+        principal.actor(),
+        "refund.created",
+        target_type="refund",
+        target_id=refund.id,
+        details={"payment_id": payment.id, "amount": value},
+    )
+    return _RefundCall(
+        record_id=claim.record.id,
+        refund_id=refund.id,
+        payment_id=payment.id,
+        provider=payment.provider,
+        object_id=captured.provider_object_id or "",
+        reference=captured.reference,
+        amount=value,
+        currency=payment.currency,
+        reason=reason,
+    )
+
+
+async def _resume_refund(
+    session: AsyncSession, claim: idempotency.Claim, render: RefundRender
+) -> _RefundCall | Answer:
+    """The Refund a stale claim reserved: its final state when known (the janitor or a
+    webhook got there first), else the same provider call again."""
+    assert claim.resource_id is not None
+    refund = await session.get(Refund, claim.resource_id)
+    assert refund is not None
+    _, payment = await _locked(session, refund.payment_id)
+    refund = await _lock_refund(session, refund.id)
+    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        body = render(refund)
+        status_code = _refund_status_code(refund)
+        idempotency.complete(claim, status=status_code, body=body)
+        return Answer(status_code, body)
+    attempt = await session.get(PaymentAttempt, refund.attempt_id)
+    assert attempt is not None
+    return _RefundCall(
+        record_id=claim.record.id,
+        refund_id=refund.id,
+        payment_id=payment.id,
+        provider=payment.provider,
+        object_id=attempt.provider_object_id or "",
+        reference=attempt.reference,
+        amount=refund.amount,
+        currency=refund.currency,
+        reason=refund.reason,
+        provider_refund_id=refund.provider_refund_id,
+        resumed=True,
+    )
 
 
 async def _lock_refund(session: AsyncSession, refund_id: str) -> Refund:
