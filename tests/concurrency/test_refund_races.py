@@ -3,6 +3,7 @@ dashboard): each provider refund is booked exactly once, and never beyond the ca
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,42 @@ async def test_events_of_one_dashboard_refund_processed_in_parallel_book_it_once
     assert (state["status"], state["refunded_amount"]) == ("refunded", 100)
     assert {code: b for code, b in (await balances(checkout)).items() if b} == {}
     assert_raced(backend, seen, 6)
+
+
+async def pump_webhooks(checkout: Checkout, rounds: int = 20) -> None:
+    """Deliver and process the sandbox's webhooks as they appear (bounded)."""
+    for _ in range(rounds):
+        await checkout.deliver_webhooks()
+        await checkout.process_webhooks()
+        await asyncio.sleep(0.02)
+
+
+async def test_tillpays_refund_racing_its_own_webhook_is_one_refund(
+    checkout: Checkout, backend: str
+) -> None:
+    db = checkout.app.state.database
+    customer = await checkout.shop.customer()
+    admin = await checkout.shop.accounts.admin()
+    order, payment = await checkout.paid_order(customer, price=100)
+
+    await warm_pool(db, 20)
+    with overlap(db) as seen:
+        answer, *_ = await race(
+            refund(checkout, admin, payment["id"], 60),
+            pump_webhooks(checkout),
+            pump_webhooks(checkout),
+        )
+    assert answer.status_code == 201, answer.text
+    await checkout.deliver_webhooks()
+    await drain_webhooks(checkout)
+
+    [booked] = await refunds_of(checkout, payment["id"])
+    assert (booked.id, booked.external, booked.status) == (answer.json()["id"], False, "succeeded")
+    async with db.session() as session:
+        stored = await session.get(Payment, payment["id"])
+        assert stored is not None
+        assert (stored.amount_refund_reserved, stored.amount_refunded) == (60, 60)
+    state = await fetch(checkout, customer, f"/v1/orders/{order['id']}")
+    assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 60)
+    assert (await balances(checkout))["provider_clearing:sandbox:USD"] == 40
+    assert_raced(backend, seen, 3)

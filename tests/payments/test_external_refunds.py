@@ -186,3 +186,48 @@ async def test_the_webhook_of_tillpays_own_refund_ahead_of_its_answer_matches_th
         assert (state["amount_refunded"], state["amount_refund_reserved"]) == (1000, 1000)
         order_state = await fetch(checkout, customer, f"/v1/orders/{order['id']}")
         assert order_state["refunded_amount"] == 1000
+
+
+class WebhookAheadOfTheAnswer(httpx.AsyncBaseTransport):
+    """Lets the sandbox's refund webhook be delivered and processed before tillpay reads
+    the answer to its refund create."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.checkout: Checkout | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.checkout and request.method == "POST" and request.url.path.endswith("/refunds"):
+            assert await self.checkout.deliver_webhooks() == 1
+            assert await self.checkout.process_webhooks() == 1
+        return response
+
+
+async def test_the_webhook_of_tillpays_own_refund_before_its_answer_is_applied_once(
+    make_client: ClientFactory, clean_db: None, mail_dir: Path
+) -> None:
+    transports: list[WebhookAheadOfTheAnswer] = []
+
+    def setup(app: FastAPI) -> None:
+        transports.append(WebhookAheadOfTheAnswer(app.state.provider_transport))
+        app.state.provider_transport = transports[0]
+
+    async with checkout_with(make_client, mail_dir, setup=setup) as checkout:
+        customer = await checkout.shop.customer()
+        order, payment = await checkout.paid_order(customer, price=2500)
+        transports[0].checkout = checkout
+        admin = await checkout.shop.accounts.admin()
+        response = await refund(checkout, admin, payment["id"], amount=1000)
+        assert (response.status_code, response.json()["status"]) == (201, "succeeded")
+        [own] = await refunds_of(checkout, payment["id"])
+        assert (own.id, own.external) == (response.json()["id"], False)
+        assert await event_statuses(checkout) == ["processed", "processed"]
+        state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
+        assert (state["amount_refunded"], state["amount_refund_reserved"]) == (1000, 1000)
+        order_state = await fetch(checkout, customer, f"/v1/orders/{order['id']}")
+        assert (order_state["status"], order_state["refunded_amount"]) == (
+            "partially_refunded",
+            1000,
+        )
+        assert (await balances(checkout))["provider_clearing:sandbox:USD"] == 1500

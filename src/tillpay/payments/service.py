@@ -1147,7 +1147,11 @@ async def _match_refund(
             return found
     if state.tillpay_refund_id:
         own = await session.get(Refund, state.tillpay_refund_id)
-        if own is not None and own.payment_id == payment.id:
+        if (
+            own is not None
+            and own.payment_id == payment.id
+            and own.provider_refund_id in (None, state.provider_refund_id)
+        ):
             return own
     return None
 
@@ -1161,7 +1165,7 @@ async def _record_external_refund(
     if state.status is RefundStatus.FAILED:
         return None  # no money moved
     if state.tillpay_refund_id:
-        # The provider says tillpay made it, but no refund of this payment has that id.
+        # The provider says tillpay made it, but no refund of this payment is that one.
         await _flag(session, payment, "refund_unmatched", source="webhook")
         return None
     unresolved = (
