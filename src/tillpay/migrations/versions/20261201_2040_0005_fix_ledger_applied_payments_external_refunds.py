@@ -34,6 +34,16 @@ BACKFILL = sa.text(
     """
 ).bindparams(sa.bindparam("yes", True, type_=sa.Boolean()))
 
+# Order.refunded_amount was never written: it is what the order's applied payment refunded.
+REFUNDED_AMOUNTS = sa.text(
+    """
+    UPDATE orders SET refunded_amount = (
+        SELECT p.amount_refunded FROM payments p WHERE p.order_id = orders.id AND p.applied
+    )
+    WHERE EXISTS (SELECT 1 FROM payments p WHERE p.order_id = orders.id AND p.applied)
+    """
+)
+
 
 def upgrade() -> None:
     with op.batch_alter_table("payments", schema=None) as batch_op:
@@ -41,6 +51,7 @@ def upgrade() -> None:
             sa.Column("applied", sa.Boolean(), nullable=False, server_default=sa.false())
         )
     op.execute(BACKFILL)
+    op.execute(REFUNDED_AMOUNTS)
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.alter_column("applied", server_default=None)
         batch_op.drop_index(
