@@ -18,6 +18,7 @@ from tests.payments.test_refunds import refund
 from tests.payments.test_unapplied_payments import balances
 from tillpay.audit.models import AuditEvent
 from tillpay.events.models import OutboxEvent
+from tillpay.kit.ids import new_id
 from tillpay.payments.models import Payment, Refund, WebhookEvent
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxSession
@@ -231,3 +232,20 @@ async def test_the_webhook_of_tillpays_own_refund_before_its_answer_is_applied_o
             1000,
         )
         assert (await balances(checkout))["provider_clearing:sandbox:USD"] == 1500
+
+
+async def test_a_provider_refund_naming_a_tillpay_refund_that_does_not_exist_is_flagged(
+    checkout: Checkout,
+) -> None:
+    customer = await checkout.shop.customer()
+    _, payment = await checkout.paid_order(customer, price=2500)
+    await refund_at_sandbox(checkout, payment["id"], 500, key=f"tillpay:{new_id('rfd')}:refund")
+    assert await checkout.deliver_webhooks() == 1
+    assert await checkout.process_webhooks() == 1
+    assert await event_statuses(checkout) == ["processed", "processed"]
+    assert await refunds_of(checkout, payment["id"]) == []
+    async with checkout.app.state.database.session() as session:
+        stored = await session.get(Payment, payment["id"])
+        assert stored is not None
+        assert (stored.needs_review, stored.review_reason) == (True, "refund_unmatched")
+        assert stored.amount_refunded == 0
