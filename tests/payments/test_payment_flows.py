@@ -394,26 +394,21 @@ async def test_a_success_for_another_amount_is_flagged_not_applied(checkout: Che
     assert await ledger_transactions(checkout, payment["id"]) == 0
 
 
-async def test_a_refund_event_ahead_of_its_refund_retries_then_dies_and_can_be_replayed(
+async def test_a_refund_event_for_no_known_payment_retries_then_dies_and_can_be_replayed(
     checkout: Checkout,
 ) -> None:
-    customer = await checkout.shop.customer()
-    _, payment = await checkout.paid_order(customer)
-    # A refund made at the provider (not through tillpay): tillpay has no record of it.
-    settings = checkout.app.state.settings
-    api = {"Authorization": f"Bearer {psp.api_key(settings)}"}
-    session_json = (
-        await checkout.client.get(
-            f"/sandbox/api/sessions/by-reference/{payment['id']}_1", headers=api
-        )
-    ).json()
-    refunded = await checkout.client.post(
-        f"/sandbox/api/sessions/{session_json['id']}/refunds",
-        json={"amount": 100},
-        headers={**api, "Idempotency-Key": "dashboard-refund-1"},
-    )
-    assert refunded.status_code == 201, refunded.text
-    assert await checkout.deliver_webhooks() == 1
+    # A signed refund event for a session tillpay never created: nothing to match it to.
+    forged = {
+        "id": f"sbe_unmatched_{uuid.uuid4().hex[:12]}",
+        "type": "refund.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "refund": {"id": "sbr_unknown", "session_id": "sbs_unknown", "amount": 100},
+            "session": {"id": "sbs_unknown", "reference": "pay_unknown_1"},
+        },
+    }
+    raw, signature = signed(checkout, forged)
+    assert (await post_webhook(checkout, raw, signature)).status_code == 200
     assert await checkout.process_webhooks() == 1
     async with checkout.app.state.database.session() as session:
         event = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -261,6 +262,112 @@ async def test_payments_and_refunds_keep_the_ledger_balanced_and_the_clearing_ex
         balances = {b.code: b.balance for b in await ledger.balances(session)}
     for currency in CURRENCIES:
         assert balances.get(f"provider_clearing:{provider}:{currency}", 0) == expected[currency]
+
+
+# ------------------------------------------------------------------------ refund reversals
+
+
+def capture_lines(
+    provider: str, currency: str, shares: dict[str | None, int], *, applied: bool
+) -> list[Line]:
+    """What a capture posts: the clearing against the vendors' shares, or against
+    unapplied_payments when the order could not take the money."""
+    total = sum(shares.values())
+    held = (
+        [ledger.vendor_payable(v, currency, -a) for v, a in shares.items()]
+        if applied
+        else [ledger.unapplied(currency, -total)]
+    )
+    return [ledger.clearing(provider, currency, total), *held]
+
+
+@st.composite
+def refund_plans(draw: st.DrawFn) -> tuple[dict[str | None, int], list[int]]:
+    """Vendor shares of a capture and the refunds that add up to all of it."""
+    lines = draw(vendor_lines)
+    shares: dict[str | None, int] = defaultdict(int)
+    for vendor, amount in lines:
+        shares[vendor] += amount
+    total = sum(shares.values())
+    cuts = sorted(draw(st.sets(st.integers(1, total - 1), max_size=5)) if total > 1 else set())
+    bounds = [0, *cuts, total]
+    return dict(shares), [b - a for a, b in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=200)
+@given(refund_plans(), st.booleans(), st.sampled_from(CURRENCIES))
+def test_refund_reversals_mirror_the_capture_and_a_full_refund_zeroes_every_account(
+    plan: tuple[dict[str | None, int], list[int]], applied: bool, currency: str
+) -> None:
+    shares, refunds = plan
+    capture = capture_lines("prop", currency, shares, applied=applied)
+    accounts = {line.account for line in capture}
+    reversed_so_far: dict[str, int] = defaultdict(int)
+    for amount in refunds:
+        lines = ledger.reversal(capture, reversed_so_far, amount)
+        check_balanced(lines)
+        assert {line.account for line in lines} <= accounts
+        for line in lines:
+            reversed_so_far[line.account] += line.amount
+        for original in capture:
+            # Never more back from an account than the capture put there.
+            net = original.amount + reversed_so_far[original.account]
+            assert 0 <= net * (1 if original.amount > 0 else -1) <= abs(original.amount)
+    assert all(original.amount + reversed_so_far[original.account] == 0 for original in capture)
+
+
+@given(refund_plans(), st.booleans())
+def test_a_reversal_beyond_what_the_capture_still_holds_is_refused(
+    plan: tuple[dict[str | None, int], list[int]], applied: bool
+) -> None:
+    shares, _ = plan
+    capture = capture_lines("prop", "USD", shares, applied=applied)
+    with pytest.raises(ValueError, match="exceeds"):
+        ledger.reversal(capture, {}, sum(shares.values()) + 1)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(refund_plans(), st.booleans())
+async def test_capture_then_full_refund_through_the_ledger_returns_every_account_to_zero(
+    database: Database, plan: tuple[dict[str | None, int], list[int]], applied: bool
+) -> None:
+    shares, refunds = plan
+    provider, tag = f"prop{secrets.token_hex(6)}", secrets.token_hex(6)
+    owned = {None if v is None else tag + v: a for v, a in shares.items()}
+    payment_id, refund_ids = new_id("pay"), []
+    async with database.session() as session, session.begin():
+        await ledger.post(
+            session,
+            kind="payment",
+            reference_type="payment",
+            reference_id=payment_id,
+            lines=capture_lines(provider, "USD", owned, applied=applied),
+        )
+    for amount in refunds:
+        refund_id = new_id("rfd")
+        async with database.session() as session, session.begin():
+            capture = await ledger.posted(session, kind="payment", reference_ids=[payment_id])
+            earlier = await ledger.posted(session, kind="refund", reference_ids=refund_ids)
+            lines = ledger.reversal(capture, {x.account: x.amount for x in earlier}, amount)
+            await ledger.post(
+                session,
+                kind="refund",
+                reference_type="refund",
+                reference_id=refund_id,
+                lines=lines,
+            )
+        refund_ids.append(refund_id)
+    async with database.session() as session:
+        assert await ledger.unbalanced_transactions(session) == []
+        touched = await ledger.posted(
+            session, kind="payment", reference_ids=[payment_id]
+        ) + await ledger.posted(session, kind="refund", reference_ids=refund_ids)
+        net: dict[str, int] = defaultdict(int)
+        for line in touched:
+            net[line.account] += line.amount
+    assert set(net.values()) == {0}
 
 
 # ------------------------------------------------------------------------ refunds end to end

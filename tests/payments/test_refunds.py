@@ -204,3 +204,16 @@ async def test_a_customer_cannot_read_another_customers_payment_or_refunds(
         response = await checkout.client.get(path, headers=intruder.headers)
         assert_problem(response, 404)
         assert payment["id"] not in response.text
+
+
+async def test_the_order_keeps_count_of_what_was_refunded(checkout: Checkout) -> None:
+    customer = await checkout.shop.customer()
+    order, payment = await checkout.paid_order(customer, price=10000)
+    admin = await checkout.shop.accounts.admin()
+    for amount in (1000, 1900):
+        assert (await refund(checkout, admin, payment["id"], amount=amount)).status_code == 201
+    state = await fetch(checkout, customer, f"/v1/orders/{order['id']}")
+    assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 2900)
+    assert (await refund(checkout, admin, payment["id"])).status_code == 201
+    state = await fetch(checkout, customer, f"/v1/orders/{order['id']}")
+    assert (state["status"], state["refunded_amount"]) == ("refunded", 10000)

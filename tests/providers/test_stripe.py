@@ -995,6 +995,28 @@ async def test_a_pending_refund_is_settled_by_its_webhook(
     assert state["amount_refund_reserved"] == (1000 if succeeds else 0)
 
 
+async def test_a_refund_made_in_the_stripe_dashboard_is_booked_as_external(
+    elements: Env,
+) -> None:
+    customer, order, payment = await elements.started(price=3000)
+    await elements.elements_confirm(payment, "pm_card_visa")
+    await elements.settled()
+    intent = payment["next_action"]["client_data"]["payment_intent"]
+    made = await elements.stripe_api("/v1/refunds", payment_intent=intent, amount="1000")
+    assert made.status_code == 200, made.text
+    await elements.settled()
+    assert {e.status for e in await elements.stored_events()} == {"processed"}
+    admin = await elements.shop.accounts.admin()
+    [booked] = (
+        await elements.client.get(f"/v1/payments/{payment['id']}/refunds", headers=admin.headers)
+    ).json()
+    assert (booked["external"], booked["status"], booked["amount"]) == (True, "succeeded", 1000)
+    state = await elements.order(customer, order["id"])
+    assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
+    async with elements.db.session() as db:
+        assert await ledger.unbalanced_transactions(db) == []
+
+
 # ---------------------------------------------------------------------------- secrets
 
 

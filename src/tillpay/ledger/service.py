@@ -7,8 +7,9 @@ currency. ``(kind, reference_id)`` is unique, so a movement cannot be posted twi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +37,11 @@ def clearing(provider: str, currency: str, amount: int) -> Line:
     return Line(
         f"provider_clearing:{provider}:{currency}", "provider_clearing", None, currency, amount
     )
+
+
+def unapplied(currency: str, amount: int) -> Line:
+    """Suspense for money captured for an order that could not take it."""
+    return Line(f"unapplied_payments:{currency}", "unapplied_payments", None, currency, amount)
 
 
 def vendor_payable(vendor_id: str | None, currency: str, amount: int) -> Line:
@@ -158,3 +164,56 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     for i in remainders[: total - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+async def posted(session: AsyncSession, *, kind: str, reference_ids: Any) -> list[Line]:
+    """Net amount per account of the ``kind`` transactions whose reference is in
+    ``reference_ids`` (a list of ids or a scalar subquery), ordered by account code."""
+    rows = await session.execute(
+        select(
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.owner_id,
+            LedgerAccount.currency,
+            func.sum(LedgerEntry.amount),
+        )
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.kind == kind, LedgerTransaction.reference_id.in_(reference_ids))
+        .group_by(LedgerAccount.id)
+        .order_by(LedgerAccount.code)
+    )
+    return [
+        Line(code, account_kind, owner, currency, int(total))
+        for code, account_kind, owner, currency, total in rows
+    ]
+
+
+def reversal(
+    original: Sequence[Line], reversed_so_far: Mapping[str, int], amount: int
+) -> list[Line]:
+    """Lines that reverse ``amount`` of a posted single-currency transaction.
+
+    Each side is spread (largest remainder) over what its accounts still hold after the
+    earlier reversals (``reversed_so_far``: net amount per account code), so a reversal
+    only touches accounts the original posted to, never takes more from one than it still
+    holds, and the last reversal brings every account back exactly to zero.
+    """
+    if amount <= 0:
+        raise ValueError("a reversal moves a positive amount")
+    if len({line.currency for line in original}) != 1:
+        raise ValueError("only a single-currency transaction can be reversed")
+    check_balanced(original)
+    lines: list[Line] = []
+    for sign in (1, -1):  # debits (reversed by credits), then credits
+        side = sorted(
+            (line for line in original if line.amount * sign > 0), key=lambda x: x.account
+        )
+        left = [sign * (line.amount + reversed_so_far.get(line.account, 0)) for line in side]
+        if any(held < 0 for held in left) or sum(left) < amount:
+            raise ValueError("the reversal exceeds what the original still holds")
+        parts = allocate(amount, left)
+        lines += [
+            replace(line, amount=-sign * part) for line, part in zip(side, parts, strict=True)
+        ]
+    return [line for line in lines if line.amount]

@@ -74,13 +74,16 @@ class Payment(TimestampMixin, Base):
             "amount_refunded >= 0 AND amount_refunded <= amount_refund_reserved",
             name="refunded_range",
         ),
-        # At most one succeeded payment per order, enforced by the database.
+        # An order is paid by at most one applied payment, enforced by the database; a
+        # capture the order could not take (cancelled, expired, paid by another payment)
+        # stays succeeded but unapplied, held in the ledger's unapplied_payments.
+        CheckConstraint("NOT applied OR status = 'succeeded'", name="applied_succeeded"),
         Index(
-            "uq_payments_order_id_succeeded",
+            "uq_payments_order_id_applied",
             "order_id",
             unique=True,
-            postgresql_where=text("status = 'succeeded'"),
-            sqlite_where=text("status = 'succeeded'"),
+            postgresql_where=text("applied"),
+            sqlite_where=text("applied"),
         ),
         Index("ix_payments_order_id", "order_id"),
         Index("ix_payments_customer_id_id", "customer_id", "id"),
@@ -99,6 +102,8 @@ class Payment(TimestampMixin, Base):
     # Pending + unknown + succeeded refunds: what may no longer be refunded again.
     amount_refund_reserved: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # True once this payment's capture paid its order (see uq_payments_order_id_applied).
+    applied: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     return_url: Mapped[str | None] = mapped_column(String(2048))
     needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     review_reason: Mapped[str | None] = mapped_column(String(64))
@@ -163,7 +168,9 @@ class Refund(TimestampMixin, Base):
     reason: Mapped[str] = mapped_column(String(64), nullable=False)
     provider_refund_id: Mapped[str | None] = mapped_column(String(128))
     error_code: Mapped[str | None] = mapped_column(String(64))
+    # None for a refund made outside tillpay (``external``: the provider's dashboard).
     created_by: Mapped[str | None] = mapped_column(IdColumn)
+    external: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     check_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 

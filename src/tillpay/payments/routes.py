@@ -89,6 +89,7 @@ def payment_out(payment: Payment) -> dict[str, Any]:
         amount_captured=payment.amount_captured,
         amount_refunded=payment.amount_refunded,
         amount_refund_reserved=payment.amount_refund_reserved,
+        applied=payment.applied,
         needs_review=payment.needs_review,
         next_action=action,
         attempts=[
@@ -116,6 +117,7 @@ def refund_out(refund: Refund) -> dict[str, Any]:
         status=refund.status,
         reason=refund.reason,
         error_code=refund.error_code,
+        external=refund.external,
         created_at=refund.created_at,
     ).model_dump(mode="json")
 

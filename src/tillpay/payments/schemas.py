@@ -51,6 +51,10 @@ class PaymentOut(BaseModel):
     amount_captured: int
     amount_refunded: int
     amount_refund_reserved: int
+    applied: bool = Field(
+        description="Whether this payment paid its order; a capture the order could not "
+        "take (cancelled, expired, already paid) is held unapplied, flagged and refundable."
+    )
     needs_review: bool
     next_action: NextAction
     attempts: list[AttemptOut]
@@ -85,6 +89,7 @@ class RefundOut(BaseModel):
     status: RefundStatus
     reason: str
     error_code: str | None
+    external: bool = Field(description="Made outside tillpay (in the provider's dashboard).")
     created_at: datetime
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import User
@@ -34,7 +34,6 @@ from tillpay.kit.errors import AppError, Conflict, Forbidden, NotFound, Unproces
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
 from tillpay.ledger import service as ledger
-from tillpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tillpay.orders import service as orders
 from tillpay.orders.models import Order, OrderStatus
 from tillpay.payments import state as fsm
@@ -138,23 +137,6 @@ def _vendor_shares(order: Order) -> dict[str | None, int]:
     for line in order.lines:
         shares[line.vendor_id] += line.line_total_amount
     return dict(shares)
-
-
-async def _refunded_by_vendor(session: AsyncSession, payment_id: str) -> dict[str | None, int]:
-    """What the payment's posted refunds took from each vendor (None: the platform)."""
-    rows = await session.execute(
-        select(LedgerAccount.owner_id, func.sum(LedgerEntry.amount))
-        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(Refund, Refund.id == LedgerTransaction.reference_id)
-        .where(
-            LedgerTransaction.kind == "refund",
-            Refund.payment_id == payment_id,
-            LedgerAccount.kind.in_(("vendor_payable", "platform_revenue")),
-        )
-        .group_by(LedgerAccount.owner_id)
-    )
-    return {owner: int(total) for owner, total in rows}
 
 
 # ----------------------------------------------------------------------------- apply state
@@ -296,6 +278,7 @@ async def _sync_payment(
             session, "payment.succeeded", subject_type="payment", subject_id=payment.id, data=data
         )
         if order.status is OrderStatus.PENDING_PAYMENT:
+            payment.applied = True
             await orders.transition(
                 session, order, OrderStatus.PAID, actor=Actor.system(), reason="payment_succeeded"
             )
@@ -323,8 +306,9 @@ async def _sync_payment(
                 data={"order_id": order.id, "payment_id": payment.id},
             )
         else:
-            # Money moved for an order that can no longer be paid (expired, cancelled,
-            # already paid by another payment): hold it in suspense for an operator.
+            # Money moved for an order that can no longer take it (expired, cancelled,
+            # already paid by another payment): the payment stays captured but unapplied
+            # (refundable), held in suspense for an operator.
             await ledger.post(
                 session,
                 kind="payment",
@@ -332,16 +316,12 @@ async def _sync_payment(
                 reference_id=payment.id,
                 lines=[
                     ledger.clearing(payment.provider, payment.currency, payment.amount),
-                    ledger.Line(
-                        f"unapplied_payments:{payment.currency}",
-                        "unapplied_payments",
-                        None,
-                        payment.currency,
-                        -payment.amount,
-                    ),
+                    ledger.unapplied(payment.currency, -payment.amount),
                 ],
             )
-            await _flag(session, payment, "order_not_payable", source=source)
+            paid = order.status not in (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+            reason = "order_already_paid" if paid else "order_not_payable"
+            await _flag(session, payment, reason, source=source)
     elif payment.status in fsm.FINAL:
         await emit(
             session,
@@ -1022,40 +1002,30 @@ async def apply_refund_state(
     if state.status is RefundStatus.SUCCEEDED:
         refund.next_check_at = None
         payment.amount_refunded += refund.amount
-        shares = _vendor_shares(order)
-        vendors = sorted(shares, key=lambda v: v or "")
-        # Split over what each vendor still holds, not over the original shares: those
-        # would hand every odd unit to the same vendor, so partial refunds could take
-        # more from one vendor than its lines earned.
-        taken = await _refunded_by_vendor(session, payment.id)
-        left = [max(0, shares[v] - taken.get(v, 0)) for v in vendors]
-        parts = ledger.allocate(refund.amount, left if sum(left) else [shares[v] for v in vendors])
         await ledger.post(
             session,
             kind="refund",
             reference_type="refund",
             reference_id=refund.id,
-            lines=[
-                ledger.clearing(payment.provider, payment.currency, -refund.amount),
-                *[
-                    ledger.vendor_payable(v, payment.currency, part)
-                    for v, part in zip(vendors, parts, strict=True)
-                ],
-            ],
+            lines=await _refund_lines(session, payment, refund.amount),
         )
-        target = (
-            OrderStatus.REFUNDED
-            if payment.amount_refunded >= payment.amount_captured
-            else OrderStatus.PARTIALLY_REFUNDED
-        )
-        if order.status in (
-            OrderStatus.PAID,
-            OrderStatus.FULFILLED,
-            OrderStatus.PARTIALLY_REFUNDED,
-        ):
-            await orders.transition(
-                session, order, target, actor=Actor.system(), reason="refund_succeeded"
+        if payment.applied:
+            # Only the payment that paid the order refunds it; an unapplied capture's
+            # refund gives back money the order never received.
+            order.refunded_amount = payment.amount_refunded
+            target = (
+                OrderStatus.REFUNDED
+                if payment.amount_refunded >= payment.amount_captured
+                else OrderStatus.PARTIALLY_REFUNDED
             )
+            if order.status in (
+                OrderStatus.PAID,
+                OrderStatus.FULFILLED,
+                OrderStatus.PARTIALLY_REFUNDED,
+            ):
+                await orders.transition(
+                    session, order, target, actor=Actor.system(), reason="refund_succeeded"
+                )
         await emit(
             session, "refund.succeeded", subject_type="refund", subject_id=refund.id, data=data
         )
@@ -1074,6 +1044,16 @@ async def apply_refund_state(
         target_id=refund.id,
         details={"to": refund.status.value, "source": source},
     )
+
+
+async def _refund_lines(session: AsyncSession, payment: Payment, amount: int) -> list[ledger.Line]:
+    """Reverse ``amount`` of what the payment's capture posted, account by account, over
+    what the earlier refunds left: vendors (or ``unapplied_payments``) give back only what
+    they still hold, and a full refund brings every account of the capture back to zero."""
+    capture = await ledger.posted(session, kind="payment", reference_ids=[payment.id])
+    refunds = select(Refund.id).where(Refund.payment_id == payment.id)
+    earlier = await ledger.posted(session, kind="refund", reference_ids=refunds)
+    return ledger.reversal(capture, {line.account: line.amount for line in earlier}, amount)
 
 
 async def sync_refund(rt: PaymentsRuntime, refund_id: str) -> None:
@@ -1291,25 +1271,33 @@ async def _process_payment_notice(
 async def _process_refund_notice(
     rt: PaymentsRuntime, adapter: ProviderAdapter, notice: WebhookNotice, event_id: str
 ) -> None:
+    """Apply a refund event once the provider's API confirms it: to tillpay's own refund
+    (by provider refund id, else by the tillpay id the provider keeps with it), or, for a
+    refund made outside tillpay, to a new external refund."""
     async with rt.database.session() as session:
-        refund = None
-        if notice.provider_refund_id:
-            refund = (
-                await session.execute(
-                    select(Refund).where(Refund.provider_refund_id == notice.provider_refund_id)
-                )
-            ).scalar_one_or_none()
-        if refund is None:
-            # A refund event ahead of our own record (or of its payment): later.
-            raise RetryLater("no refund for this event yet")
-        refund_id, payment_id = refund.id, refund.payment_id
-        attempt = await session.get(PaymentAttempt, refund.attempt_id)
-        assert attempt is not None
+        refund = await _refund_by_provider_id(session, adapter.name, notice.provider_refund_id)
+        if refund is not None:
+            attempt = await session.get(PaymentAttempt, refund.attempt_id)
+        else:
+            attempt = await _attempt_for(session, adapter.name, notice)
+        if attempt is None:
+            # A refund event ahead of its payment, or for one tillpay never made: later
+            # (after the retries it is a dead event an admin can replay).
+            raise RetryLater("no payment for this refund event")
+        if attempt.status is not PaymentStatus.SUCCEEDED:
+            raise RetryLater("refund event for an attempt not captured yet")
+        payment_id, attempt_id = attempt.payment_id, attempt.id
         object_id = attempt.provider_object_id or ""
+        refund_id = refund.id if refund is not None else ""
+        provider_refund_id = notice.provider_refund_id or (
+            refund.provider_refund_id if refund is not None else None
+        )
+    if provider_refund_id is None:
+        raise RetryLater("refund event without a provider refund id")
     try:
         state = await adapter.retrieve_refund(
             refund_id=refund_id,
-            provider_refund_id=notice.provider_refund_id,
+            provider_refund_id=provider_refund_id,
             provider_object_id=object_id,
         )
     except (ProviderUnavailable, ProviderError) as exc:
@@ -1319,9 +1307,139 @@ async def _process_refund_notice(
         if event is None:
             return
         order, payment = await _locked(session, payment_id)
-        refund = await _lock_refund(session, refund_id)
-        await apply_refund_state(session, order, payment, refund, state, source="webhook")
+        # Matched again under the payment lock: every refund writer holds it.
+        matched = await _match_refund(session, payment, state)
+        if matched is None:
+            matched = await _record_external_refund(session, payment, attempt_id, state)
+        if matched is not None:
+            refund = await _lock_refund(session, matched.id)
+            await apply_refund_state(session, order, payment, refund, state, source="webhook")
         _mark_processed(event)
+
+
+async def _refund_by_provider_id(
+    session: AsyncSession, provider: str, provider_refund_id: str | None
+) -> Refund | None:
+    if not provider_refund_id:
+        return None
+    rows = await session.execute(
+        select(Refund)
+        .join(PaymentAttempt, PaymentAttempt.id == Refund.attempt_id)
+        .where(PaymentAttempt.provider == provider, Refund.provider_refund_id == provider_refund_id)
+        .order_by(Refund.created_at.desc(), Refund.id.desc())
+    )
+    return rows.scalars().first()
+
+
+async def _match_refund(
+    session: AsyncSession, payment: Payment, state: RefundState
+) -> Refund | None:
+    """The payment's refund this provider refund is: by provider refund id, else by the
+    tillpay refund id the provider carries (our refund's answer may not be stored yet)."""
+    if state.provider_refund_id:
+        found = (
+            (
+                await session.execute(
+                    select(Refund)
+                    .where(
+                        Refund.payment_id == payment.id,
+                        Refund.provider_refund_id == state.provider_refund_id,
+                    )
+                    .order_by(Refund.created_at.desc(), Refund.id.desc())
+                )
+            )
+            .scalars()
+            .first()
+        )
+        if found is not None:
+            return found
+    if state.tillpay_refund_id:
+        own = await session.get(Refund, state.tillpay_refund_id)
+        if (
+            own is not None
+            and own.payment_id == payment.id
+            and own.provider_refund_id in (None, state.provider_refund_id)
+        ):
+            return own
+    return None
+
+
+async def _record_external_refund(
+    session: AsyncSession, payment: Payment, attempt_id: str, state: RefundState
+) -> Refund | None:
+    """A refund made outside tillpay (the provider's dashboard), confirmed by the provider's
+    API: reserve it under the payment lock like any refund, or flag what cannot be booked.
+    None when there is nothing to apply."""
+    if state.status is RefundStatus.FAILED:
+        return None  # no money moved
+    if state.tillpay_refund_id:
+        # The provider says tillpay made it, but no refund of this payment is that one.
+        await _flag(session, payment, "refund_unmatched", source="webhook")
+        return None
+    unresolved = (
+        await session.execute(
+            select(Refund.id).where(
+                Refund.payment_id == payment.id,
+                Refund.status.in_((RefundStatus.PENDING, RefundStatus.UNKNOWN)),
+                Refund.provider_refund_id.is_(None),
+            )
+        )
+    ).first()
+    if unresolved is not None:
+        # One of our own refunds has no provider id yet: it may be this one.
+        raise RetryLater("an own refund is still unresolved")
+    amount = state.amount
+    if amount is None or amount <= 0:
+        await _flag(session, payment, "refund_unmatched", source="webhook")
+        return None
+    if amount > payment.amount_captured - payment.amount_refund_reserved:
+        if amount <= payment.amount_captured - payment.amount_refunded:
+            raise RetryLater("own refunds still pending")  # they may fail and free room
+        # More than was ever left to refund: a person decides; nothing is posted.
+        await _flag(session, payment, "external_refund_exceeds_refundable", source="webhook")
+        await record(
+            session,
+            Actor.system(),
+            "refund.external_refused",
+            outcome="flagged",
+            target_type="payment",
+            target_id=payment.id,
+            details={
+                "provider_refund_id": state.provider_refund_id,
+                "amount": amount,
+                "refundable": payment.amount_captured - payment.amount_refund_reserved,
+            },
+        )
+        return None
+    refund = Refund(
+        payment_id=payment.id,
+        attempt_id=attempt_id,
+        amount=amount,
+        currency=payment.currency,
+        status=RefundStatus.PENDING,
+        reason="provider_initiated",
+        provider_refund_id=state.provider_refund_id,
+        external=True,
+        created_by=None,
+        next_check_at=utcnow() + timedelta(minutes=5),
+    )
+    session.add(refund)
+    payment.amount_refund_reserved += amount
+    await session.flush()
+    await record(
+        session,
+        Actor.system(),
+        "refund.external_recorded",
+        target_type="refund",
+        target_id=refund.id,
+        details={
+            "payment_id": payment.id,
+            "amount": amount,
+            "provider_refund_id": state.provider_refund_id,
+        },
+    )
+    log.warning("payments.external_refund", payment_id=payment.id, refund_id=refund.id)
+    return refund
 
 
 async def process_due_webhooks(rt: PaymentsRuntime, *, limit: int = 20) -> int:

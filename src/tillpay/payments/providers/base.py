@@ -13,11 +13,13 @@ Outcome rules every adapter follows:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from tillpay.kit.ids import id_pattern
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
 from tillpay.payments.models import PaymentStatus, RefundStatus
 
@@ -74,6 +76,17 @@ class RefundState:
     amount: int | None
     provider_status: str
     failure_code: str | None = None
+    # The tillpay refund id the provider keeps with the refund (metadata, note, idempotency
+    # key); None for a refund made outside tillpay, or where the provider keeps none.
+    tillpay_refund_id: str | None = None
+
+
+REFUND_ID_PATTERN = re.compile(id_pattern("rfd"))
+
+
+def tillpay_refund_id(text: object) -> str | None:
+    """``text`` when it is a well-formed tillpay refund id, else None."""
+    return text if isinstance(text, str) and REFUND_ID_PATTERN.fullmatch(text) else None
 
 
 # The width of webhook_events.reference; tillpay's own references are far shorter.

@@ -41,6 +41,7 @@ from tillpay.payments.providers.base import (
     ProviderState,
     RefundState,
     WebhookNotice,
+    tillpay_refund_id,
 )
 from tillpay.settings import ConfigurationError, Settings
 
@@ -414,6 +415,9 @@ class PaystackAdapter:
             amount=_int(data.get("amount")),
             provider_status=provider_status,
             failure_code="refund_failed" if status is RefundStatus.FAILED else None,
+            tillpay_refund_id=tillpay_refund_id(
+                str(data.get("merchant_note") or "").removeprefix(_refund_marker(""))
+            ),
         )
 
     # ------------------------------------------------------------------------- webhooks

@@ -32,6 +32,7 @@ from tillpay.payments.providers.base import (
     ProviderState,
     RefundState,
     WebhookNotice,
+    tillpay_refund_id,
 )
 from tillpay.settings import Settings
 
@@ -404,6 +405,10 @@ class RazorpayAdapter:
             amount=int(data["amount"]) if data.get("amount") is not None else None,
             provider_status=status,
             failure_code="razorpay_refund_failed" if status == "failed" else None,
+            # Razorpay sends empty notes as a list.
+            tillpay_refund_id=tillpay_refund_id(notes.get("tillpay_refund_id"))
+            if isinstance(notes := data.get("notes"), dict)
+            else None,
         )
 
     # ------------------------------------------------------------------------- webhooks

@@ -17,6 +17,7 @@ from tillpay.payments.providers.base import (
     ProviderState,
     RefundState,
     WebhookNotice,
+    tillpay_refund_id,
 )
 from tillpay.sandbox import psp
 from tillpay.settings import Settings
@@ -156,6 +157,12 @@ class SandboxAdapter:
             provider_refund_id=str(data["id"]),
             amount=int(data["amount"]),
             provider_status=str(data.get("status")),
+            # tillpay's own refunds are keyed "tillpay:{refund_id}:refund".
+            tillpay_refund_id=tillpay_refund_id(
+                str(data.get("idempotency_key") or "")
+                .removeprefix("tillpay:")
+                .removesuffix(":refund")
+            ),
         )
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:

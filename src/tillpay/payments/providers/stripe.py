@@ -43,6 +43,7 @@ from tillpay.payments.providers.base import (
     ProviderState,
     RefundState,
     WebhookNotice,
+    tillpay_refund_id,
 )
 from tillpay.settings import Settings
 
@@ -277,6 +278,9 @@ def refund_state(refund: Mapping[str, Any]) -> RefundState:
         failure_code=(str(failure) if failure else provider_status)
         if status is RefundStatus.FAILED
         else None,
+        tillpay_refund_id=tillpay_refund_id(
+            (refund.get("metadata") or {}).get("tillpay_refund_id")
+        ),
     )
 
 

@@ -1,6 +1,6 @@
-"""idempotency keys remember the resource their request created (fix/resume)
+"""idempotency keys remember the resource their request created
 
-Revision ID: 0005_fix_resume
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 20:30:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_fix_resume"
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
