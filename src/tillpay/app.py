@@ -143,7 +143,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database,
             mailer=settings.build_mailer(),
             limiter=limiter,
-            redis_client=redis_client,
         )
         await accounts.keys.start()
         app.state.accounts = accounts

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import AuthSession, Role, User
@@ -46,32 +47,43 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def _load_state(
-    session: AsyncSession, rt: AccountsRuntime, session_id: str
-) -> dict[str, Any] | None:
-    cached = await rt.cache.get(session_id)
-    if cached is not None:
-        return cached
-    auth_session = await session.get(AuthSession, session_id)
-    if auth_session is None:
+async def _load_state(session: AsyncSession, session_id: str) -> dict[str, Any] | None:
+    """The session's and its user's authorization state, read from the database on every
+    request in one primary-key join. Nothing is cached: a cache would have to learn of
+    every change, including changes made outside the API (SQL, other services), and the
+    read costs one round trip either way."""
+    row = (
+        await session.execute(
+            select(
+                AuthSession.user_id,
+                AuthSession.revoked_at,
+                AuthSession.absolute_expires_at,
+                AuthSession.mfa,
+                AuthSession.auth_time,
+                User.role,
+                User.is_active,
+                User.email_verified_at,
+                User.totp_enabled_at,
+                User.tokens_valid_after,
+            )
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == session_id)
+        )
+    ).one_or_none()
+    if row is None:
         return None
-    user = await session.get(User, auth_session.user_id)
-    if user is None:
-        return None
-    state = {
-        "user_id": user.id,
-        "role": user.role.value,
-        "active": user.is_active,
-        "email_verified": user.email_verified,
-        "totp_enabled": user.totp_enabled,
-        "tokens_valid_after": user.tokens_valid_after.timestamp(),
-        "revoked": auth_session.revoked_at is not None,
-        "expires_at": auth_session.absolute_expires_at.timestamp(),
-        "mfa": auth_session.mfa,
-        "auth_time": auth_session.auth_time.timestamp(),
+    return {
+        "user_id": row.user_id,
+        "role": row.role.value,
+        "active": row.is_active,
+        "email_verified": row.email_verified_at is not None,
+        "totp_enabled": row.totp_enabled_at is not None,
+        "tokens_valid_after": row.tokens_valid_after.timestamp(),
+        "revoked": row.revoked_at is not None,
+        "expires_at": row.absolute_expires_at.timestamp(),
+        "mfa": row.mfa,
+        "auth_time": row.auth_time.timestamp(),
     }
-    await rt.cache.put(session_id, state)
-    return state
 
 
 async def current_principal(request: Request, session: DbSession, rt: Runtime) -> Principal:
@@ -87,7 +99,7 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
     session_id = claims.get("sid")
     if not isinstance(session_id, str):
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    state = await _load_state(session, rt, session_id)
+    state = await _load_state(session, session_id)
     # End the read-only transaction at once: routes that talk to providers run their own
     # short transactions, and an open one here would hold SQLite's lock meanwhile.
     if session.in_transaction():

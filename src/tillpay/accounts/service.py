@@ -30,7 +30,7 @@ from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
 from tillpay.kit import totp
 from tillpay.kit.crypto import SealError, derive_key, new_opaque_token, seal, token_digest, unseal
-from tillpay.kit.db import after_commit, utcnow
+from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
     AppError,
     BadRequest,
@@ -239,15 +239,7 @@ async def revoke_sessions(
         .where(AuthSession.id.in_(ids), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
     return len(ids)
-
-
-async def _invalidate_user_cache(session: AsyncSession, rt: AccountsRuntime, user_id: str) -> None:
-    ids = await _session_ids(session, user_id)
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
 
 
 async def _start_session(
@@ -427,7 +419,6 @@ async def verify_email(
             details={"old_domain": old.rsplit("@", 1)[-1]},
         )
     user.email_verified_at = utcnow()
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session,
         Actor(id=user.id, ip=ip),
@@ -651,8 +642,6 @@ async def revoke_sessions_by_id(
         .where(AuthSession.id.in_(ids), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
 
 
 async def logout(session: AsyncSession, rt: AccountsRuntime, principal: Principal) -> None:
@@ -812,7 +801,6 @@ async def change_password(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.auth_time = utcnow()
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.password_change", target_type="user", target_id=user.id
     )
@@ -856,8 +844,6 @@ async def reauthenticate(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.auth_time = utcnow()
-        await rt.cache.invalidate([current.id])
-        after_commit(session, lambda: rt.cache.invalidate([principal.session_id]))
     await record(
         session,
         principal.actor(),
@@ -938,8 +924,6 @@ async def totp_confirm(
     if current is not None:
         current.mfa = True
         current.auth_time = utcnow()
-    # The current session's cached state still says "no 2FA".
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.totp_enabled", target_type="user", target_id=user.id
     )
@@ -990,7 +974,6 @@ async def totp_disable(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.mfa = False
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.totp_disabled", target_type="user", target_id=user.id
     )
