@@ -244,7 +244,9 @@ class Settings(BaseSettings):
         600, ge=60, le=3600, description="How recent authentication must be for sensitive actions."
     )
     admin_require_2fa: bool = Field(
-        True, description="Admin routes need an account with 2FA and a 2FA login."
+        True,
+        description="Admin-only permissions (on any route) need an account with 2FA and a "
+        "2FA login.",
     )
     login_lockout_threshold: int = Field(
         5, ge=1, le=100, description="Failed logins per account before back-off lockout starts."

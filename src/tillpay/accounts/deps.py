@@ -8,7 +8,6 @@ checked on every request, so revocation, deactivation and role changes bite at o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.accounts.service import Principal, StepUpRequired
+from tillpay.accounts.service import AdminTwoFactorRequired, Principal, StepUpRequired
 from tillpay.kit.db import DbSession, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
@@ -122,6 +121,9 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
         log.info("authz.session_rejected", reason=reason, session_id=session_id)
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
     request.state.user_id = state["user_id"]
+    second_factor = not rt.settings.admin_require_2fa or (
+        bool(state["totp_enabled"]) and bool(state["mfa"])
+    )
     return Principal(
         user_id=state["user_id"],
         role=Role(state["role"]),
@@ -131,57 +133,37 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
         email_verified=bool(state["email_verified"]),
         totp_enabled=bool(state["totp_enabled"]),
         ip=client_ip(request.scope),
+        second_factor=second_factor,
     )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_permission(*permissions: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A dependency granting access only with every listed permission (403 otherwise)."""
+class require_permission:  # noqa: N801 - used like a function: Depends(require_permission(p))
+    """A dependency granting access only with every listed permission: 403 otherwise, with
+    ``admin_2fa_required`` when the role holds it but the session lacks 2FA. The
+    permissions stay readable (``.permissions``) for the route-inventory tests."""
 
-    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        missing = [p for p in permissions if p not in principal.permissions]
+    def __init__(self, *permissions: Permission) -> None:
+        self.permissions = frozenset(permissions)
+
+    async def __call__(self, request: Request, principal: CurrentPrincipal) -> Principal:
+        missing = [p for p in sorted(self.permissions) if p not in principal.permissions]
         if missing:
+            withheld = [p for p in missing if p in principal.withheld]
             log.warning(
                 "authz.denied",
                 user_id=principal.user_id,
                 role=principal.role.value,
                 missing=[p.value for p in missing],
+                reason="admin_without_2fa" if withheld else "missing_permission",
                 path=request.url.path,
             )
+            if len(withheld) == len(missing):
+                raise AdminTwoFactorRequired()
             raise Forbidden("You do not have permission to do this.")
         return principal
-
-    return dependency
-
-
-async def require_admin(request: Request, principal: CurrentPrincipal) -> Principal:
-    """ADMIN role, and — unless configured otherwise — 2FA enrolled and used at login."""
-    if principal.role is not Role.ADMIN:
-        log.warning(
-            "authz.denied",
-            user_id=principal.user_id,
-            role=principal.role.value,
-            path=request.url.path,
-        )
-        raise Forbidden("Administrators only.")
-    rt: AccountsRuntime = request.app.state.accounts
-    if rt.settings.admin_require_2fa and not (principal.totp_enabled and principal.mfa):
-        log.warning(
-            "authz.denied",
-            user_id=principal.user_id,
-            reason="admin_without_2fa",
-            path=request.url.path,
-        )
-        raise Forbidden(
-            "Administrators must enable two-factor authentication and sign in with it.",
-            code="admin_2fa_required",
-        )
-    return principal
-
-
-AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 
 
 async def require_recent_auth(request: Request, principal: CurrentPrincipal) -> Principal:

@@ -235,9 +235,8 @@ async def transition(
 
 
 def _visible(principal: Principal, order: Order) -> bool:
-    return order.customer_id == principal.user_id or (
-        Permission.ORDERS_READ_ANY in principal.permissions
-    )
+    """Own orders, or any with ORDERS_READ_ANY (an admin without 2FA: 403 for others')."""
+    return order.customer_id == principal.user_id or principal.can(Permission.ORDERS_READ_ANY)
 
 
 async def get_order(session: AsyncSession, principal: Principal, order_id: str) -> Order:
