@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -35,6 +37,16 @@ _PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "ins
 
 class ConfigurationError(ValueError):
     """Raised when the configuration is unsafe or inconsistent; names the settings at fault."""
+
+
+DEFAULT_RATE_POLICIES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "auth": "10/minute;50/hour",
+        "payments": "30/minute",
+        "webhooks": "1200/minute",
+        "account_mail": "3/hour;10/day",
+    }
+)
 
 
 def _is_placeholder(value: str) -> bool:
@@ -193,12 +205,10 @@ class Settings(BaseSettings):
         "600/minute", description="Per-IP limit on every request (`limits` notation)."
     )
     ratelimit_policies: dict[str, str] = Field(
-        default_factory=lambda: {
-            "auth": "10/minute;50/hour",
-            "payments": "30/minute",
-            "webhooks": "1200/minute",
-        },
-        description="Named per-route policies (JSON object of name → `limits` notation).",
+        default_factory=lambda: dict(DEFAULT_RATE_POLICIES),
+        description="Named policies (JSON object of name → `limits` notation): `auth`, "
+        "`payments`, `webhooks` per client IP; `account_mail` per email address "
+        "(verification and reset mails). Names left out keep their defaults.",
     )
     ratelimit_redis_timeout_seconds: float = Field(
         2.0,
@@ -483,6 +493,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, SecretFileSource(settings_cls), env_settings, dotenv_settings)
+
+    @field_validator("ratelimit_policies")
+    @classmethod
+    def _keep_default_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        # Overriding one policy must not drop the others: routes depend on them by name.
+        return {**DEFAULT_RATE_POLICIES, **value}
 
     @field_validator("public_base_url")
     @classmethod

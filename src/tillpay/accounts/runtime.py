@@ -23,6 +23,8 @@ class AccountsRuntime:
     keys: KeyStore
     mailer: Mailer
     lockout: Lockout | None
+    # Per-address budgets for account mail (policy ``account_mail``); None: limits off.
+    limiter: RateLimiter | None = None
 
     @property
     def secret(self) -> bytes:
@@ -70,4 +72,5 @@ def build_runtime(
         keys=KeyStore(database, settings.secret_key.get_secret_value().encode(), keep_for=keep_for),
         mailer=mailer,
         lockout=lockout,
+        limiter=limiter,
     )

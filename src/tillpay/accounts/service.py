@@ -390,6 +390,27 @@ async def _lockout_success(rt: AccountsRuntime, key: str) -> None:
         await rt.lockout.success(key)
 
 
+MAIL_POLICY = "account_mail"
+
+
+async def _mail_budget(rt: AccountsRuntime, address: str) -> None:
+    """Spend one of the address's account mails (verification, reset); 429 when none is
+    left. Called for every such request *before* looking the address up, so the count,
+    the answer and the work done do not depend on whether an account has the address.
+    The limiter keys on a keyed hash (``TILLPAY_SECRET_KEY``) of the normalised address,
+    never the address itself."""
+    if rt.limiter is None:
+        return
+    decision = await rt.limiter.hit(MAIL_POLICY, "address", address)
+    if not decision.allowed:
+        log.info("accounts.mail_rate_limited", degraded=decision.degraded)
+        raise RateLimited(
+            "Too many emails were requested for this address; try again later.",
+            code="mail_rate_limited",
+            headers={"Retry-After": str(max(decision.retry_after or 1, 1))},
+        )
+
+
 # ----------------------------------------------------------------------------- registration
 
 
@@ -400,6 +421,7 @@ async def register(
     account gets a notice instead; the caller sees the same answer either way."""
     address = normalize_email(email)
     _password_problems(rt, password, address)
+    await _mail_budget(rt, address)
     # Hash first in both branches so both cost the same.
     password_hash = await rt.hasher.hash(password)
     existing = await _user_by_email(session, address)
@@ -462,6 +484,7 @@ async def resend_verification(
     user = await session.get(User, principal.user_id)
     if user is None or user.email_verified:
         return Outcome()
+    await _mail_budget(rt, user.email)
     raw = await _new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, user.email)
     return Outcome(
         mail=[mails.verify_email(rt.settings, user.email, _link(rt, "/account/verify-email", raw))]
@@ -741,6 +764,7 @@ async def forgot_password(
 ) -> Outcome:
     """Mail a reset link when the account exists; the caller always sees the same answer."""
     address = normalize_email(email)
+    await _mail_budget(rt, address)
     user = await _user_by_email(session, address)
     if user is None or not user.is_active:
         await record(
@@ -1075,6 +1099,7 @@ async def request_email_change(
     user = await get_user(session, principal.user_id)
     if address == user.email:
         raise Conflict("That is already your email address.", code="email_unchanged")
+    await _mail_budget(rt, address)
     await record(
         session,
         principal.actor(),
