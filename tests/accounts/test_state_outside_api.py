@@ -8,17 +8,22 @@ per-session cache would be primed before the change."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from sqlalchemy import delete, update
 
 from tests.accounts.helpers import Account, Accounts
 from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
+from tillpay.accounts import deps
+from tillpay.accounts.deps import Runtime
 from tillpay.accounts.models import AuthSession, Role, User
-from tillpay.kit.db import utcnow
+from tillpay.accounts.service import Principal
+from tillpay.kit.db import DbSession, utcnow
 
 
 @pytest.fixture
@@ -90,3 +95,29 @@ async def test_a_role_changed_in_the_database_invalidates_live_tokens_at_once(
     await accounts.set_role(account, Role.VENDOR)
 
     assert_problem(await client.get("/v1/me", headers=account.headers), 401)
+
+
+async def test_a_user_deleted_while_their_request_runs_gets_a_401_not_a_500(
+    make_client: ClientFactory, clean_db: None, mail_dir: Path
+) -> None:
+    """The user vanishes after the token check but before the request's write (a
+    concurrent delete): the foreign-key violation is answered as the token's 401."""
+    deleted: list[str] = []
+
+    def setup(app: FastAPI) -> None:
+        async def check_then_delete(request: Request, session: DbSession, rt: Runtime) -> Principal:
+            principal = await deps.current_principal(request, session, rt)
+            if request.method == "DELETE" and not deleted:
+                async with app.state.database.session() as other, other.begin():
+                    await other.execute(delete(User).where(User.id == principal.user_id))
+                deleted.append(principal.user_id)
+            return principal
+
+        app.dependency_overrides[deps.current_principal] = check_then_delete
+
+    async with make_client(setup=setup, ratelimit_policies={"auth": "1000/minute"}) as client:
+        accounts = Accounts(client, mail_dir)
+        account = await signed_in(accounts)
+        response = await client.delete("/v1/cart", headers=account.headers)
+        assert deleted == [account.user_id]
+        assert_problem(response, 401)

@@ -19,7 +19,7 @@ from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.service import AdminTwoFactorRequired, Principal, StepUpRequired
-from tillpay.kit.db import DbSession, utcnow
+from tillpay.kit.db import DbSession, on_unexpected_failure, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.jwt import ACCESS, InvalidToken
@@ -85,6 +85,23 @@ async def _load_state(session: AsyncSession, session_id: str) -> dict[str, Any] 
     }
 
 
+def _rejection(state: dict[str, Any] | None, claims: dict[str, Any]) -> str | None:
+    """Why the token's session may not be used (None: it may)."""
+    if state is None or state["user_id"] != claims["sub"]:
+        return "unknown_session"
+    if state["revoked"]:
+        return "session_revoked"
+    if state["expires_at"] <= utcnow().timestamp():
+        return "session_expired"
+    if not state["active"]:
+        return "user_inactive"
+    if state["role"] != claims.get("role"):
+        return "role_changed"
+    if claims["iat"] < int(state["tokens_valid_after"]):
+        return "token_predates_credentials_change"
+    return None
+
+
 async def current_principal(request: Request, session: DbSession, rt: Runtime) -> Principal:
     """The verified caller; 401 for any token or session problem (reason logged only)."""
     token = _bearer(request)
@@ -103,23 +120,19 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
     # short transactions, and an open one here would hold SQLite's lock meanwhile.
     if session.in_transaction():
         await session.commit()
-    now = utcnow().timestamp()
-    reason = None
-    if state is None or state["user_id"] != claims["sub"]:
-        reason = "unknown_session"
-    elif state["revoked"]:
-        reason = "session_revoked"
-    elif state["expires_at"] <= now:
-        reason = "session_expired"
-    elif not state["active"]:
-        reason = "user_inactive"
-    elif state["role"] != claims.get("role"):
-        reason = "role_changed"
-    elif claims["iat"] < int(state["tokens_valid_after"]):
-        reason = "token_predates_credentials_change"
+    reason = _rejection(state, claims)
     if reason is not None or state is None:
         log.info("authz.session_rejected", reason=reason, session_id=session_id)
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+
+    async def still_valid(db: AsyncSession) -> Exception | None:
+        gone = _rejection(await _load_state(db, session_id), claims)
+        if gone is None:
+            return None
+        log.info("authz.session_rejected", reason=gone, session_id=session_id, during="request")
+        return Unauthorized("The access token is invalid or expired.", code="invalid_token")
+
+    on_unexpected_failure(request, still_valid)
     request.state.user_id = state["user_id"]
     second_factor = not rt.settings.admin_require_2fa or (
         bool(state["totp_enabled"]) and bool(state["mfa"])
