@@ -14,6 +14,7 @@ from tillpay.carts.models import Cart, CartLine
 from tillpay.catalog import pricing
 from tillpay.catalog.models import Product, Variant
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
+from tillpay.kit.money import CurrencyMismatchError
 from tillpay.settings import Settings
 
 
@@ -71,11 +72,19 @@ def summarize(cart: Cart, views: list[LineView]) -> Summary:
         currency = cart.currency or views[0].product.currency
         try:
             subtotal = pricing.total(
-                ((v.unit_price, v.line.quantity) for v in views), currency
+                (
+                    pricing.line_total(v.unit_price, v.line.quantity, v.product.currency)
+                    for v in views
+                ),
+                currency,
             ).amount
         except pricing.TotalTooLarge:
             subtotal = None
             reasons.append(pricing.TotalTooLarge.code)
+        except CurrencyMismatchError:
+            # Checkout refuses such a cart as needing attention (cart_needs_attention).
+            subtotal = None
+            reasons.append("unavailable")
     return Summary(subtotal=subtotal, not_ready_reasons=reasons)
 
 

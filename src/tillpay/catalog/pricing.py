@@ -21,11 +21,12 @@ def line_total(unit_price: int, quantity: int, currency: str) -> Money:
         raise _too_large() from None
 
 
-def total(lines: Iterable[tuple[int, int]], currency: str) -> Money:
-    """Sum of ``(unit_price, quantity)`` lines; raises :class:`TotalTooLarge` when the sum
-    (or any line) exceeds ``MAX_AMOUNT``, although each price and quantity is in bounds."""
+def total(line_totals: Iterable[Money], currency: str) -> Money:
+    """Sum of line totals (from :func:`line_total`), all in ``currency``
+    (``CurrencyMismatchError`` otherwise); raises :class:`TotalTooLarge` when the sum
+    exceeds ``MAX_AMOUNT``, although each price and quantity is in bounds."""
     try:
-        return Money.total((line_total(p, q, currency) for p, q in lines), currency)
+        return Money.total(line_totals, currency)
     except InvalidAmountError:
         raise _too_large() from None
 

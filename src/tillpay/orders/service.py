@@ -48,6 +48,10 @@ class PricedLine:
     quantity: int
 
     @property
+    def unit_price(self) -> Money:
+        return Money(self.variant.price_amount, self.product.currency)
+
+    @property
     def total(self) -> Money:
         return pricing.line_total(self.variant.price_amount, self.quantity, self.product.currency)
 
@@ -55,7 +59,7 @@ class PricedLine:
 def order_total(lines: list[PricedLine], currency: str) -> Money:
     """Sum of line totals from catalog prices (client-sent amounts never enter); raises
     :class:`~tillpay.catalog.pricing.TotalTooLarge` above the largest amount."""
-    return pricing.total(((line.variant.price_amount, line.quantity) for line in lines), currency)
+    return pricing.total((line.total for line in lines), currency)
 
 
 async def checkout(session: AsyncSession, settings: Settings, principal: Principal) -> Order:
