@@ -143,14 +143,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.database = database
         app.state.redis = redis_client
-        # Login lockout has its own store: it must hold even with rate limiting off.
+        # Account abuse guards (login lockout, per-address mail budget) have their own
+        # store: they must hold even with per-IP rate limiting off.
         lockout_store = _new_limiter(settings)
+        lockout_store.register("account_mail", settings.ratelimit_policies["account_mail"])
         accounts = build_runtime(
             settings,
             database,
             mailer=settings.build_mailer(),
             limiter=lockout_store,
-            redis_client=redis_client,
         )
         await accounts.keys.start()
         app.state.accounts = accounts

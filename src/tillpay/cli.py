@@ -142,9 +142,7 @@ def create_admin(
 
     async def run() -> str:
         database = Database.from_settings(settings)
-        runtime = build_runtime(
-            settings, database, mailer=settings.build_mailer(), limiter=None, redis_client=None
-        )
+        runtime = build_runtime(settings, database, mailer=settings.build_mailer(), limiter=None)
         try:
             async with database.session() as session, session.begin():
                 user = await service.create_admin(session, runtime, email=email, password=password)

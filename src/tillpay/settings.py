@@ -60,6 +60,8 @@ RATELIMIT_POLICY_DEFAULTS = {
     "auth": "10/minute;50/hour",
     "payments": "30/minute",
     "webhooks": "1200/minute",
+    # Per email address: verification and password-reset mails.
+    "account_mail": "3/hour;10/day",
 }
 
 #: Development-only secret. Production refuses to start while it (or any other
@@ -246,8 +248,9 @@ class Settings(BaseSettings):
     )
     ratelimit_policies: dict[str, str] = Field(
         default_factory=lambda: dict(RATELIMIT_POLICY_DEFAULTS),
-        description="Per-route policies (JSON object of name → `limits` notation); names left "
-        "out keep their default.",
+        description="Named policies (JSON object of name → `limits` notation): `auth`, "
+        "`payments`, `webhooks` per client IP; `account_mail` per email address "
+        "(verification and reset mails). Names left out keep their defaults.",
     )
     ratelimit_redis_timeout_seconds: float = Field(
         2.0,
@@ -295,7 +298,8 @@ class Settings(BaseSettings):
     )
     admin_require_2fa: bool = Field(
         True,
-        description="Admin routes need an account with 2FA and a 2FA login (always in production).",
+        description="Admin-only permissions (on any route) need an account with 2FA and a "
+        "2FA login (always in production).",
     )
     login_lockout_threshold: int = Field(
         5, ge=1, le=100, description="Failed logins per account before back-off lockout starts."

@@ -55,7 +55,6 @@ async def _make_auth_stale(accounts: Accounts, account: Account) -> None:
             .where(AuthSession.id == account.session_id)
             .values(auth_time=utcnow() - timedelta(hours=1))
         )
-    await app_of(accounts.client).state.accounts.cache.invalidate([account.session_id])
 
 
 async def _list_users(accounts: Accounts, admin: Account, **params: str | int) -> httpx.Response:

@@ -21,12 +21,11 @@ async def _me(accounts: Accounts, account: Account) -> dict[str, object]:
 
 
 async def _update_session(accounts: Accounts, session_id: str, **values: object) -> None:
-    """Change a session row directly, and drop its cached authorization state."""
+    """Change a session row directly (the next request reads it)."""
     async with accounts.database.session() as session, session.begin():
         await session.execute(
             update(AuthSession).where(AuthSession.id == session_id).values(**values)
         )
-    await accounts.client.app.state.accounts.cache.invalidate([session_id])  # type: ignore[attr-defined]
 
 
 def _wrong_code(secret: str) -> str:

@@ -12,6 +12,7 @@ from tests.accounts.helpers import Account
 from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
+from tillpay.kit.money import MAX_AMOUNT
 
 # Each test signs in a few accounts; the per-IP auth policy is not what is tested here.
 RELAXED_AUTH = {"auth": "1000/minute"}
@@ -239,3 +240,38 @@ async def test_the_cart_needs_a_token(client: httpx.AsyncClient) -> None:
         ("DELETE", "/v1/cart/lines/cln_x", None),
     ):
         assert_problem(await client.request(method, path, json=body), 401)
+
+
+async def test_a_cart_whose_total_checkout_would_refuse_is_not_ready(shop: Shop) -> None:
+    """Two lines each within bounds whose sum exceeds 2^53-1: the cart said ready, then
+    checkout answered 409 total_too_large. Both now apply the same money rule."""
+    customer = await shop.customer()
+    vendor, _, _ = await variant_in_cart(shop, customer, price=MAX_AMOUNT)
+    other = await shop.product(vendor, price=MAX_AMOUNT)
+    assert (await shop.add_to_cart(customer, other["variants"][0]["id"])).status_code == 200
+
+    cart = await cart_of(shop, customer)
+
+    assert cart["checkout_ready"] is False
+    assert cart["not_ready_reasons"] == ["total_too_large"]
+    assert cart["subtotal_amount"] is None
+    assert [line["line_total_amount"] for line in cart["lines"]] == [MAX_AMOUNT, MAX_AMOUNT]
+    assert assert_problem(await shop.checkout(customer), 409)["code"] == "total_too_large"
+
+
+async def test_a_line_whose_total_exceeds_the_largest_amount_has_no_total(shop: Shop) -> None:
+    customer = await shop.customer()
+    _, _, cart = await variant_in_cart(shop, customer, 2, price=MAX_AMOUNT)
+    assert cart["lines"][0]["line_total_amount"] is None
+    assert cart["subtotal_amount"] is None
+    assert cart["checkout_ready"] is False
+    assert cart["not_ready_reasons"] == ["total_too_large"]
+
+
+async def test_a_ready_cart_gives_no_reasons_and_an_empty_one_says_so(shop: Shop) -> None:
+    customer = await shop.customer()
+    assert (await cart_of(shop, customer))["not_ready_reasons"] == ["empty"]
+    _, _, cart = await variant_in_cart(shop, customer, 2, price=MAX_AMOUNT // 2)
+    assert cart["subtotal_amount"] == MAX_AMOUNT - 1
+    assert cart["checkout_ready"] is True
+    assert cart["not_ready_reasons"] == []

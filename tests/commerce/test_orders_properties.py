@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tillpay.catalog.models import Product, Variant
+from tillpay.catalog.pricing import TotalTooLarge
 from tillpay.kit.errors import InvalidStateTransition
-from tillpay.kit.money import EXPONENTS, MAX_AMOUNT, CurrencyMismatchError, InvalidAmountError
+from tillpay.kit.money import EXPONENTS, MAX_AMOUNT, CurrencyMismatchError
 from tillpay.orders.models import OrderStatus as S
 from tillpay.orders.service import PricedLine, order_total
 from tillpay.orders.state import TERMINAL, can_transition, check_transition
@@ -86,8 +87,10 @@ def test_order_total_is_the_exact_integer_sum(pairs: list[tuple[int, int]]) -> N
 
 
 def test_an_order_total_beyond_the_largest_amount_is_refused_not_rounded() -> None:
-    with pytest.raises(InvalidAmountError):
+    with pytest.raises(TotalTooLarge):
         order_total([priced(MAX_AMOUNT, 1), priced(1, 1)], "USD")
+    with pytest.raises(TotalTooLarge):
+        order_total([priced(MAX_AMOUNT, 2)], "USD")
 
 
 @given(

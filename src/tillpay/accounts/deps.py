@@ -8,18 +8,18 @@ checked on every request, so revocation, deactivation and role changes bite at o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.accounts.service import Principal, StepUpRequired
-from tillpay.kit.db import DbSession, utcnow
+from tillpay.accounts.service import AdminTwoFactorRequired, Principal, StepUpRequired
+from tillpay.kit.db import DbSession, on_unexpected_failure, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.jwt import ACCESS, InvalidToken
@@ -46,32 +46,60 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def _load_state(
-    session: AsyncSession, rt: AccountsRuntime, session_id: str
-) -> dict[str, Any] | None:
-    cached = await rt.cache.get(session_id)
-    if cached is not None:
-        return cached
-    auth_session = await session.get(AuthSession, session_id)
-    if auth_session is None:
+async def _load_state(session: AsyncSession, session_id: str) -> dict[str, Any] | None:
+    """The session's and its user's authorization state, read from the database on every
+    request in one primary-key join. Nothing is cached: a cache would have to learn of
+    every change, including changes made outside the API (SQL, other services), and the
+    read costs one round trip either way."""
+    row = (
+        await session.execute(
+            select(
+                AuthSession.user_id,
+                AuthSession.revoked_at,
+                AuthSession.absolute_expires_at,
+                AuthSession.mfa,
+                AuthSession.auth_time,
+                User.role,
+                User.is_active,
+                User.email_verified_at,
+                User.totp_enabled_at,
+                User.tokens_valid_after,
+            )
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == session_id)
+        )
+    ).one_or_none()
+    if row is None:
         return None
-    user = await session.get(User, auth_session.user_id)
-    if user is None:
-        return None
-    state = {
-        "user_id": user.id,
-        "role": user.role.value,
-        "active": user.is_active,
-        "email_verified": user.email_verified,
-        "totp_enabled": user.totp_enabled,
-        "tokens_valid_after": user.tokens_valid_after.timestamp(),
-        "revoked": auth_session.revoked_at is not None,
-        "expires_at": auth_session.absolute_expires_at.timestamp(),
-        "mfa": auth_session.mfa,
-        "auth_time": auth_session.auth_time.timestamp(),
+    return {
+        "user_id": row.user_id,
+        "role": row.role.value,
+        "active": row.is_active,
+        "email_verified": row.email_verified_at is not None,
+        "totp_enabled": row.totp_enabled_at is not None,
+        "tokens_valid_after": row.tokens_valid_after.timestamp(),
+        "revoked": row.revoked_at is not None,
+        "expires_at": row.absolute_expires_at.timestamp(),
+        "mfa": row.mfa,
+        "auth_time": row.auth_time.timestamp(),
     }
-    await rt.cache.put(session_id, state)
-    return state
+
+
+def _rejection(state: dict[str, Any] | None, claims: dict[str, Any]) -> str | None:
+    """Why the token's session may not be used (None: it may)."""
+    if state is None or state["user_id"] != claims["sub"]:
+        return "unknown_session"
+    if state["revoked"]:
+        return "session_revoked"
+    if state["expires_at"] <= utcnow().timestamp():
+        return "session_expired"
+    if not state["active"]:
+        return "user_inactive"
+    if state["role"] != claims.get("role"):
+        return "role_changed"
+    if claims["iat"] < int(state["tokens_valid_after"]):
+        return "token_predates_credentials_change"
+    return None
 
 
 async def current_principal(request: Request, session: DbSession, rt: Runtime) -> Principal:
@@ -87,29 +115,28 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
     session_id = claims.get("sid")
     if not isinstance(session_id, str):
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    state = await _load_state(session, rt, session_id)
+    state = await _load_state(session, session_id)
     # End the read-only transaction at once: routes that talk to providers run their own
     # short transactions, and an open one here would hold SQLite's lock meanwhile.
     if session.in_transaction():
         await session.commit()
-    now = utcnow().timestamp()
-    reason = None
-    if state is None or state["user_id"] != claims["sub"]:
-        reason = "unknown_session"
-    elif state["revoked"]:
-        reason = "session_revoked"
-    elif state["expires_at"] <= now:
-        reason = "session_expired"
-    elif not state["active"]:
-        reason = "user_inactive"
-    elif state["role"] != claims.get("role"):
-        reason = "role_changed"
-    elif claims["iat"] < int(state["tokens_valid_after"]):
-        reason = "token_predates_credentials_change"
+    reason = _rejection(state, claims)
     if reason is not None or state is None:
         log.info("authz.session_rejected", reason=reason, session_id=session_id)
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+
+    async def still_valid(db: AsyncSession) -> Exception | None:
+        gone = _rejection(await _load_state(db, session_id), claims)
+        if gone is None:
+            return None
+        log.info("authz.session_rejected", reason=gone, session_id=session_id, during="request")
+        return Unauthorized("The access token is invalid or expired.", code="invalid_token")
+
+    on_unexpected_failure(request, still_valid)
     request.state.user_id = state["user_id"]
+    second_factor = not rt.settings.admin_require_2fa or (
+        bool(state["totp_enabled"]) and bool(state["mfa"])
+    )
     return Principal(
         user_id=state["user_id"],
         role=Role(state["role"]),
@@ -119,57 +146,37 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
         email_verified=bool(state["email_verified"]),
         totp_enabled=bool(state["totp_enabled"]),
         ip=client_ip(request.scope),
+        second_factor=second_factor,
     )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_permission(*permissions: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A dependency granting access only with every listed permission (403 otherwise)."""
+class require_permission:  # noqa: N801 - used like a function: Depends(require_permission(p))
+    """A dependency granting access only with every listed permission: 403 otherwise, with
+    ``admin_2fa_required`` when the role holds it but the session lacks 2FA. The
+    permissions stay readable (``.permissions``) for the route-inventory tests."""
 
-    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        missing = [p for p in permissions if p not in principal.permissions]
+    def __init__(self, *permissions: Permission) -> None:
+        self.permissions = frozenset(permissions)
+
+    async def __call__(self, request: Request, principal: CurrentPrincipal) -> Principal:
+        missing = [p for p in sorted(self.permissions) if p not in principal.permissions]
         if missing:
+            withheld = [p for p in missing if p in principal.withheld]
             log.warning(
                 "authz.denied",
                 user_id=principal.user_id,
                 role=principal.role.value,
                 missing=[p.value for p in missing],
+                reason="admin_without_2fa" if withheld else "missing_permission",
                 path=request.url.path,
             )
+            if len(withheld) == len(missing):
+                raise AdminTwoFactorRequired()
             raise Forbidden("You do not have permission to do this.")
         return principal
-
-    return dependency
-
-
-async def require_admin(request: Request, principal: CurrentPrincipal) -> Principal:
-    """ADMIN role, and — unless configured otherwise — 2FA enrolled and used at login."""
-    if principal.role is not Role.ADMIN:
-        log.warning(
-            "authz.denied",
-            user_id=principal.user_id,
-            role=principal.role.value,
-            path=request.url.path,
-        )
-        raise Forbidden("Administrators only.")
-    rt: AccountsRuntime = request.app.state.accounts
-    if rt.settings.admin_require_2fa and not (principal.totp_enabled and principal.mfa):
-        log.warning(
-            "authz.denied",
-            user_id=principal.user_id,
-            reason="admin_without_2fa",
-            path=request.url.path,
-        )
-        raise Forbidden(
-            "Administrators must enable two-factor authentication and sign in with it.",
-            code="admin_2fa_required",
-        )
-    return principal
-
-
-AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 
 
 async def require_recent_auth(request: Request, principal: CurrentPrincipal) -> Principal:

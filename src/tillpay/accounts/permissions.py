@@ -1,6 +1,11 @@
 """Permissions granted per role. Routes ask for permissions, not roles, so a later API-key
 or service-token principal can carry scopes without touching every route. Anything not
-granted here is denied."""
+granted here is denied.
+
+Permissions only an administrator holds (:data:`ADMIN_ONLY`) are effective only on a
+session that satisfies the administrator 2FA rule (TOTP enrolled and used at sign-in,
+``TILLPAY_ADMIN_REQUIRE_2FA``): the rule follows the permission wherever it is checked,
+not a URL prefix."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ class Permission(enum.StrEnum):
     USERS_READ = "users:read"
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"
+    PAYMENTS_OPERATE = "payments:operate"
 
 
 _CUSTOMER = frozenset(
@@ -45,6 +51,8 @@ _VENDOR = _CUSTOMER | {
     Permission.LEDGER_READ_OWN,
 }
 _ADMIN = frozenset(Permission)
+ADMIN_ONLY: frozenset[Permission] = _ADMIN - _VENDOR - _CUSTOMER
+"""Held by no other role: the powers that need the administrator 2FA rule."""
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CUSTOMER: _CUSTOMER,

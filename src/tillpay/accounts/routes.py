@@ -9,12 +9,13 @@ from fastapi.responses import JSONResponse
 
 from tillpay.accounts import service
 from tillpay.accounts.deps import (
-    AdminPrincipal,
     CurrentPrincipal,
     RecentPrincipal,
     Runtime,
+    require_permission,
 )
 from tillpay.accounts.models import AuthSession, Role, User
+from tillpay.accounts.permissions import Permission
 from tillpay.accounts.schemas import (
     Accepted,
     AdminUserOut,
@@ -41,7 +42,7 @@ from tillpay.accounts.schemas import (
     TotpEnrollOut,
     UserOut,
 )
-from tillpay.accounts.service import IssuedSession, Outcome
+from tillpay.accounts.service import IssuedSession, Outcome, Principal
 from tillpay.kit.db import DbSession
 from tillpay.kit.errors import BadRequest, committed_problem
 from tillpay.kit.http._asgi import client_ip
@@ -59,6 +60,8 @@ auth = APIRouter(prefix="/v1/auth", tags=["auth"])
 me = APIRouter(prefix="/v1/me", tags=["profile"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 wellknown = APIRouter(tags=["auth"])
+UserReader = Annotated[Principal, Depends(require_permission(Permission.USERS_READ))]
+UserManager = Annotated[Principal, Depends(require_permission(Permission.USERS_MANAGE))]
 
 
 def _ip(request: Request) -> str:
@@ -470,7 +473,7 @@ def _admin_user_out(user: User) -> AdminUserOut:
 
 @admin.get("/users", response_model=AdminUserPage, summary="Search users")
 async def admin_list_users(
-    principal: AdminPrincipal,
+    principal: UserReader,
     session: DbSession,
     q: Annotated[str | None, Query(max_length=100)] = None,
     role: Role | None = None,
@@ -492,7 +495,7 @@ async def admin_list_users(
 async def admin_update_user(
     user_id: Annotated[str, Path(max_length=40)],
     body: AdminUserUpdateIn,
-    principal: AdminPrincipal,
+    principal: UserManager,
     recent: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
@@ -511,7 +514,7 @@ async def admin_update_user(
 )
 async def admin_revoke_sessions(
     user_id: Annotated[str, Path(max_length=40)],
-    principal: AdminPrincipal,
+    principal: UserManager,
     recent: RecentPrincipal,
     session: DbSession,
     rt: Runtime,

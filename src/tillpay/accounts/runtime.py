@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-
-import redis.asyncio as redis_asyncio
 
 from tillpay.accounts.keys import KeyStore
 from tillpay.kit.db import Database
@@ -18,49 +13,6 @@ from tillpay.kit.passwords import HashParams, PasswordHasher
 from tillpay.kit.ratelimit import Lockout, RateLimiter
 from tillpay.notifications.mail import Mailer
 from tillpay.settings import Settings
-
-AUTH_STATE_TTL_SECONDS = 30
-
-
-class AuthStateCache:
-    """Per-session authorization state (revoked? role? active?) cached in Redis.
-
-    Entries are deleted whenever the state changes — in the transaction and again after
-    it commits — so revocation takes effect on the next request; the short TTL bounds
-    any residual staleness if Redis misbehaves. Without Redis every request reads the
-    database (two primary-key look-ups)."""
-
-    def __init__(self, client: redis_asyncio.Redis | None, *, prefix: str = "tillpay") -> None:
-        self.client = client
-        self._prefix = f"{prefix}:authstate:"
-
-    def _key(self, session_id: str) -> str:
-        return f"{self._prefix}{session_id}"
-
-    async def get(self, session_id: str) -> dict[str, Any] | None:
-        if self.client is None:
-            return None
-        try:
-            raw = await self.client.get(self._key(session_id))
-        except Exception:  # noqa: BLE001 - a cache outage falls back to the database
-            return None
-        return json.loads(raw) if raw else None
-
-    async def put(self, session_id: str, state: dict[str, Any]) -> None:
-        if self.client is None:
-            return
-        # Best effort: the database stays authoritative.
-        with contextlib.suppress(Exception):
-            await self.client.set(
-                self._key(session_id), json.dumps(state), ex=AUTH_STATE_TTL_SECONDS
-            )
-
-    async def invalidate(self, session_ids: Iterable[str]) -> None:
-        keys = [self._key(s) for s in session_ids]
-        if self.client is None or not keys:
-            return
-        with contextlib.suppress(Exception):
-            await self.client.delete(*keys)
 
 
 @dataclass
@@ -71,7 +23,8 @@ class AccountsRuntime:
     keys: KeyStore
     mailer: Mailer
     lockout: Lockout | None
-    cache: AuthStateCache
+    # Per-address budgets for account mail (policy ``account_mail``); None: limits off.
+    limiter: RateLimiter | None = None
 
     @property
     def secret(self) -> bytes:
@@ -93,7 +46,6 @@ def build_runtime(
     *,
     mailer: Mailer,
     limiter: RateLimiter | None,
-    redis_client: redis_asyncio.Redis | None,
 ) -> AccountsRuntime:
     """``limiter`` stores login lockouts (not the rate limits: lockout is independent of
     ``TILLPAY_RATELIMIT_ENABLED``); None disables lockout (one-shot CLI commands)."""
@@ -124,5 +76,5 @@ def build_runtime(
         keys=KeyStore(database, settings.secret_key.get_secret_value().encode(), keep_for=keep_for),
         mailer=mailer,
         lockout=lockout,
-        cache=AuthStateCache(redis_client, prefix=settings.redis_key_prefix),
+        limiter=limiter,
     )

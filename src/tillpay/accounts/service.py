@@ -25,12 +25,12 @@ from tillpay.accounts.models import (
     TokenPurpose,
     User,
 )
-from tillpay.accounts.permissions import Permission, permissions_for
+from tillpay.accounts.permissions import ADMIN_ONLY, Permission, permissions_for
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
 from tillpay.kit import totp
 from tillpay.kit.crypto import SealError, derive_key, new_opaque_token, seal, token_digest, unseal
-from tillpay.kit.db import after_commit, utcnow
+from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
     AppError,
     BadRequest,
@@ -63,6 +63,15 @@ class InvalidCredentials(Unauthorized):
         super().__init__("The email or password is incorrect.")
 
 
+class AdminTwoFactorRequired(Forbidden):
+    code, title = "admin_2fa_required", "Two-factor authentication required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Administrators must enable two-factor authentication and sign in with it."
+        )
+
+
 class StepUpRequired(Unauthorized):
     code, title = "step_up_required", "Recent authentication required"
 
@@ -92,10 +101,29 @@ class Principal:
     email_verified: bool
     totp_enabled: bool
     ip: str | None = None
+    # The session satisfies the administrator 2FA rule (or the rule is switched off).
+    second_factor: bool = False
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        return permissions_for(self.role)
+        """Effective permissions: the role's, less admin-only ones without 2FA."""
+        granted = permissions_for(self.role)
+        return granted if self.second_factor else granted - ADMIN_ONLY
+
+    @property
+    def withheld(self) -> frozenset[Permission]:
+        """Permissions the role grants but this session may not use until it has 2FA."""
+        return permissions_for(self.role) - self.permissions
+
+    def can(self, permission: Permission) -> bool:
+        """Whether ``permission`` is effective. Call it where the permission is what grants
+        access: a withheld one raises :class:`AdminTwoFactorRequired` (403) instead of
+        reading as a plain no, so the caller learns why."""
+        if permission in self.permissions:
+            return True
+        if permission in self.withheld:
+            raise AdminTwoFactorRequired()
+        return False
 
     def actor(self) -> Actor:
         return Actor(id=self.user_id, role=self.role.value, ip=self.ip)
@@ -239,15 +267,7 @@ async def revoke_sessions(
         .where(AuthSession.id.in_(ids), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
     return len(ids)
-
-
-async def _invalidate_user_cache(session: AsyncSession, rt: AccountsRuntime, user_id: str) -> None:
-    ids = await _session_ids(session, user_id)
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
 
 
 async def _start_session(
@@ -370,6 +390,27 @@ async def _lockout_success(rt: AccountsRuntime, key: str) -> None:
         await rt.lockout.success(key)
 
 
+MAIL_POLICY = "account_mail"
+
+
+async def _mail_budget(rt: AccountsRuntime, address: str) -> None:
+    """Spend one of the address's account mails (verification, reset); 429 when none is
+    left. Called for every such request *before* looking the address up, so the count,
+    the answer and the work done do not depend on whether an account has the address.
+    The limiter keys on a keyed hash (``TILLPAY_SECRET_KEY``) of the normalised address,
+    never the address itself."""
+    if rt.limiter is None:
+        return
+    decision = await rt.limiter.hit(MAIL_POLICY, "address", address)
+    if not decision.allowed:
+        log.info("accounts.mail_rate_limited", degraded=decision.degraded)
+        raise RateLimited(
+            "Too many emails were requested for this address; try again later.",
+            code="mail_rate_limited",
+            headers={"Retry-After": str(max(decision.retry_after or 1, 1))},
+        )
+
+
 # ----------------------------------------------------------------------------- registration
 
 
@@ -380,6 +421,7 @@ async def register(
     account gets a notice instead; the caller sees the same answer either way."""
     address = normalize_email(email)
     _password_problems(rt, password, address)
+    await _mail_budget(rt, address)
     # Hash first in both branches so both cost the same.
     password_hash = await rt.hasher.hash(password)
     existing = await _user_by_email(session, address)
@@ -427,7 +469,6 @@ async def verify_email(
             details={"old_domain": old.rsplit("@", 1)[-1]},
         )
     user.email_verified_at = utcnow()
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session,
         Actor(id=user.id, ip=ip),
@@ -443,6 +484,7 @@ async def resend_verification(
     user = await session.get(User, principal.user_id)
     if user is None or user.email_verified:
         return Outcome()
+    await _mail_budget(rt, user.email)
     raw = await _new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, user.email)
     return Outcome(
         mail=[mails.verify_email(rt.settings, user.email, _link(rt, "/account/verify-email", raw))]
@@ -651,8 +693,6 @@ async def revoke_sessions_by_id(
         .where(AuthSession.id.in_(ids), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
-    await rt.cache.invalidate(ids)
-    after_commit(session, lambda: rt.cache.invalidate(ids))
 
 
 async def logout(session: AsyncSession, rt: AccountsRuntime, principal: Principal) -> None:
@@ -724,6 +764,7 @@ async def forgot_password(
 ) -> Outcome:
     """Mail a reset link when the account exists; the caller always sees the same answer."""
     address = normalize_email(email)
+    await _mail_budget(rt, address)
     user = await _user_by_email(session, address)
     if user is None or not user.is_active:
         await record(
@@ -812,7 +853,6 @@ async def change_password(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.auth_time = utcnow()
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.password_change", target_type="user", target_id=user.id
     )
@@ -856,8 +896,6 @@ async def reauthenticate(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.auth_time = utcnow()
-        await rt.cache.invalidate([current.id])
-        after_commit(session, lambda: rt.cache.invalidate([principal.session_id]))
     await record(
         session,
         principal.actor(),
@@ -938,8 +976,6 @@ async def totp_confirm(
     if current is not None:
         current.mfa = True
         current.auth_time = utcnow()
-    # The current session's cached state still says "no 2FA".
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.totp_enabled", target_type="user", target_id=user.id
     )
@@ -990,7 +1026,6 @@ async def totp_disable(
     current = await session.get(AuthSession, principal.session_id)
     if current is not None:
         current.mfa = False
-    await _invalidate_user_cache(session, rt, user.id)
     await record(
         session, principal.actor(), "auth.totp_disabled", target_type="user", target_id=user.id
     )
@@ -1064,6 +1099,7 @@ async def request_email_change(
     user = await get_user(session, principal.user_id)
     if address == user.email:
         raise Conflict("That is already your email address.", code="email_unchanged")
+    await _mail_budget(rt, address)
     await record(
         session,
         principal.actor(),

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from tillpay.accounts.deps import AdminPrincipal
+from tillpay.accounts.deps import require_permission
+from tillpay.accounts.permissions import Permission
+from tillpay.accounts.service import Principal
 from tillpay.audit.models import AuditEvent
 from tillpay.kit.db import DbSession
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
@@ -38,7 +40,7 @@ class AuditPage(BaseModel):
 
 @router.get("/audit-events", response_model=AuditPage, summary="The audit trail, newest first")
 async def audit_events(
-    principal: AdminPrincipal,
+    principal: Annotated[Principal, Depends(require_permission(Permission.AUDIT_READ))],
     session: DbSession,
     action: Annotated[str | None, Query(max_length=64)] = None,
     actor_id: Annotated[str | None, Query(max_length=40)] = None,

@@ -30,19 +30,21 @@ async def cart_out(session: DbSession, cart: Cart) -> CartOut:
             sku=v.variant.sku,
             quantity=v.line.quantity,
             unit_price_amount=v.unit_price,
-            line_total_amount=v.unit_price * v.line.quantity,
+            line_total_amount=v.total,
             price_changed=v.unit_price != v.line.unit_price_seen,
             available=v.available,
             in_stock=v.in_stock,
         )
         for v in views
     ]
+    summary = service.summarize(cart, views)
     return CartOut(
         id=cart.id,
         currency=cart.currency,
         lines=lines,
-        subtotal_amount=sum(line.line_total_amount for line in lines),
-        checkout_ready=bool(lines) and all(line.available and line.in_stock for line in lines),
+        subtotal_amount=summary.subtotal,
+        checkout_ready=summary.checkout_ready,
+        not_ready_reasons=summary.not_ready_reasons,
     )
 
 

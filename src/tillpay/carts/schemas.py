@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +33,9 @@ class CartLineOut(BaseModel):
     sku: str
     quantity: int
     unit_price_amount: int = Field(description="Current catalog price (minor units).")
-    line_total_amount: int
+    line_total_amount: int | None = Field(
+        description="Quantity x current price; null when above the largest amount (2^53-1)."
+    )
     price_changed: bool = Field(description="The price differs from when the line was added.")
     available: bool = Field(description="False when the product or variant was deactivated.")
     in_stock: bool
@@ -43,5 +45,10 @@ class CartOut(BaseModel):
     id: str
     currency: str | None
     lines: list[CartLineOut]
-    subtotal_amount: int
-    checkout_ready: bool
+    subtotal_amount: int | None = Field(
+        description="Sum of the line totals; null when above the largest amount (2^53-1)."
+    )
+    checkout_ready: bool = Field(description="Checkout would accept the cart as it is now.")
+    not_ready_reasons: list[Literal["empty", "unavailable", "out_of_stock", "total_too_large"]] = (
+        Field(description="Why checkout would refuse the cart; empty when it is ready.")
+    )

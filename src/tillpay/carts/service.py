@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.service import Principal
 from tillpay.carts.models import Cart, CartLine
+from tillpay.catalog import pricing
 from tillpay.catalog.models import Product, Variant
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
+from tillpay.kit.money import CurrencyMismatchError
 from tillpay.settings import Settings
 
 
@@ -33,6 +35,57 @@ class LineView:
     @property
     def in_stock(self) -> bool:
         return self.variant.stock >= self.line.quantity
+
+    @property
+    def total(self) -> int | None:
+        """The line total, or None when it exceeds the largest amount."""
+        try:
+            return pricing.line_total(
+                self.unit_price, self.line.quantity, self.product.currency
+            ).amount
+        except pricing.TotalTooLarge:
+            return None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What checkout would make of the cart right now, by checkout's own money rules."""
+
+    subtotal: int | None
+    not_ready_reasons: list[str]
+
+    @property
+    def checkout_ready(self) -> bool:
+        return not self.not_ready_reasons
+
+
+def summarize(cart: Cart, views: list[LineView]) -> Summary:
+    reasons = []
+    if not views:
+        reasons.append("empty")
+    if not all(v.available for v in views):
+        reasons.append("unavailable")
+    if not all(v.in_stock for v in views):
+        reasons.append("out_of_stock")
+    subtotal: int | None = 0
+    if views:
+        currency = cart.currency or views[0].product.currency
+        try:
+            subtotal = pricing.total(
+                (
+                    pricing.line_total(v.unit_price, v.line.quantity, v.product.currency)
+                    for v in views
+                ),
+                currency,
+            ).amount
+        except pricing.TotalTooLarge:
+            subtotal = None
+            reasons.append(pricing.TotalTooLarge.code)
+        except CurrencyMismatchError:
+            # Checkout refuses such a cart as needing attention (cart_needs_attention).
+            subtotal = None
+            reasons.append("unavailable")
+    return Summary(subtotal=subtotal, not_ready_reasons=reasons)
 
 
 async def get_cart(session: AsyncSession, principal: Principal, *, lock: bool = False) -> Cart:

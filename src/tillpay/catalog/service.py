@@ -13,7 +13,6 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import Role
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.service import Principal
 from tillpay.audit.service import record
@@ -33,13 +32,16 @@ def _vendor_key(vendor_id: str | None) -> str:
     return vendor_id or PLATFORM_VENDOR_KEY
 
 
-def can_manage(principal: Principal, product: Product) -> bool:
-    if Permission.CATALOG_WRITE_ANY in principal.permissions:
+def can_manage(principal: Principal, product: Product, *, explain: bool = True) -> bool:
+    """Own products with CATALOG_WRITE_OWN, any with CATALOG_WRITE_ANY. With ``explain``,
+    an admin without 2FA managing someone else's product gets the 2FA 403."""
+    if Permission.CATALOG_WRITE_OWN in principal.permissions and (
+        product.vendor_id == principal.user_id
+    ):
         return True
-    return (
-        Permission.CATALOG_WRITE_OWN in principal.permissions
-        and product.vendor_id == principal.user_id
-    )
+    if not explain:
+        return Permission.CATALOG_WRITE_ANY in principal.permissions
+    return principal.can(Permission.CATALOG_WRITE_ANY)
 
 
 async def _flush_or_conflict(session: AsyncSession) -> None:
@@ -54,7 +56,8 @@ async def create_product(
     session: AsyncSession, principal: Principal, body: ProductCreate
 ) -> Product:
     """Vendors create products they own; admins create platform products."""
-    vendor_id = None if principal.role is Role.ADMIN else principal.user_id
+    # Platform products (no vendor) are an admin power: CATALOG_WRITE_ANY, with 2FA.
+    vendor_id = None if principal.can(Permission.CATALOG_WRITE_ANY) else principal.user_id
     product = Product(
         vendor_id=vendor_id,
         title=clean_text(body.title),
@@ -196,7 +199,9 @@ async def get_product(
     product = await session.get(Product, product_id)
     if product is None:
         raise NotFound("No such product.")
-    if not product.active and (principal is None or not can_manage(principal, product)):
+    if not product.active and (
+        principal is None or not can_manage(principal, product, explain=False)
+    ):
         raise NotFound("No such product.")
     return product
 

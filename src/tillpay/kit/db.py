@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from tillpay.kit.errors import AppError
 from tillpay.settings import ConfigurationError, Settings
 
 NAMING_CONVENTION = {
@@ -228,15 +229,44 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+FailureCheck = Callable[[AsyncSession], Awaitable[Exception | None]]
+
+
+def on_unexpected_failure(request: Request, check: FailureCheck) -> None:
+    """Have ``check`` explain an unexpected error of this request's unit of work.
+
+    After the rollback it may return the error to answer with instead. Authentication uses
+    it: a user deleted while their request ran makes its writes fail (foreign keys), and
+    that is the token's 401, not a 500."""
+    request.state.db_failure_check = check
+
+
+async def _explained(
+    request: Request, session: AsyncSession, exc: BaseException
+) -> Exception | None:
+    check: FailureCheck | None = getattr(request.state, "db_failure_check", None)
+    if check is None or not isinstance(exc, Exception) or isinstance(exc, AppError):
+        return None
+    try:
+        return await check(session)
+    except Exception:  # noqa: BLE001 - the original error is reported instead
+        return None
+    finally:
+        await session.rollback()
+
+
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: commit when the endpoint succeeded, else roll back."""
     database: Database = request.app.state.database
     async with database.sessionmaker() as session:
         try:
             yield session
-        except BaseException:
+        except BaseException as exc:
             session.info.pop("after_commit", None)
             await session.rollback()
+            replacement = await _explained(request, session, exc)
+            if replacement is not None:
+                raise replacement from exc
             raise
         else:
             await session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from tillpay.accounts.deps import AdminPrincipal, VerifiedPrincipal, require_permission
+from tillpay.accounts.deps import VerifiedPrincipal, require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.service import Principal
 from tillpay.kit import idempotency
@@ -32,6 +32,8 @@ OrderId = Annotated[str, Path(max_length=40, examples=["ord_01JD3XK5Q6R7S8T9V0W1
 Customer = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_OWN))]
 Shopper = Annotated[Principal, Depends(require_permission(Permission.CART_USE))]
 Vendor = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_VENDOR))]
+AnyOrderReader = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_ANY))]
+Fulfiller = Annotated[Principal, Depends(require_permission(Permission.ORDERS_FULFIL))]
 IdempotencyKey = Annotated[str, Depends(idempotency.idempotency_key_header)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -182,7 +184,7 @@ async def vendor_orders(
 
 @admin.get("/orders", response_model=OrderPage, summary="All orders")
 async def admin_orders(
-    principal: AdminPrincipal,
+    principal: AnyOrderReader,
     session: DbSession,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -199,7 +201,5 @@ async def admin_orders(
 @admin.post(
     "/orders/{order_id}/fulfil", response_model=OrderOut, summary="Mark a paid order fulfilled"
 )
-async def fulfil_order(
-    order_id: OrderId, principal: AdminPrincipal, session: DbSession
-) -> OrderOut:
+async def fulfil_order(order_id: OrderId, principal: Fulfiller, session: DbSession) -> OrderOut:
     return order_out(await service.fulfil(session, principal, order_id))

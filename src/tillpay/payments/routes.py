@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import select
 
 from tillpay.accounts.deps import (
-    AdminPrincipal,
     RecentPrincipal,
     VerifiedPrincipal,
     require_permission,
@@ -51,6 +50,8 @@ PaymentId = Annotated[str, Path(max_length=40)]
 IdempotencyKey = Annotated[str, Depends(idempotency.idempotency_key_header)]
 Payer = Annotated[Principal, Depends(require_permission(Permission.PAYMENTS_CREATE))]
 Customer = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_OWN))]
+LedgerReader = Annotated[Principal, Depends(require_permission(Permission.LEDGER_READ_ANY))]
+Operator = Annotated[Principal, Depends(require_permission(Permission.PAYMENTS_OPERATE))]
 PAYMENTS_LIMIT = [Depends(RateLimit("payments"))]
 
 
@@ -319,7 +320,7 @@ async def receive_webhook(
 
 
 @admin.get("/ledger/accounts", response_model=list[LedgerBalanceOut], summary="Ledger balances")
-async def ledger_accounts(principal: AdminPrincipal, session: DbSession) -> list[LedgerBalanceOut]:
+async def ledger_accounts(principal: LedgerReader, session: DbSession) -> list[LedgerBalanceOut]:
     return [_balance_out(b) for b in await ledger.balances(session)]
 
 
@@ -340,7 +341,7 @@ async def vendor_balance(
     "/webhook-events", response_model=list[WebhookEventOut], summary="Stored provider webhooks"
 )
 async def webhook_events(
-    principal: AdminPrincipal,
+    principal: Operator,
     session: DbSession,
     status: Annotated[str | None, Query(pattern=r"^(pending|processed|dead)$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -357,7 +358,7 @@ async def webhook_events(
     summary="Replay a dead event",
 )
 async def replay_webhook_event(
-    event_id: Annotated[str, Path(max_length=40)], principal: AdminPrincipal, session: DbSession
+    event_id: Annotated[str, Path(max_length=40)], principal: Operator, session: DbSession
 ) -> WebhookEventOut:
     return _event_out(await service.replay_webhook(session, principal, event_id))
 
@@ -366,7 +367,7 @@ async def replay_webhook_event(
     "/payments", response_model=list[PaymentOut], summary="Payments, e.g. those needing review"
 )
 async def admin_payments(
-    principal: AdminPrincipal,
+    principal: Operator,
     session: DbSession,
     needs_review: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
