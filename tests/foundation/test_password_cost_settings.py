@@ -35,9 +35,7 @@ async def test_the_test_environment_may_hash_cheaply() -> None:
     )
     database = Database.from_settings(settings)
     try:
-        runtime = build_runtime(
-            settings, database, mailer=settings.build_mailer(), limiter=None, redis_client=None
-        )
+        runtime = build_runtime(settings, database, mailer=settings.build_mailer(), limiter=None)
         digest = await runtime.hasher.hash("correct horse battery staple")
     finally:
         await database.dispose()

@@ -14,7 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tillpay import cli
-from tillpay.settings import DEV_SECRET_KEY, ConfigurationError, Settings
+from tillpay.settings import (
+    DEV_SECRET_KEY,
+    RATELIMIT_POLICY_DEFAULTS,
+    ConfigurationError,
+    Settings,
+)
 from tillpay.settings_docs import BEGIN_MARKER, END_MARKER, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -385,7 +390,8 @@ def test_a_malformed_rate_limit_is_a_settings_error(monkeypatch: pytest.MonkeyPa
 def test_rate_limit_policies_left_out_keep_their_default() -> None:
     policies = Settings(ratelimit_policies={"auth": "5/minute"}).ratelimit_policies
     assert policies["auth"] == "5/minute"
-    assert set(policies) == {"auth", "payments", "webhooks"}
+    assert set(policies) == set(RATELIMIT_POLICY_DEFAULTS)
+    assert policies["payments"] == RATELIMIT_POLICY_DEFAULTS["payments"]
 
 
 @pytest.mark.parametrize("name", ["auht", "global"])
