@@ -34,11 +34,13 @@ from tillpay.kit.http.guards import (
 )
 from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
 from tillpay.kit.http.request_id import RequestIdMiddleware
+from tillpay.kit.http.schema_guard import SchemaGuardMiddleware
 from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
 from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.ops.routes import router as ops_router
+from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
 from tillpay.payments import routes as payments_routes
 from tillpay.payments.providers import razorpay_routes
@@ -50,6 +52,8 @@ from tillpay.worker import JobContext, Worker
 log = get_logger(__name__)
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Paths that touch no table, served even when the schema is behind.
+SCHEMA_EXEMPT_PATHS = OPS_PATHS | {"/docs", "/openapi.json"}
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
 NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/")
 
@@ -112,6 +116,7 @@ def _middleware(
             limits=settings.body_limits,
         ),
         Middleware(JsonContentTypeMiddleware, exempt_prefixes=NON_JSON_PREFIXES),
+        Middleware(SchemaGuardMiddleware, exempt_paths=SCHEMA_EXEMPT_PATHS),
     ]
     return stack
 
@@ -138,6 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.database = database
         app.state.redis = redis_client
+        # Once here, not per request: later requests read the cached answer.
+        schema = SchemaState(database.engine, script_heads(settings))
+        await schema.check()
+        app.state.schema = schema
         accounts = build_runtime(
             settings,
             database,

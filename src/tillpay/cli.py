@@ -49,10 +49,41 @@ def _serve(settings: Settings, *, reload: bool = False) -> None:
     )
 
 
+def _require_migrated(settings: Settings) -> None:
+    """Refuse to serve a database whose schema is behind the packaged migrations."""
+    from tillpay.kit.db import create_engine
+    from tillpay.ops.schema import read_revisions, script_heads
+
+    async def read() -> object:
+        engine = create_engine(settings)
+        try:
+            return await read_revisions(engine, script_heads(settings))
+        finally:
+            await engine.dispose()
+
+    try:
+        revisions = asyncio.run(read())
+    except Exception as exc:  # noqa: BLE001 - unreachable now; the app reports it (503)
+        typer.echo(
+            f"tillpay: warning: cannot read the database's schema revision "
+            f"({type(exc).__name__}); serving, /readyz reports the database",
+            err=True,
+        )
+        return
+    from tillpay.ops.schema import Revisions
+
+    assert isinstance(revisions, Revisions)
+    if not revisions.current:
+        typer.echo(f"tillpay: {revisions.describe()}", err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve() -> None:
     """Serve the API with the configured settings (migrate first with `tillpay migrate`)."""
-    _serve(_settings())
+    settings = _settings()
+    _require_migrated(settings)
+    _serve(settings)
 
 
 @app.command()
@@ -89,6 +120,7 @@ def worker() -> None:
     from tillpay.worker import JobContext, Worker
 
     settings = _settings()
+    _require_migrated(settings)
     configure_logging(json=settings.json_logs, level=settings.log_level)
 
     async def run() -> None:
