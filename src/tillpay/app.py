@@ -39,6 +39,7 @@ from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
 from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
+from tillpay.kit.redis_pool import bounded_pool
 from tillpay.ops.routes import router as ops_router
 from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
@@ -77,6 +78,8 @@ def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
         socket_timeout=settings.ratelimit_redis_timeout_seconds,
         key_secret=settings.secret_key.get_secret_value().encode(),
         key_prefix=f"{settings.redis_key_prefix}:rl",
+        pool_size=settings.redis_pool_size,
+        pool_timeout=settings.redis_pool_timeout_seconds,
     )
     limiter.register(GLOBAL_POLICY, settings.ratelimit_global)
     for name, spec in settings.ratelimit_policies.items():
@@ -133,10 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database.from_settings(settings)
         metrics.db_pool_size.set(settings.database_pool_size)
         redis_client = (
-            redis_asyncio.from_url(
-                settings.redis_url.get_secret_value(),
-                socket_timeout=2.0,
-                socket_connect_timeout=2.0,
+            redis_asyncio.Redis.from_pool(
+                bounded_pool(
+                    settings.redis_url.get_secret_value(),
+                    size=settings.redis_pool_size,
+                    wait_seconds=settings.redis_pool_timeout_seconds,
+                    socket_timeout=2.0,
+                )
             )
             if settings.redis_url is not None
             else None
