@@ -7,9 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis_asyncio
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -40,6 +38,9 @@ from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
+from tillpay.ops import docs as docs_routes
+from tillpay.ops.docs import ASSETS as DOCS_ASSETS
+from tillpay.ops.docs import ASSETS_PREFIX
 from tillpay.ops.routes import router as ops_router
 from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
@@ -54,16 +55,11 @@ log = get_logger(__name__)
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Paths that touch no table, served even when the schema is behind.
-SCHEMA_EXEMPT_PATHS = OPS_PATHS | {"/docs", "/openapi.json"}
+SCHEMA_EXEMPT_PATHS = (
+    OPS_PATHS | {"/docs", "/openapi.json"} | {f"{ASSETS_PREFIX}/{n}" for n in DOCS_ASSETS}
+)
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
 NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/")
-
-DOCS_CSP = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
-    "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'none'"
-)
 
 
 def _build_ratelimiter(settings: Settings) -> RateLimiter | None:
@@ -235,12 +231,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(sandbox_psp.page)
 
     if settings.docs_on:
-
-        @app.get("/docs", include_in_schema=False)
-        async def docs(request: Request) -> HTMLResponse:
-            page = get_swagger_ui_html(openapi_url="/openapi.json", title="tillpay API")
-            page.headers["Content-Security-Policy"] = DOCS_CSP
-            page.headers["Cross-Origin-Embedder-Policy"] = "unsafe-none"
-            return page
+        app.include_router(docs_routes.router)
 
     return app
