@@ -416,7 +416,7 @@ async def test_a_declined_card_fails_the_payment_and_the_order_stays_pending(
     assert await shop.order_status(customer, order["id"]) == "pending_payment"
     # Back on the hosted page, the browser is told the checkout failed.
     await visit.page.goto(payment["next_action"]["redirect_url"])
-    assert "This checkout is failed." in await visit.page.locator(".result").inner_text()
+    assert "This checkout was declined." in await visit.page.locator(".result").inner_text()
     await _screenshot(visit.page, "sandbox-declined-page-after")
 
 
