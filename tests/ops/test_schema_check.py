@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -85,3 +88,25 @@ async def test_serve_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) 
     assert "not at the latest" in result.output
     assert "run `tillpay migrate`" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_worker_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TILLPAY_DATABASE_URL": _empty_sqlite(tmp_path),
+        "TILLPAY_SECRET_KEY": SESSION_SECRET,
+        "TILLPAY_ENVIRONMENT": "test",
+        "TILLPAY_DATA_DIR": str(tmp_path),
+    }
+    # A subprocess with a timeout: were the check missing, the worker would run on.
+    result = subprocess.run(
+        [sys.executable, "-m", "tillpay.cli", "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "run `tillpay migrate`" in result.stderr
