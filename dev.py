@@ -2,6 +2,7 @@
 """Bootstrap and run tillpay with nothing but Python 3.11+.
 
     python3 dev.py serve     # install, migrate SQLite under var/, load demo data, serve :8000
+                             # (--host ADDRESS and --port PORT are passed to `tillpay dev`)
     python3 dev.py test      # install test dependencies and run the whole test suite
                              # (parallel workers; extra arguments go to pytest)
     python3 dev.py check     # ruff, ruff format --check, mypy --strict, alembic check
@@ -53,9 +54,9 @@ def ensure_env(*, dev: bool) -> None:
     stamp.write_text(digest.hexdigest())
 
 
-def serve() -> None:
+def serve(extra: list[str]) -> None:
     ensure_env(dev=False)
-    os.execv(BIN / "tillpay", [str(BIN / "tillpay"), "dev"])  # noqa: S606
+    os.execv(BIN / "tillpay", [str(BIN / "tillpay"), "dev", *extra])  # noqa: S606
 
 
 def _wants_own_parallelism(extra: list[str]) -> bool:
@@ -113,13 +114,21 @@ def lock() -> None:
         _run(*args)
 
 
+COMMANDS = ("serve", "test", "check", "docs", "lock")
+
+
 def main(argv: list[str]) -> None:
-    commands = {"serve", "test", "check", "docs", "lock"}
-    if not argv or argv[0] not in commands:
-        sys.exit(__doc__)
+    if argv and argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return
+    if not argv or argv[0] not in COMMANDS:
+        if argv:
+            print(f"dev.py: unknown command {argv[0]!r}", file=sys.stderr)
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     command, rest = argv[0], argv[1:]
     if command == "serve":
-        serve()
+        serve(rest)
     elif command == "test":
         test(rest)
     elif command == "check":

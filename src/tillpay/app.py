@@ -7,9 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis_asyncio
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -34,11 +32,17 @@ from tillpay.kit.http.guards import (
 )
 from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
 from tillpay.kit.http.request_id import RequestIdMiddleware
+from tillpay.kit.http.schema_guard import SchemaGuardMiddleware
 from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
 from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
+from tillpay.kit.redis_pool import bounded_pool
+from tillpay.ops import docs as docs_routes
+from tillpay.ops.docs import ASSETS as DOCS_ASSETS
+from tillpay.ops.docs import ASSETS_PREFIX
 from tillpay.ops.routes import router as ops_router
+from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
 from tillpay.payments import routes as payments_routes
 from tillpay.payments.providers import razorpay_routes
@@ -50,15 +54,12 @@ from tillpay.worker import JobContext, Worker
 log = get_logger(__name__)
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Paths that touch no table, served even when the schema is behind.
+SCHEMA_EXEMPT_PATHS = (
+    OPS_PATHS | {"/docs", "/openapi.json"} | {f"{ASSETS_PREFIX}/{n}" for n in DOCS_ASSETS}
+)
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
 NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/")
-
-DOCS_CSP = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
-    "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'none'"
-)
 
 
 def _new_limiter(settings: Settings) -> RateLimiter:
@@ -72,6 +73,8 @@ def _new_limiter(settings: Settings) -> RateLimiter:
         socket_timeout=settings.ratelimit_redis_timeout_seconds,
         key_secret=settings.secret_key.get_secret_value().encode(),
         key_prefix=f"{settings.redis_key_prefix}:rl",
+        pool_size=settings.redis_pool_size,
+        pool_timeout=settings.redis_pool_timeout_seconds,
     )
 
 
@@ -117,6 +120,7 @@ def _middleware(
             limits=settings.body_limits,
         ),
         Middleware(JsonContentTypeMiddleware, exempt_prefixes=NON_JSON_PREFIXES),
+        Middleware(SchemaGuardMiddleware, exempt_paths=SCHEMA_EXEMPT_PATHS),
     ]
     return stack
 
@@ -133,16 +137,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database.from_settings(settings)
         metrics.db_pool_size.set(settings.database_pool_size)
         redis_client = (
-            redis_asyncio.from_url(
-                settings.redis_url.get_secret_value(),
-                socket_timeout=2.0,
-                socket_connect_timeout=2.0,
+            redis_asyncio.Redis.from_pool(
+                bounded_pool(
+                    settings.redis_url.get_secret_value(),
+                    size=settings.redis_pool_size,
+                    wait_seconds=settings.redis_pool_timeout_seconds,
+                    socket_timeout=2.0,
+                )
             )
             if settings.redis_url is not None
             else None
         )
         app.state.database = database
         app.state.redis = redis_client
+        # Once here, not per request: later requests read the cached answer.
+        schema = SchemaState(database.engine, script_heads(settings))
+        await schema.check()
+        app.state.schema = schema
         # Account abuse guards (login lockout, per-address mail budget) have their own
         # store: they must hold even with per-IP rate limiting off.
         lockout_store = _new_limiter(settings)
@@ -229,12 +240,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(sandbox_psp.page)
 
     if settings.docs_on:
-
-        @app.get("/docs", include_in_schema=False)
-        async def docs(request: Request) -> HTMLResponse:
-            page = get_swagger_ui_html(openapi_url="/openapi.json", title="tillpay API")
-            page.headers["Content-Security-Policy"] = DOCS_CSP
-            page.headers["Cross-Origin-Embedder-Policy"] = "unsafe-none"
-            return page
+        app.include_router(docs_routes.router)
 
     return app

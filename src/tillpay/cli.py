@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +20,8 @@ app = typer.Typer(
     help="tillpay: a security-first e-commerce payments backend.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help: no box drawing and no `<bool>`/`<str>` type column.
+    rich_markup_mode=None,
 )
 
 
@@ -29,36 +33,134 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _serve(settings: Settings, *, reload: bool = False) -> None:
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host", metavar="ADDRESS", help="Address to bind [default: TILLPAY_HOST, 127.0.0.1]."
+    ),
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        metavar="PORT",
+        min=1,
+        max=65535,
+        help="Port to listen on [default: TILLPAY_PORT, 8000].",
+    ),
+]
+
+
+def _listen_address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def _require_free_port(settings: Settings) -> None:
+    """Fail with one line naming the flag when the address cannot be bound (uvicorn would
+    log a traceback-like error and exit)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: TIME_WAIT leftovers do not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                hint = "choose another with --port or TILLPAY_PORT"
+                reason = f"port {settings.port} is already in use"
+            else:
+                hint = "check --host or TILLPAY_HOST"
+                reason = exc.strerror or type(exc).__name__
+            typer.echo(
+                f"tillpay: cannot listen on {settings.host}:{settings.port}: {reason}; {hint}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+
+
+def _serve(settings: Settings, *, workers: int = 1) -> None:
     import uvicorn
 
     from tillpay.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+    _require_free_port(settings)
+    typer.echo(f"tillpay: serving on {_listen_address(settings)} (docs at /docs when enabled)")
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
         # Our own middleware decides which proxies to trust; uvicorn's default trusts
         # 127.0.0.1, which would let anything local spoof client addresses.
-        proxy_headers=False,
-        server_header=False,
-        date_header=True,
-        access_log=False,
-        log_config=None,
-        reload=reload,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": True,
+        "access_log": False,
+        "log_config": None,
+    }
+    if workers > 1:
+        # Each worker process builds its app from the same environment.
+        uvicorn.run("tillpay.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+
+
+def _require_migrated(settings: Settings) -> None:
+    """Refuse to serve a database whose schema is behind the packaged migrations."""
+    from tillpay.kit.db import create_engine
+    from tillpay.ops.schema import read_revisions, script_heads
+
+    async def read() -> object:
+        engine = create_engine(settings)
+        try:
+            return await read_revisions(engine, script_heads(settings))
+        finally:
+            await engine.dispose()
+
+    try:
+        revisions = asyncio.run(read())
+    except Exception as exc:  # noqa: BLE001 - unreachable now; the app reports it (503)
+        typer.echo(
+            f"tillpay: warning: cannot read the database's schema revision "
+            f"({type(exc).__name__}); serving, /readyz reports the database",
+            err=True,
+        )
+        return
+    from tillpay.ops.schema import Revisions
+
+    assert isinstance(revisions, Revisions)
+    if not revisions.current:
+        typer.echo(f"tillpay: {revisions.describe()}", err=True)
+        raise typer.Exit(2)
+
+
+def _overrides(host: str | None, port: int | None) -> dict[str, object]:
+    return {k: v for k, v in (("host", host), ("port", port)) if v is not None}
 
 
 @app.command()
-def serve() -> None:
-    """Serve the API with the configured settings (migrate first with `tillpay migrate`)."""
-    _serve(_settings())
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[
+        int, typer.Option("--workers", metavar="N", min=1, help="Worker processes.")
+    ] = 1,
+) -> None:
+    """Serve the API (run `tillpay migrate` first).
+
+    Uses the TILLPAY_* settings; refuses a database that is not at the latest migration.
+    """
+    settings = _settings(**_overrides(host, port))
+    _require_migrated(settings)
+    _serve(settings, workers=workers)
 
 
 @app.command()
-def dev() -> None:
-    """Development start: migrate the SQLite database, load demo data and serve."""
-    settings = _settings(demo_data=True)
+def dev(host: HostOption = None, port: PortOption = None) -> None:
+    """Development server: migrate, load demo data, serve.
+
+    Migrates the (SQLite) database, loads demo data and serves; not for production.
+    """
+    settings = _settings(demo_data=True, **_overrides(host, port))
     if settings.is_production:
         typer.echo("tillpay dev is for development; use `tillpay serve`.", err=True)
         raise typer.Exit(2)
@@ -66,15 +168,17 @@ def dev() -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrations.upgrade(settings)
-    typer.echo(f"tillpay: serving on http://{settings.host}:{settings.port} (docs at /docs)")
     _serve(settings)
 
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(metavar="REVISION", show_default=False)] = "head",
 ) -> None:
-    """Apply database migrations."""
+    """Apply database migrations.
+
+    Migrates up to REVISION (default: head, the latest).
+    """
     from tillpay import migrate as migrations
 
     migrations.upgrade(_settings(), revision)
@@ -89,6 +193,7 @@ def worker() -> None:
     from tillpay.worker import JobContext, Worker
 
     settings = _settings()
+    _require_migrated(settings)
     configure_logging(json=settings.json_logs, level=settings.log_level)
 
     async def run() -> None:
@@ -105,7 +210,7 @@ def worker() -> None:
 
 @app.command()
 def openapi(
-    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+    output: Annotated[Path | None, typer.Option(metavar="FILE", help="Write to this file.")] = None,
 ) -> None:
     """Print (or write) the OpenAPI document."""
     from tillpay.app import create_app
@@ -120,12 +225,17 @@ def openapi(
 
 @app.command("create-admin")
 def create_admin(
-    email: Annotated[str, typer.Option(prompt=True, help="The administrator's email.")],
+    email: Annotated[
+        str, typer.Option(prompt=True, metavar="EMAIL", help="The administrator's email.")
+    ],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create an administrator (verified email; 2FA is enrolled at first sign-in)."""
+    """Create an administrator.
+
+    The address counts as verified; 2FA is enrolled at the first sign-in.
+    """
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -160,13 +270,16 @@ def create_admin(
     typer.echo(f"tillpay: administrator {user_id} created; enrol 2FA at first sign-in")
 
 
-keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Add a new signing key; older keys keep verifying until their tokens expire."""
+    """Add a new JWT signing key.
+
+    Older keys keep verifying until their tokens expire.
+    """
     from datetime import timedelta
 
     from tillpay.accounts import keys
@@ -194,10 +307,14 @@ def keys_rotate() -> None:
 @app.command("config-docs")
 def config_docs(
     update: Annotated[
-        Path | None, typer.Option(help="Replace the table between the markers in this file.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Replace the table between the markers in this file."),
     ] = None,
 ) -> None:
-    """Print (or update in a file) the configuration reference table for the README."""
+    """Print the configuration reference table.
+
+    With --update, replace the table in that file instead.
+    """
     from tillpay.settings_docs import replace_table, settings_table
 
     if update is None:

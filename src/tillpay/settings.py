@@ -195,7 +195,8 @@ class Settings(BaseSettings):
 
     # --- redis and broker -------------------------------------------------------------------
     redis_url: SecretStr | None = Field(
-        None, description="Redis URL; enables shared rate limits and caches when set."
+        None,
+        description="Redis URL; rate limits and lockouts are shared across processes when set.",
     )
     redis_key_prefix: str = Field(
         "tillpay",
@@ -204,6 +205,21 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="Prefix of every Redis key tillpay writes (several deployments or test "
         "runs can share one Redis).",
+    )
+    redis_pool_size: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Most Redis connections per pool and process (rate limits, lockouts); "
+        "requests beyond it wait for a free connection.",
+    )
+    redis_pool_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds a request waits for a free Redis connection; after that the "
+        "rate limit treats Redis as busy (per `TILLPAY_RATELIMIT_FAIL_OPEN` for that "
+        "request only), not as down.",
     )
     broker_url: SecretStr | None = Field(
         None, description="AMQP URL of RabbitMQ; checked by `/readyz` when set."

@@ -416,5 +416,29 @@ async def test_a_declined_card_fails_the_payment_and_the_order_stays_pending(
     assert await shop.order_status(customer, order["id"]) == "pending_payment"
     # Back on the hosted page, the browser is told the checkout failed.
     await visit.page.goto(payment["next_action"]["redirect_url"])
-    assert "This checkout is failed." in await visit.page.locator(".result").inner_text()
+    assert "This checkout was declined." in await visit.page.locator(".result").inner_text()
     await _screenshot(visit.page, "sandbox-declined-page-after")
+
+
+async def test_the_api_docs_render_offline_under_a_strict_csp(server: Server, visit: Visit) -> None:
+    """Swagger UI comes from this server only (no CDN) and runs without inline scripts."""
+    page = visit.page
+    # Anything not from the server under test is refused, as on a disconnected network.
+    await page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(server.base_url)
+            else route.abort("internetdisconnected")
+        ),
+    )
+    response = await page.goto(f"{server.base_url}/docs")
+    assert response is not None
+    assert response.status == 200
+    csp = _csp(await response.header_value("content-security-policy"))
+    assert csp["script-src"] == "'self'"
+    await page.locator(".opblock").first.wait_for(timeout=15_000)
+    assert await page.locator(".opblock").count() > 20
+    assert all(url.startswith(server.base_url) for url in visit.requests), visit.requests
+    assert visit.console_errors == []
+    await _screenshot(page, "api-docs")

@@ -16,6 +16,7 @@ import contextlib
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import JwtSigningKey
@@ -164,6 +165,10 @@ class KeyStore:
         start-up does not stop the process (readiness reports it); loading is retried."""
         try:
             await self.reload()
+        except (DBAPIError, OSError) as exc:
+            # Database down or not migrated: an operational state, reported by /readyz;
+            # a traceback every retry would only bury it.
+            log.warning("jwt.key_load_failed", error_type=type(exc).__name__)
         except Exception:
             log.exception("jwt.key_load_failed")
         self._task = asyncio.create_task(self._reload_forever(), name="jwt-key-reload")
@@ -173,6 +178,8 @@ class KeyStore:
             await asyncio.sleep(RETRY_INTERVAL if self._ring is None else RELOAD_INTERVAL)
             try:
                 await self.reload()
+            except (DBAPIError, OSError) as exc:
+                log.warning("jwt.key_reload_failed", error_type=type(exc).__name__)
             except Exception:
                 log.exception("jwt.key_reload_failed")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from traceback import walk_tb
+from typing import Any, Final
 
 import orjson
 from fastapi import FastAPI, Request
@@ -239,6 +240,32 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+# Seconds a client is asked to wait when the database is unreachable or saturated.
+DATABASE_RETRY_AFTER: Final = 5
+
+
+def database_unavailable_response(request_id: str | None) -> Response:
+    """The database cannot be reached (or its pool is exhausted): retry later."""
+    return problem_response(
+        request_id,
+        status=503,
+        code="database_unavailable",
+        title="Service unavailable",
+        detail="The database is temporarily unavailable; retry later.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    """Whether a database error means "cannot reach / talk to the database" rather than
+    a bug in a statement: lost or refused connections, and timeouts."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 async def _database_error_handler(request: Request, exc: Exception) -> Response:
     if _sqlstate(exc) in _INVALID_TEXT_SQLSTATES:
         return problem_response(
@@ -248,15 +275,43 @@ async def _database_error_handler(request: Request, exc: Exception) -> Response:
             title="Bad Request",
             detail="The request contains characters that cannot be stored.",
         )
+    if _is_unavailable(exc):
+        log.warning("db.unavailable", error_type=type(exc).__name__, sqlstate=_sqlstate(exc))
+        return database_unavailable_response(_request_id(request))
     log.error("db.error", error_type=type(exc).__name__, sqlstate=_sqlstate(exc))
+    return internal_error_response(_request_id(request))
+
+
+async def _pool_timeout_handler(request: Request, exc: Exception) -> Response:
+    log.warning("db.pool_timeout")
+    return database_unavailable_response(_request_id(request))
+
+
+def _raised_by_sqlalchemy(exc: BaseException) -> bool:
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy.")
+        for frame, _ in walk_tb(exc.__traceback__)
+    )
+
+
+async def _os_error_handler(request: Request, exc: Exception) -> Response:
+    # A refused or timed-out connect reaches us as a bare OSError (drivers raise it
+    # before there is a DBAPI connection to wrap it); anything else stays a 500.
+    if _raised_by_sqlalchemy(exc):
+        log.warning("db.unavailable", error_type=type(exc).__name__)
+        return database_unavailable_response(_request_id(request))
+    log.error("http.os_error", error_type=type(exc).__name__, exc_info=exc)
     return internal_error_response(_request_id(request))
 
 
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
     from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     app.add_exception_handler(DBAPIError, _database_error_handler)
+    app.add_exception_handler(PoolTimeout, _pool_timeout_handler)
+    app.add_exception_handler(OSError, _os_error_handler)
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)

@@ -4,6 +4,11 @@ In-process memory storage by default; Redis (through redis-py) when a Redis URL 
 configured, so several API processes share the counters. Storage failures never raise
 to the caller: depending on ``fail_open`` the request is let through (``degraded``) or
 denied, and the failure is logged at error level, rate-limited to avoid log floods.
+
+Redis connections come from a bounded pool that makes a burst wait for a free
+connection. A wait that times out means "busy", not "down": that one request is decided
+per ``fail_open`` but the storage is not skipped, so a burst cannot turn a healthy Redis
+into a second of refusals.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from limits.aio.strategies import RateLimiter as _Strategy
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
+
+from tillpay.kit.redis_pool import bounded_pool, is_pool_busy
 
 __all__ = ["Lockout", "RateDecision", "RateLimiter", "RatePolicy", "headers"]
 
@@ -134,13 +141,17 @@ class RateLimiter:
         key_secret: bytes | None = None,
         socket_timeout: float = 0.5,
         key_prefix: str = REDIS_KEY_PREFIX,
+        pool_size: int = 50,
+        pool_timeout: float = 2.0,
     ) -> None:
         """Create a limiter.
 
         ``storage_uri`` is ``memory://`` or a Redis URL (``redis://``, ``rediss://``,
         ``redis+unix://``, optionally prefixed ``async+``). ``key_secret`` keys the hash
         applied to key parts so that e-mail addresses or IPs cannot be recovered from
-        Redis by guessing; use a stable secret shared by all processes.
+        Redis by guessing; use a stable secret shared by all processes. ``pool_size``
+        bounds the Redis connections; a request waits up to ``pool_timeout`` seconds for
+        one to be free.
         """
         if strategy not in _STRATEGIES:
             raise ValueError(
@@ -152,7 +163,7 @@ class RateLimiter:
         self._key_secret = key_secret or b""
         self._pool: ConnectionPool | None = None
         self._key_prefix = key_prefix
-        self._storage = self._make_storage(storage_uri, socket_timeout)
+        self._storage = self._make_storage(storage_uri, socket_timeout, pool_size, pool_timeout)
         self._strategy: _Strategy = _STRATEGIES[strategy](self._storage)
         self._policies: dict[str, RatePolicy] = {}
         self._skip_storage_until = 0.0
@@ -160,7 +171,9 @@ class RateLimiter:
         self._suppressed_logs = 0
         self._failing = False
 
-    def _make_storage(self, uri: str, socket_timeout: float) -> Storage:
+    def _make_storage(
+        self, uri: str, socket_timeout: float, pool_size: int, pool_timeout: float
+    ) -> Storage:
         scheme, sep, rest = uri.removeprefix("async+").partition("://")
         if not sep:
             raise ValueError("rate-limit storage URI must look like 'memory://' or 'redis://…'")
@@ -171,8 +184,8 @@ class RateLimiter:
         client_url = f"{'unix' if scheme == 'redis+unix' else scheme}://{rest}"
         # redis-py connections from a URL do not retry, and short timeouts keep a dead
         # Redis from stalling requests.
-        self._pool = ConnectionPool.from_url(
-            client_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        self._pool = bounded_pool(
+            client_url, size=pool_size, wait_seconds=pool_timeout, socket_timeout=socket_timeout
         )
         # `limits` types its pass-through options as scalars; the pool is forwarded to
         # redis.asyncio.Redis unchanged, so we own (and close) the connections.
@@ -302,15 +315,17 @@ class RateLimiter:
 
     def _storage_failed(self, exc: BaseException, scope: str) -> None:
         now = time.monotonic()
-        self._failing = True
-        self._skip_storage_until = now + STORAGE_RETRY_INTERVAL
+        busy = is_pool_busy(exc)
+        if not busy:
+            self._failing = True
+            self._skip_storage_until = now + STORAGE_RETRY_INTERVAL
         if now < self._next_log_at:
             self._suppressed_logs += 1
             return
         self._next_log_at = now + LOG_INTERVAL
         cause = exc.storage_error if isinstance(exc, StorageError) else exc
-        logger.error(
-            "ratelimit.storage_unavailable",
+        (logger.warning if busy else logger.error)(
+            "ratelimit.storage_busy" if busy else "ratelimit.storage_unavailable",
             scope=scope,
             fail_open=self.fail_open,
             error_type=type(cause).__name__,

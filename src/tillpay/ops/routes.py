@@ -42,9 +42,13 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "A dependency is unavailable"}},
 )
 async def readyz(request: Request) -> Response:
-    """Database, and Redis and the broker when configured; 503 when any check fails."""
+    """Database and its schema revision, and Redis and the broker when configured; 503
+    when any check fails (``schema``: the database is not at the latest migration)."""
     state = request.app.state
-    checks: dict[str, Check] = {"database": state.database.ping}
+    checks: dict[str, Check] = {
+        "database": state.database.ping,
+        "schema": state.schema.require_current,
+    }
     if state.redis is not None:
         checks["redis"] = state.redis.ping
     if state.settings.broker_url is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from tillpay.accounts.deps import (
@@ -24,6 +24,7 @@ from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
 from tillpay.payments import service
 from tillpay.payments.models import Payment, PaymentStatus, Refund, WebhookEvent
+from tillpay.payments.result_page import result_page
 from tillpay.payments.runtime import PaymentsRuntime
 from tillpay.payments.schemas import (
     AttemptOut,
@@ -224,7 +225,8 @@ async def get_payment(
 async def payment_return(payment_id: PaymentId, request: Request, rt: Runtime) -> Response:
     """Public on purpose (the browser arrives from the provider). Query parameters are
     ignored: the status is synchronised with the provider server-side, then the browser
-    goes to the shop's allow-listed return URL with only the payment id."""
+    goes to the shop's allow-listed return URL with only the payment id; without one, a
+    result page tells the shopper the synchronised outcome."""
     payment = await service.sync_payment(rt, payment_id, source="return")
     if payment is None:
         raise NotFound("No such payment.")
@@ -233,10 +235,7 @@ async def payment_return(payment_id: PaymentId, request: Request, rt: Runtime) -
         return RedirectResponse(
             f"{payment.return_url}{separator}payment_id={payment.id}", status_code=303
         )
-    return HTMLResponse(
-        "<!doctype html><title>tillpay</title><p>Thank you. You can close this page.</p>",
-        headers={"Content-Security-Policy": "default-src 'none'"},
-    )
+    return result_page(payment)
 
 
 @router.post(

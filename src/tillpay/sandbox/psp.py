@@ -278,6 +278,20 @@ _STYLE = (
 )
 
 
+# How a closed checkout is described (session statuses are not English adjectives).
+STATUS_SENTENCES: dict[str, str] = {
+    "succeeded": "This checkout has been paid.",
+    "failed": "This checkout was declined.",
+    "processing": "The payment for this checkout is being processed.",
+    "expired": "This checkout has expired.",
+}
+
+
+def _closed_sentence(row: SandboxSession) -> str:
+    status = "expired" if row.status == "open" else row.status
+    return STATUS_SENTENCES.get(status, "This checkout is closed.")
+
+
 def _style_hash() -> str:
     import base64
     import hashlib
@@ -308,7 +322,7 @@ async def checkout_page(
     amount = html.escape(str(Money(row.amount, row.currency)))
     if row.status != "open" or row.expires_at <= utcnow():
         return _page(
-            f"<h1>tillpay sandbox</h1><p class=result>This checkout is {html.escape(row.status)}.</p>"
+            f"<h1>tillpay sandbox</h1><p class=result>{html.escape(_closed_sentence(row))}</p>"
         )
     return _page(
         "<h1>tillpay sandbox checkout</h1>"
@@ -342,7 +356,10 @@ async def submit_page(
     if row is None:
         return _page("<h1>Checkout not found</h1>", status=404)
     if row.status != "open" or row.expires_at <= utcnow():
-        return _page(f"<p class=result>This checkout is {html.escape(row.status)}.</p>", status=409)
+        return _page(
+            f"<h1>tillpay sandbox</h1><p class=result>{html.escape(_closed_sentence(row))}</p>",
+            status=409,
+        )
     digits = "".join(ch for ch in card_number if ch.isdigit())
     outcome, decline = CARD_OUTCOMES.get(digits, ("failed", "unknown_test_card"))
     row.card_last4 = digits[-4:] if len(digits) >= 4 else None
