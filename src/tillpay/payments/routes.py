@@ -310,7 +310,9 @@ async def receive_webhook(
         security_log.warning("webhook.signature_invalid", provider=provider, size=len(body))
         raise BadRequest("Invalid webhook signature.", code="invalid_signature")
     try:
-        json.loads(body)
+        # UTF-8 only (json.loads would also take UTF-16, whose NUL bytes no backend
+        # stores); valid JSON then holds no raw control characters.
+        json.loads(body.decode("utf-8"))
     except ValueError:  # not UTF-8 or not JSON: nothing could ever read it
         security_log.warning("webhook.payload_malformed", provider=provider, size=len(body))
         raise BadRequest("Malformed webhook payload.", code="malformed_webhook") from None
