@@ -499,7 +499,14 @@ class Settings(BaseSettings):
         description="SDK retries (same idempotency key) after network errors, 409 and 5xx.",
     )
     stripe_checkout_expires_seconds: int = Field(
-        1800, ge=1800, le=86400, description="Checkout Session lifetime (Stripe: 30 min to 24 h)."
+        1800,
+        ge=1800,
+        le=86400,
+        description=(
+            "Checkout Session lifetime (Stripe: 30 min to 24 h). tillpay keeps it a margin "
+            "inside that window (clock skew and SDK retries resend the same expires_at): "
+            "at least 1800 + 60 + retries x (timeout + 5) s, at most 86340 s."
+        ),
     )
 
     # --- email ------------------------------------------------------------------------------------

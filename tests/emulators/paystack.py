@@ -10,8 +10,14 @@ paystack-samples.json; error messages from PaystackOSS/openapi errors/api-errors
   reference with characters other than letters, digits, ``-``, ``.`` and ``=`` with 400
   "Invalid character in transaction reference";
 - ``GET /transaction/verify/{reference}`` (404 "Transaction reference not found");
-- ``POST /refund``, ``GET /refund`` (``?transaction=`` filters by id or reference),
-  ``GET /refund/{id}``;
+- ``POST /refund``, ``GET /refund/{id}`` and ``GET /refund`` as the published API
+  documents the list (PaystackOSS/openapi ``dist/paystack.yaml``, operation ``refund_list``:
+  the only query parameters are ``perPage``, ``page``, ``from`` and ``to``). Any other
+  parameter, such as ``transaction``, is ignored as Paystack ignores it, so a filter the
+  API does not have cannot make a test pass. Refunds come newest first, ``perPage``
+  defaults to 50 and the answer carries ``meta`` ``{total, skipped, perPage, page,
+  pageCount}`` (the list answer in Paystack's docs, ``doc_refund_list_response`` of
+  paystack-samples.json); ``from``/``to`` bound ``createdAt``;
 - the hosted page ``https://checkout.paystack.test/{access_code}``: a form whose buttons
   succeed or decline, then a 302 to ``callback_url?trxref=…&reference=…`` like Paystack;
 - control endpoints for tests (no auth): ``POST /_emulator/transactions/{reference}/complete``
@@ -90,8 +96,28 @@ def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return _stamp(datetime.now(UTC))
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A ``from``/``to`` value (a date or an ISO date-time); ``None`` if absent or not
+    a time (an unusable filter is ignored, not refused)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _positive(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() and int(text) > 0 else default
 
 
 def _ok(message: str, data: Any, **extra: Any) -> JSONResponse:
@@ -225,8 +251,12 @@ class Refund:
     customer_note: str | None
     status: str = "pending"
     refund_reference: str | None = None
-    created_at: str = field(default_factory=_now)
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
     refunded_at: str | None = None
+
+    @property
+    def created_at(self) -> str:
+        return _stamp(self.created)
 
     def data(self) -> dict[str, Any]:
         """The ``data`` of ``GET /refund/{id}`` (and of list items)."""
@@ -520,13 +550,14 @@ class PaystackEmulator:
     async def _list_refunds(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
-        ident = request.query_params.get("transaction")
-        per_page = int(request.query_params.get("perPage", "50"))
-        page = int(request.query_params.get("page", "1"))
+        params = request.query_params
+        per_page = _positive(params.get("perPage"), 50)
+        page = _positive(params.get("page"), 1)
+        since, until = _moment(params.get("from")), _moment(params.get("to"))
         found = [
             r
-            for r in sorted(self.refunds.values(), key=lambda r: r.id, reverse=True)
-            if ident is None or ident in (r.transaction.reference, str(r.transaction.id))
+            for r in sorted(self.refunds.values(), key=lambda r: (r.created, r.id), reverse=True)
+            if (since is None or r.created >= since) and (until is None or r.created <= until)
         ]
         chunk = found[(page - 1) * per_page : page * per_page]
         return _ok(
@@ -551,6 +582,38 @@ class PaystackEmulator:
         return _ok("Refund retrieved", refund.data())
 
     # ------------------------------------------------------------------------- payer and tests
+
+    def other_refunds(self, count: int, *, created: datetime | None = None) -> Transaction:
+        """``count`` refunds of one paid transaction that tillpay did not make (another app
+        on the same integration), created now or at ``created``."""
+        txn = Transaction(
+            id=next(self._transaction_ids),
+            reference=f"other-{secrets.token_hex(6)}",
+            access_code=secrets.token_hex(8),
+            email="someone@other.test",
+            amount=100 * count,
+            currency="NGN",
+            callback_url=None,
+            metadata=None,
+            status="success",
+            gateway_response="Successful",
+            paid_at=_now(),
+        )
+        self.transactions[txn.reference] = txn
+        for _ in range(count):
+            refund = Refund(
+                id=next(self._refund_ids),
+                transaction=txn,
+                amount=100,
+                currency="NGN",
+                merchant_note="refund by another app",
+                customer_note=None,
+            )
+            if created is not None:
+                refund.created = created
+            txn.refund_reserved += refund.amount
+            self.refunds[refund.id] = refund
+        return txn
 
     async def complete(
         self,

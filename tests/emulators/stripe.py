@@ -16,6 +16,13 @@ What it does like Stripe (object shapes abridged from stripe/openapi fixtures3.j
   ``POST /v1/payment_intents/{id}/confirm`` (secret key, or Stripe.js's publishable ``key``
   plus ``client_secret``), ``POST /v1/payment_intents/{id}/cancel``, ``POST/GET
   /v1/refunds[/{id}]``;
+- Checkout Session ``expires_at`` as Stripe documents it: "between 30 minutes and 24 hours
+  after the current time" (docs.stripe.com/payments/checkout/managing-limited-inventory;
+  the API reference, docs.stripe.com/api/checkout/sessions/create ``expires_at``: "anywhere
+  from 30 minutes to 24 hours after Checkout Session creation"), judged exactly against
+  the emulator's own clock when the request arrives (fractions of a second count; no
+  tolerance). :attr:`StripeEmulator.clock_offset` moves Stripe's clock against tillpay's
+  (skew, latency);
 - Stripe's amount rules: zero-decimal currencies, ISK/UGX as two-decimal amounts ending in
   ``00``, three-decimal amounts ending in ``0``, per-currency minimums, eight digits max;
 - events ``{"object": "event", "data": {"object": …}}`` queued as state changes and posted
@@ -199,6 +206,8 @@ class StripeEmulator:
     publishable_key: str = "pk_test_emulator"
     webhook_path: str = "/v1/webhooks/stripe"
     refund_outcome: str = "succeeded"  # or "pending": settled later by settle_refund()
+    # Seconds Stripe's clock runs ahead of tillpay's (negative: behind).
+    clock_offset: float = 0.0
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -690,9 +699,10 @@ class StripeEmulator:
             total += int(price.get("unit_amount", 0)) * quantity
         assert currency is not None
         total = self._amount(total, currency, "line_items[0][price_data][unit_amount]")
-        now = int(time.time())
+        arrived = time.time() + self.clock_offset
+        now = int(arrived)
         expires_at = int(p.get("expires_at", now + 86400))
-        if not now + 1800 - 5 <= expires_at <= now + 86400:
+        if not 1800 <= expires_at - arrived <= 86400:
             raise invalid(
                 "The `expires_at` timestamp must be between 30 minutes and 24 hours from "
                 "Checkout Session creation.",

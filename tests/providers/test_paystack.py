@@ -518,7 +518,7 @@ async def test_forged_signatures_are_refused_with_no_state_change(ps: Paystack, 
     assert await ps.order_status(customer, order["id"]) == "pending_payment"
 
 
-async def test_events_about_other_integrations_references_are_acknowledged_and_dropped(
+async def test_events_about_other_integrations_references_are_acknowledged_and_ignored(
     ps: Paystack,
 ) -> None:
     event = {
@@ -527,7 +527,10 @@ async def test_events_about_other_integrations_references_are_acknowledged_and_d
     }
     (answer,) = await ps.emulator.deliver(event)
     assert answer.json() == {"received": True, "duplicate": False}
-    assert await ps.stored_events() == 0
+    async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+        statuses = list((await session.execute(select(WebhookEvent.status))).scalars())
+    assert statuses == ["ignored"]
+    assert await ps.checkout.process_webhooks() == 0
 
 
 async def test_webhook_source_outside_the_allow_list_is_refused(
@@ -615,6 +618,68 @@ async def test_lost_refund_answer_is_found_again_not_refunded_twice(ps: Paystack
     await ps.emulator.settle(max(ps.emulator.refunds), "processed")
     await ps.checkout.process_webhooks()
     assert await ps.order_status(customer, order["id"]) == "refunded"
+
+
+def _refund_creations(ps: Paystack) -> int:
+    return sum(1 for path, _ in ps.emulator.calls if path == "/refund")
+
+
+async def test_lost_refund_answer_is_found_behind_a_page_of_newer_refunds(ps: Paystack) -> None:
+    """Paystack's refund list has no transaction filter: the earlier refund is found by
+    paging through the refunds created since it, however many other refunds came after."""
+    customer = await ps.shop.customer()
+    order, payment = await ps.paid(customer)
+    admin = await ps.accounts.admin()
+    ps.emulator.fail("POST", "/refund", "timeout_after")
+    created = await _refund(ps, admin, payment["id"], "r-1", amount=100000)
+    assert created.status_code == 503, created.text
+    ps.emulator.other_refunds(150)  # newer refunds push ours past the first page of 100
+    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    assert _refund_creations(ps) == 1
+    refunds = (
+        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+    ).json()
+    assert [r["status"] for r in refunds] == ["pending"]
+    ours = [
+        r for r in ps.emulator.refunds.values() if r.transaction.reference == reference(payment)
+    ]
+    assert [r.amount for r in ours] == [100000]
+    await ps.emulator.settle(ours[0].id, "processed")
+    await ps.checkout.process_webhooks()
+    assert await ps.order_status(customer, order["id"]) == "partially_refunded"
+
+
+async def test_refund_lookup_only_lists_refunds_created_since_the_refund(ps: Paystack) -> None:
+    customer = await ps.shop.customer()
+    _, payment = await ps.paid(customer)
+    admin = await ps.accounts.admin()
+    ps.emulator.other_refunds(500, created=utcnow() - timedelta(days=30))
+    created = await _refund(ps, admin, payment["id"], "r-1")
+    assert created.status_code == 201, created.text
+    lookups = [r for r in ps.emulator.requests if r.startswith("GET /refund?")]
+    assert len(lookups) == 1
+    assert "from=" in lookups[0]
+    assert "transaction=" not in lookups[0]
+
+
+async def test_refund_stays_unknown_when_too_many_refunds_hide_an_earlier_try(
+    ps: Paystack,
+) -> None:
+    """Beyond the bounded look-up tillpay cannot rule out an earlier refund: it never
+    creates a second one; the refund stays unknown for a person and the janitor."""
+    customer = await ps.shop.customer()
+    _, payment = await ps.paid(customer)
+    admin = await ps.accounts.admin()
+    ps.emulator.fail("POST", "/refund", "timeout_after")
+    created = await _refund(ps, admin, payment["id"], "r-1")
+    assert created.status_code == 503, created.text
+    ps.emulator.other_refunds(1100)
+    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    assert _refund_creations(ps) == 1
+    refunds = (
+        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+    ).json()
+    assert [r["status"] for r in refunds] == ["unknown"]
 
 
 # ============================================================================ secrets

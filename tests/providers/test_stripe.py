@@ -35,6 +35,7 @@ from tillpay.payments.providers.stripe import (
     PAYMENT_INTENT_STATUS,
     REFUND_STATUS,
     StripeAdapter,
+    checkout_lifetime,
     from_stripe_amount,
     intent_state,
     refund_state,
@@ -488,9 +489,13 @@ class Env:
             )
             return row.scalars().one()  # type: ignore[no-any-return]
 
-    async def stored_events(self) -> list[WebhookEvent]:
+    async def stored_events(self, *, ignored: bool = False) -> list[WebhookEvent]:
+        """The stored events the worker acts on (or, with ``ignored``, all of them)."""
+        query = select(WebhookEvent)
+        if not ignored:
+            query = query.where(WebhookEvent.status != "ignored")
         async with self.db.session() as session:
-            return list((await session.execute(select(WebhookEvent))).scalars())
+            return list((await session.execute(query)).scalars())
 
     async def refund(self, admin: Account, payment_id: str, **body: Any) -> httpx.Response:
         return await self.client.post(
@@ -678,6 +683,71 @@ async def test_a_delayed_payment_is_processing_until_it_clears_or_bounces(
 # ---------------------------------------------------------------------------- outages
 
 
+def _lifetime_at_stripe(env: Env) -> float:
+    """How far ahead of Stripe's clock the one session's ``expires_at`` was when created."""
+    (session,) = env.emulator.sessions.values()
+    return float(session["expires_at"] - session["created"])
+
+
+async def test_a_checkout_session_with_the_default_lifetime_is_accepted_by_stripe(
+    env: Env,
+) -> None:
+    """Stripe judges ``expires_at`` on its own, slightly later clock: a value computed as
+    exactly 30 minutes from tillpay's clock is already too close."""
+    _, _, payment = await env.started()
+    assert payment["next_action"]["type"] == "redirect"
+    assert _lifetime_at_stripe(env) >= 1800
+
+
+async def test_a_checkout_session_is_accepted_when_stripes_clock_runs_ahead(env: Env) -> None:
+    env.emulator.clock_offset = 30.0
+    await env.started()
+    assert len(env.emulator.sessions) == 1
+
+
+async def test_the_longest_checkout_lifetime_is_accepted_when_stripes_clock_runs_behind(
+    make_env: EnvFactory,
+) -> None:
+    async with make_env(stripe_checkout_expires_seconds=86400) as env:
+        env.emulator.clock_offset = -30.0
+        await env.started()
+        assert _lifetime_at_stripe(env) <= 86400
+
+
+async def test_sdk_retries_resend_the_same_expiry_and_stripe_still_accepts_it(
+    make_env: EnvFactory,
+) -> None:
+    """Retries carry the first try's ``expires_at`` unchanged (same idempotency key); the
+    margin covers the time until the last retry arrives."""
+    async with make_env(stripe_max_network_retries=2) as env:
+        customer = await env.shop.customer()
+        order = await env.shop.order(customer)
+        env.emulator.fail("POST", "/v1/checkout/sessions", "500", times=2)
+        # The two retries arrive after their time-outs and back-offs, on Stripe's clock.
+        env.emulator.clock_offset = 2 * (10 + 5)
+        created = await env.pay(customer, order["id"])
+        assert created.status_code == 201, created.text
+        sent = {c.params["expires_at"] for c in env.emulator.calls("POST", "/v1/checkout/sessions")}
+        assert len(sent) == 1
+        assert len(env.emulator.sessions) == 1
+
+
+@pytest.mark.parametrize(
+    ("requested", "timeout", "retries", "expected"),
+    [
+        pytest.param(1800, 10.0, 2, 1800 + 60 + 30, id="minimum-gets-the-margin"),
+        pytest.param(1800, 80.0, 5, 1800 + 60 + 425, id="margin-grows-with-retries"),
+        pytest.param(1800, 10.0, 0, 1800 + 60, id="no-retries-clock-only"),
+        pytest.param(7200, 10.0, 2, 7200, id="inside-the-window-unchanged"),
+        pytest.param(86400, 10.0, 2, 86400 - 60, id="maximum-kept-under-24h"),
+    ],
+)
+def test_checkout_lifetime_keeps_a_margin_inside_stripes_window(
+    requested: int, timeout: float, retries: int, expected: int
+) -> None:
+    assert checkout_lifetime(requested, timeout=timeout, retries=retries) == expected
+
+
 async def test_a_timed_out_create_is_retried_with_the_same_key_into_one_session(
     env: Env,
 ) -> None:
@@ -825,7 +895,7 @@ async def test_events_out_of_order_never_undo_a_success(env: Env) -> None:
     assert (await env.order(customer, order["id"]))["status"] == "paid"
 
 
-async def test_events_for_objects_tillpay_did_not_create_are_acknowledged_not_stored(
+async def test_events_for_objects_tillpay_did_not_create_are_acknowledged_and_ignored(
     env: Env,
 ) -> None:
     foreign = await env.stripe_api(
@@ -833,7 +903,10 @@ async def test_events_for_objects_tillpay_did_not_create_are_acknowledged_not_st
     )
     assert foreign.status_code == 200
     assert set(await env.emulator.deliver()) == {200}
-    assert await env.stored_events() == []
+    stored = await env.stored_events(ignored=True)
+    assert stored
+    assert {e.status for e in stored} == {"ignored"}
+    assert await env.checkout.process_webhooks() == 0
 
 
 # ---------------------------------------------------------------------------- signatures

@@ -1,5 +1,6 @@
 import re
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import pytest
@@ -14,6 +15,7 @@ from tillpay.kit.ids import (
     MAX_ID_LENGTH,
     id_column_length,
     id_constraints,
+    id_created_at,
     id_pattern,
     is_valid_id,
     new_id,
@@ -180,3 +182,14 @@ def test_id_constraints_publish_the_pattern_in_json_schema() -> None:
     schema = Order.model_json_schema()["properties"]["id"]
     assert schema["pattern"] == id_pattern("ord")
     assert schema["minLength"] == schema["maxLength"] == 30
+
+
+def test_the_creation_time_is_read_back_from_an_id() -> None:
+    ms = 1_796_156_941_029
+    created = id_created_at(new_id("rfd", timestamp_ms=ms))
+    assert created == datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@pytest.mark.parametrize("value", ["", "rfd", "rfd_short", "rfd_" + "U" * 26, "rfd_" + "8" * 26])
+def test_strings_that_are_not_ids_have_no_creation_time(value: str) -> None:
+    assert id_created_at(value) is None

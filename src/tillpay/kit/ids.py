@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 from functools import cache
 from typing import Final
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "id_column_length",
     "id_constraints",
+    "id_created_at",
     "id_pattern",
     "is_valid_id",
     "new_id",
@@ -117,3 +119,18 @@ def id_constraints(prefix: str) -> StringConstraints:
     return StringConstraints(
         strict=True, min_length=length, max_length=length, pattern=id_pattern(prefix)
     )
+
+
+def id_created_at(value: str) -> datetime | None:
+    """The creation time (millisecond precision, UTC) carried in an id's first 48 bits;
+    ``None`` for a string that is not a tillpay id."""
+    _, _, body = value.rpartition("_")
+    if len(body) != ID_BODY_LENGTH or not re.fullmatch(_BODY_PATTERN, body):
+        return None
+    ms = 0
+    for char in body[:10]:  # 50 bits: the two always-zero top bits, then the 48 time bits
+        ms = ms * 32 + CROCKFORD_ALPHABET.index(char)
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, ValueError):  # beyond year 9999
+        return None

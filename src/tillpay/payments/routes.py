@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -22,7 +23,7 @@ from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
-from tillpay.payments import service
+from tillpay.payments import ignored_events, service
 from tillpay.payments.models import Payment, PaymentStatus, Refund, WebhookEvent
 from tillpay.payments.result_page import result_page
 from tillpay.payments.runtime import PaymentsRuntime
@@ -290,7 +291,10 @@ async def receive_webhook(
     rt: Runtime,
 ) -> WebhookAck:
     """No user authentication: the provider's signature over the raw body is verified
-    first; the event is stored (once) and processed by the worker."""
+    first; the event is stored (once) and processed by the worker. A verified event tillpay
+    does not act on (another type, someone else's object, an unexpected shape) is stored as
+    ``ignored`` and answered 200, so the provider stops retrying it; only a bad signature or
+    a body that is not JSON is refused."""
     adapter = rt.providers.get(provider)
     if adapter is None:
         raise NotFound("No such webhook endpoint.")
@@ -308,13 +312,22 @@ async def receive_webhook(
         security_log.warning("webhook.signature_invalid", provider=provider, size=len(body))
         raise BadRequest("Invalid webhook signature.", code="invalid_signature")
     try:
-        notice = adapter.parse_webhook(body, headers)
-    except Exception:  # noqa: BLE001 - any parse failure of a signed body is the sender's
+        # UTF-8 only (json.loads would also take UTF-16, whose NUL bytes no backend
+        # stores); valid JSON then holds no raw control characters.
+        json.loads(body.decode("utf-8"))
+    except ValueError:  # not UTF-8 or not JSON: nothing could ever read it
         security_log.warning("webhook.payload_malformed", provider=provider, size=len(body))
         raise BadRequest("Malformed webhook payload.", code="malformed_webhook") from None
+    reason = ignored_events.NOT_HANDLED
+    try:
+        notice = adapter.parse_webhook(body, headers)
+    except Exception:  # noqa: BLE001 - a signed event of a shape this adapter cannot read
+        log.warning("webhook.payload_unexpected_shape", provider=provider, size=len(body))
+        notice, reason = None, ignored_events.UNEXPECTED_SHAPE
     if notice is None:
-        return WebhookAck(received=True)
-    stored = await service.store_webhook(session, provider, notice, body)
+        stored = await ignored_events.store_ignored_webhook(session, provider, body, reason=reason)
+    else:
+        stored = await service.store_webhook(session, provider, notice, body)
     return WebhookAck(received=True, duplicate=not stored)
 
 
@@ -342,7 +355,7 @@ async def vendor_balance(
 async def webhook_events(
     principal: Operator,
     session: DbSession,
-    status: Annotated[str | None, Query(pattern=r"^(pending|processed|dead)$")] = None,
+    status: Annotated[str | None, Query(pattern=r"^(pending|processed|dead|ignored)$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[WebhookEventOut]:
     query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)

@@ -12,7 +12,12 @@ wire rules live here instead, pinned by known-answer tests (docs/providers/payst
 - Paystack rejects a reused reference ("Duplicate Transaction Reference"), which makes
   retrying ``transaction/initialize`` safe: a retry can never open a second transaction;
 - refunds have no idempotency key: each carries ``merchant_note = "tillpay refund <id>"``
-  and is looked up by that note before any (re-)creation;
+  and is looked up by that note before any (re-)creation. The published refund list
+  (PaystackOSS/openapi ``dist/paystack.yaml``, ``refund_list``) filters only by ``from``/
+  ``to`` and pages with ``perPage``/``page`` (``meta.pageCount``); it has no transaction
+  filter. The look-up therefore pages through every refund created since the tillpay
+  refund (its id carries its creation time), bounded by :data:`REFUND_LOOKUP_PAGES`;
+  past the bound an earlier refund cannot be ruled out and nothing is created;
 - webhooks: ``x-paystack-signature`` is the hex HMAC-SHA512 of the raw body keyed with the
   secret key; there is no timestamp and no event id.
 
@@ -28,11 +33,13 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from tillpay.kit.ids import id_created_at
 from tillpay.kit.money import FIAT_EXPONENTS
 from tillpay.kit.outbound import ProviderClient, ProviderError, ProviderUnavailable
 from tillpay.payments.models import PaymentStatus, RefundStatus
@@ -48,6 +55,7 @@ from tillpay.settings import ConfigurationError, Settings
 __all__ = [
     "PAYMENT_STATUS",
     "REFUND_EVENTS",
+    "REFUND_LOOKUP_PAGES",
     "REFUND_STATUS",
     "SIGNATURE_HEADER",
     "PaystackAdapter",
@@ -92,6 +100,14 @@ REFUND_EVENTS: Final = frozenset(
         "refund.needs-attention",
     }
 )
+
+# The refund look-up reads at most this many pages of 100 refunds created since the
+# refund (1,000 refunds); past it the refund stays unknown rather than risk a second one.
+REFUND_LOOKUP_PAGES: Final = 10
+_REFUND_PAGE_SIZE: Final = 100
+# Listed from this long before the refund's id time: covers clock skew between tillpay and
+# Paystack (the refund row is written before the first create is sent).
+_REFUND_LOOKUP_SLACK: Final = timedelta(hours=1)
 
 _OUR_REFERENCE: Final = re.compile(r"[a-z]{2,8}_[0-9A-Z]{26}_[0-9]{1,9}")
 _THEIR_REFERENCE: Final = re.compile(r"[a-z]{2,8}-[0-9A-Z]{26}-[0-9]{1,9}")
@@ -351,9 +367,7 @@ class PaystackAdapter:
         marker = _refund_marker(refund_id)
         # No idempotency key at Paystack: an earlier try whose answer was lost must be
         # found before a second refund can be created.
-        existing = await self._find_refund(
-            marker, provider_object_id or paystack_reference(reference)
-        )
+        existing = await self._find_refund(marker, refund_id)
         if existing is not None:
             return self._refund_state(existing)
         response = await self.client.request(
@@ -374,7 +388,7 @@ class PaystackAdapter:
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:
         if provider_refund_id is None:
-            found = await self._find_refund(_refund_marker(refund_id), provider_object_id)
+            found = await self._find_refund(_refund_marker(refund_id), refund_id)
             if found is None:
                 raise ProviderError("refund_id_unknown")
             return self._refund_state(found)
@@ -387,23 +401,51 @@ class PaystackAdapter:
             raise self._refused(response)
         return self._refund_state(self._data(response))
 
-    async def _find_refund(self, marker: str, transaction: str) -> dict[str, Any] | None:
-        """The refund carrying ``marker``, if Paystack has one (a read: safe to retry)."""
-        query = "perPage=100"
-        if transaction:
-            query += f"&transaction={quote(transaction, safe='')}"
-        response = await self.client.request("GET", f"/refund?{query}", retry_safe=True)
+    async def _find_refund(self, marker: str, refund_id: str) -> dict[str, Any] | None:
+        """The refund carrying ``marker``, if Paystack has one (reads: safe to retry).
+
+        Only what the published list supports: ``from`` (refunds created since shortly
+        before the tillpay refund), ``perPage`` and ``page``, followed to
+        ``meta.pageCount``. A refund created while paging only pushes older ones down a
+        page (newest first), so none is skipped. ``None`` is returned only after every
+        page was read; otherwise the outcome stays unknown (ProviderUnavailable)."""
+        query = {"perPage": str(_REFUND_PAGE_SIZE)}
+        created = id_created_at(refund_id)
+        if created is not None:
+            since = created - _REFUND_LOOKUP_SLACK
+            query["from"] = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        page = 1
+        while True:
+            items, page_count = await self._refund_page({**query, "page": str(page)})
+            for item in items:
+                if isinstance(item, dict) and item.get("merchant_note") == marker:
+                    return item
+            if page >= page_count:
+                return None
+            if page >= REFUND_LOOKUP_PAGES:
+                # Unable to rule out an earlier refund: never risk a second one.
+                raise ProviderUnavailable("paystack: too many refunds to rule out an earlier one")
+            page += 1
+
+    async def _refund_page(self, query: Mapping[str, str]) -> tuple[list[Any], int]:
+        """One page of ``GET /refund``: its items and ``meta.pageCount``."""
+        path = "/refund?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+        response = await self.client.request("GET", path, retry_safe=True)
         if response.status_code >= 400:
             # Unable to rule out an earlier refund: the outcome stays unknown.
             raise ProviderUnavailable(f"paystack: refund lookup answered {response.status_code}")
         body = self._envelope(response)
-        items = body.get("data")
-        if body.get("status") is not True or not isinstance(items, list):
+        items, meta = body.get("data"), body.get("meta")
+        page_count = meta.get("pageCount") if isinstance(meta, dict) else None
+        if (
+            body.get("status") is not True
+            or not isinstance(items, list)
+            or isinstance(page_count, bool)
+            or not isinstance(page_count, int)
+        ):
+            # Without the page count the list cannot be known complete.
             raise ProviderUnavailable("paystack: malformed refund list")
-        for item in items:
-            if isinstance(item, dict) and item.get("merchant_note") == marker:
-                return item
-        return None
+        return items, page_count
 
     @staticmethod
     def _refund_state(data: Mapping[str, Any]) -> RefundState:
@@ -429,10 +471,16 @@ class PaystackAdapter:
         """Only the body is used (the worker re-parses stored bodies without headers).
         Events for references tillpay did not make are acknowledged and ignored."""
         event = json.loads(body)
-        if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+        if not isinstance(event, dict):
             raise ValueError("not a Paystack event")
         name = str(event.get("event") or "")
-        data: dict[str, Any] = event["data"]
+        if name != "charge.success" and name not in REFUND_EVENTS:
+            # Not read at all: some events tillpay does not use carry a list as their
+            # data (subscription.expiring_cards).
+            return None
+        data = event.get("data")
+        if not isinstance(data, dict):
+            raise ValueError(f"{name} must carry an object")
         if name == "charge.success":
             raw = str(data["reference"])
             reference = tillpay_reference(raw)

@@ -20,6 +20,7 @@ SDK's 300-second tolerance for old timestamps plus our own bound on future ones.
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +55,15 @@ T = TypeVar("T")
 SIGNATURE_HEADER: Final = "stripe-signature"
 TOLERANCE_SECONDS: Final = 300  # Stripe's default; never lowered, never disabled
 REFERENCE_KEY: Final = "tillpay_reference"
+
+# Checkout Session ``expires_at`` must lie "between 30 minutes and 24 hours after the current
+# time" (docs.stripe.com/payments/checkout/managing-limited-inventory; API reference
+# ``expires_at``: "anywhere from 30 minutes to 24 hours after Checkout Session creation"),
+# judged by Stripe's clock when the request arrives.
+CHECKOUT_MIN_LIFETIME: Final = 1800
+CHECKOUT_MAX_LIFETIME: Final = 86400
+CLOCK_ALLOWANCE: Final = 60  # skew between tillpay's and Stripe's clocks, plus latency
+SDK_MAX_BACKOFF: Final = 5.0  # stripe-python's longest sleep between retries (MAX_DELAY)
 
 # https://docs.stripe.com/currencies: zero-decimal currencies, the currencies Stripe takes
 # with two decimals although they have none (always "00"), and the three-decimal ones
@@ -350,6 +360,17 @@ class _HTTPXClient(stripe.HTTPXClient):
 # ----------------------------------------------------------------------------- adapter
 
 
+def checkout_lifetime(requested: int, *, timeout: float, retries: int) -> int:
+    """The Checkout Session lifetime tillpay sends: ``requested``, kept inside Stripe's
+    window with a margin. ``expires_at`` is computed once and every SDK retry resends it
+    unchanged (the idempotency key demands the same parameters), so the minimum must still
+    hold when the last retry arrives, after each try's time-out and back-off, on a clock
+    that may run ahead of ours; the maximum must hold on a clock that runs behind."""
+    margin = CLOCK_ALLOWANCE + math.ceil(retries * (timeout + SDK_MAX_BACKOFF))
+    longest = CHECKOUT_MAX_LIFETIME - CLOCK_ALLOWANCE
+    return min(max(requested, CHECKOUT_MIN_LIFETIME + margin), longest)
+
+
 class StripeAdapter:
     """Stripe through ``StripeClient`` (see the module docstring)."""
 
@@ -372,7 +393,11 @@ class StripeAdapter:
         )
         self.flow = settings.stripe_flow
         self.publishable_key = settings.stripe_publishable_key
-        self.session_lifetime = settings.stripe_checkout_expires_seconds
+        self.session_lifetime = checkout_lifetime(
+            settings.stripe_checkout_expires_seconds,
+            timeout=timeout,
+            retries=settings.stripe_max_network_retries,
+        )
         self.webhook_secrets = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self._currencies = sorted(
@@ -484,6 +509,7 @@ class StripeAdapter:
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata, "description": request.description},
             # Computed once per attempt; the same key is never re-sent with another value.
+            # The lifetime carries a margin over Stripe's limits (checkout_lifetime).
             "expires_at": int(time.time()) + self.session_lifetime,
         }
         if request.customer_email:
