@@ -151,7 +151,22 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             _run_sync(asyncio.run, _delete_redis_keys(REDIS_TEST_URL))
 
 
+_SETTINGS_CACHE: dict[str, Settings] = {}
+
+
 def _base_settings(**overrides: Any) -> Settings:
+    """Test settings; built once per distinct input (building costs ~5 ms of CPU, and the
+    suite asks thousands of times). The input includes the process's TILLPAY_ variables
+    and the working directory (a `.env` there is read)."""
+    ambient = sorted((k, v) for k, v in os.environ.items() if k.startswith("TILLPAY_"))
+    key = repr((sorted(overrides.items()), ambient, os.getcwd()))
+    cached = _SETTINGS_CACHE.get(key)
+    if cached is None:
+        cached = _SETTINGS_CACHE[key] = _build_settings(**overrides)
+    return cached
+
+
+def _build_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "secret_key": SESSION_SECRET,

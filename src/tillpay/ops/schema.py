@@ -12,10 +12,12 @@ requests pass, to fail as database outages do (503).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
@@ -54,7 +56,16 @@ class Revisions:
 
 def script_heads(settings: Settings) -> frozenset[str]:
     """The head revision(s) of the packaged migrations."""
-    return frozenset(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+    return _heads_at(alembic_config(settings).get_main_option("script_location") or "")
+
+
+@functools.cache
+def _heads_at(script_location: str) -> frozenset[str]:
+    # The scripts ship with the code: one read per process is enough (it imports every
+    # migration file, ~10 ms that each app start paid before).
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
 
 
 def _database_heads(connection: Connection) -> frozenset[str]:
