@@ -42,9 +42,9 @@ from tillpay.payments.providers.cryptomus import (
 )
 from tillpay.settings import ConfigurationError, Settings
 
-SAMPLES = json.loads(
-    Path("/work/shared/reference/samples/cryptomus-samples.json").read_text(encoding="utf-8")
-)
+# Cryptomus's published samples (copied from shared/reference/samples; `_sources` says
+# where each came from), kept in the repository so the tests need nothing beside it.
+SAMPLES = json.loads((Path(__file__).parent / "cryptomus_samples.json").read_text(encoding="utf-8"))
 MERCHANT = "8b03432e-385b-4670-8d06-064591096795"
 KEY = "cmPaymentKey-" + "k" * 40
 WALLET = "TDD97yguPESTpcrJMqU6h2ozZbibv4Vaqm"
