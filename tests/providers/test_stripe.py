@@ -30,7 +30,13 @@ from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
 from tillpay.payments import service as payments
-from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
+from tillpay.payments.models import (
+    PaymentAttempt,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    WebhookEvent,
+)
 from tillpay.payments.providers.stripe import (
     PAYMENT_INTENT_STATUS,
     REFUND_STATUS,
@@ -1088,6 +1094,40 @@ async def test_a_refund_made_in_the_stripe_dashboard_is_booked_as_external(
     assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
     async with elements.db.session() as db:
         assert await ledger.unbalanced_transactions(db) == []
+
+
+async def test_a_dashboard_refund_of_a_checkout_payment_is_booked_as_external_once(
+    env: Env,
+) -> None:
+    # Stripe's refund names only the PaymentIntent (and charge); tillpay stored the
+    # Checkout Session id, and a dashboard refund carries none of tillpay's metadata.
+    customer, order, payment = await env.paid(price=3000)
+    attempt = await env.attempt(payment["id"])
+    assert (attempt.provider_object_id or "").startswith("cs_")
+    intent = env.emulator.by_reference(f"{payment['id']}_1")["payment_intent"]
+    made = await env.stripe_api("/v1/refunds", payment_intent=intent, amount="1000")
+    assert made.status_code == 200, made.text
+    statuses = await env.emulator.deliver(twice=True)
+    assert set(statuses) == {200}, statuses
+    await env.checkout.process_webhooks()
+    assert {e.status for e in await env.stored_events()} == {"processed"}
+    admin = await env.shop.accounts.admin()
+    [booked] = (
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=admin.headers)
+    ).json()
+    assert (booked["external"], booked["status"], booked["amount"]) == (True, "succeeded", 1000)
+    state = await env.order(customer, order["id"])
+    assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
+    async with env.db.session() as db:
+        assert await ledger.unbalanced_transactions(db) == []
+        refunds = (await db.execute(select(Refund))).scalars().all()
+        assert [(r.external, r.amount) for r in refunds] == [(True, 1000)]
+        outbox = (
+            (await db.execute(select(OutboxEvent).where(OutboxEvent.type == "refund.succeeded")))
+            .scalars()
+            .all()
+        )
+        assert [o.payload["data"]["amount"] for o in outbox] == [1000]
 
 
 # ---------------------------------------------------------------------------- secrets

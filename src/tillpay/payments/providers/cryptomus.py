@@ -363,6 +363,9 @@ class CryptomusAdapter:
         )
         return RefundState(RefundStatus.PENDING, uuid, amount, "requested")
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the invoice's order id
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:

@@ -384,6 +384,9 @@ class PaystackAdapter:
             raise self._refused(response)
         return self._refund_state(self._data(response))
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the transaction reference
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:

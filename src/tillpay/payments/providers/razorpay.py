@@ -388,6 +388,9 @@ class RazorpayAdapter:
             raise self._error(response)
         return self._refund_state(self._json(response))
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the payment's order id
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:

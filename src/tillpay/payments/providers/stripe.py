@@ -617,6 +617,21 @@ class StripeAdapter:
         )
         return refund_state(found.to_dict())
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        """A refund names its PaymentIntent (``payment_intent``), but a Checkout attempt is
+        stored under its session id. The PaymentIntent Checkout created carries tillpay's
+        reference: the session was created with ``payment_intent_data.metadata``, "a
+        subset of parameters to be passed to PaymentIntent creation"
+        (docs.stripe.com/api/checkout/sessions/create#create_checkout_session-payment_intent_data)."""
+        intent_id = notice.provider_object_id
+        if not intent_id or not intent_id.startswith("pi_"):
+            return None
+        intent = await self._call(
+            "payment_intent.retrieve",
+            lambda: self.client.v1.payment_intents.retrieve_async(intent_id),
+        )
+        return _metadata_reference(intent.to_dict())
+
     # -------------------------------------------------------------------- webhooks
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
