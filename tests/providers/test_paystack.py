@@ -22,6 +22,7 @@ from tests.conftest import ClientFactory
 from tests.emulators.paystack import API_BASE, WEBHOOK_IPS, PaystackEmulator, encode, sign
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.kit.ids import new_id
@@ -585,6 +586,39 @@ async def test_partial_then_full_refund_settle_through_refund_events(ps: Paystac
     assert state["amount_refunded"] == 250000
     async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         assert await ledger.unbalanced_transactions(session) == []
+
+
+async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_once(
+    ps: Paystack,
+) -> None:
+    customer = await ps.shop.customer()
+    order, payment = await ps.paid(customer)
+    ps.emulator.auto_deliver = False
+    # The merchant refunds in Paystack's dashboard: its note, not tillpay's marker.
+    async with ps.emulator.client() as dashboard:
+        made = await dashboard.post(
+            "/refund",
+            json={
+                "transaction": reference(payment),
+                "amount": 100000,
+                "merchant_note": "Refund for transaction by merchant@shop.test",
+            },
+            headers={"authorization": f"Bearer {SECRET}"},
+        )
+    assert made.status_code == 200, made.text
+    await ps.emulator.settle(max(ps.emulator.refunds), "processed")
+    responses = await ps.emulator.flush(times=2)
+    assert {r.status_code for r in responses} == {200}
+    await ps.checkout.process_webhooks()
+    await assert_booked_as_external_once(
+        ps.client,
+        ps.client.app.state.database,  # type: ignore[attr-defined]
+        admin=await ps.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=100000,
+    )
 
 
 async def test_failed_refund_releases_the_amount(ps: Paystack) -> None:

@@ -26,6 +26,7 @@ from tests.conftest import ClientFactory
 from tests.emulators.stripe import API_HOST, StripeEmulator, sign
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
@@ -33,7 +34,6 @@ from tillpay.payments import service as payments
 from tillpay.payments.models import (
     PaymentAttempt,
     PaymentStatus,
-    Refund,
     RefundStatus,
     WebhookEvent,
 )
@@ -1110,24 +1110,15 @@ async def test_a_dashboard_refund_of_a_checkout_payment_is_booked_as_external_on
     statuses = await env.emulator.deliver(twice=True)
     assert set(statuses) == {200}, statuses
     await env.checkout.process_webhooks()
-    assert {e.status for e in await env.stored_events()} == {"processed"}
-    admin = await env.shop.accounts.admin()
-    [booked] = (
-        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=admin.headers)
-    ).json()
-    assert (booked["external"], booked["status"], booked["amount"]) == (True, "succeeded", 1000)
-    state = await env.order(customer, order["id"])
-    assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
-    async with env.db.session() as db:
-        assert await ledger.unbalanced_transactions(db) == []
-        refunds = (await db.execute(select(Refund))).scalars().all()
-        assert [(r.external, r.amount) for r in refunds] == [(True, 1000)]
-        outbox = (
-            (await db.execute(select(OutboxEvent).where(OutboxEvent.type == "refund.succeeded")))
-            .scalars()
-            .all()
-        )
-        assert [o.payload["data"]["amount"] for o in outbox] == [1000]
+    await assert_booked_as_external_once(
+        env.client,
+        env.db,
+        admin=await env.shop.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=1000,
+    )
 
 
 # ---------------------------------------------------------------------------- secrets
