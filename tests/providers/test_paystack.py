@@ -588,12 +588,15 @@ async def test_partial_then_full_refund_settle_through_refund_events(ps: Paystac
         assert await ledger.unbalanced_transactions(session) == []
 
 
+@pytest.mark.parametrize("event_ids", [True, False], ids=["with_refund_id", "without_refund_id"])
 async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_once(
-    ps: Paystack,
+    ps: Paystack, event_ids: bool
 ) -> None:
     customer = await ps.shop.customer()
     order, payment = await ps.paid(customer)
     ps.emulator.auto_deliver = False
+    # Paystack's refund-processed.json and refund-pending.json carry no refund id.
+    ps.emulator.refund_event_ids = event_ids
     # The merchant refunds in Paystack's dashboard: its note, not tillpay's marker.
     async with ps.emulator.client() as dashboard:
         made = await dashboard.post(

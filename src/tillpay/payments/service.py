@@ -1288,19 +1288,27 @@ async def _process_refund_notice(
         if attempt.status is not PaymentStatus.SUCCEEDED:
             raise RetryLater("refund event for an attempt not captured yet")
         payment_id, attempt_id = attempt.payment_id, attempt.id
-        object_id = attempt.provider_object_id or ""
+        object_id, reference = attempt.provider_object_id or "", attempt.reference
         refund_id = refund.id if refund is not None else ""
         provider_refund_id = notice.provider_refund_id or (
             refund.provider_refund_id if refund is not None else None
         )
-    if provider_refund_id is None:
-        raise RetryLater("refund event without a provider refund id")
     try:
-        state = await adapter.retrieve_refund(
-            refund_id=refund_id,
-            provider_refund_id=provider_refund_id,
-            provider_object_id=object_id,
-        )
+        if provider_refund_id is not None:
+            states = [
+                await adapter.retrieve_refund(
+                    refund_id=refund_id,
+                    provider_refund_id=provider_refund_id,
+                    provider_object_id=object_id,
+                )
+            ]
+        elif object_id:
+            # The event names no refund (Paystack): reconcile every refund of the payment.
+            states = await adapter.transaction_refunds(
+                provider_object_id=object_id, reference=reference
+            )
+        else:
+            raise RetryLater("refund event without a provider refund id")
     except (ProviderUnavailable, ProviderError) as exc:
         raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
     async with rt.database.session() as session, session.begin():
@@ -1308,13 +1316,14 @@ async def _process_refund_notice(
         if event is None:
             return
         order, payment = await _locked(session, payment_id)
-        # Matched again under the payment lock: every refund writer holds it.
-        matched = await _match_refund(session, payment, state)
-        if matched is None:
-            matched = await _record_external_refund(session, payment, attempt_id, state)
-        if matched is not None:
-            refund = await _lock_refund(session, matched.id)
-            await apply_refund_state(session, order, payment, refund, state, source="webhook")
+        for state in states:
+            # Matched again under the payment lock: every refund writer holds it.
+            matched = await _match_refund(session, payment, state)
+            if matched is None:
+                matched = await _record_external_refund(session, payment, attempt_id, state)
+            if matched is not None:
+                refund = await _lock_refund(session, matched.id)
+                await apply_refund_state(session, order, payment, refund, state, source="webhook")
         _mark_processed(event)
 
 

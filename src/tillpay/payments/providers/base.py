@@ -188,6 +188,14 @@ class ProviderAdapter(Protocol):
         Session). None when the provider knows no tillpay reference for it."""
         ...
 
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        """Every refund the provider holds for the attempt, for a refund event that names
+        no refund (Paystack's refund events often carry no refund id). Adapters whose
+        events always name the refund raise ``ProviderError("refund_id_unknown")``."""
+        ...
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Authenticate a webhook over its raw bytes (constant-time)."""
         ...

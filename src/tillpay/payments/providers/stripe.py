@@ -605,6 +605,11 @@ class StripeAdapter:
         )
         return refund_state(created.to_dict())
 
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        raise ProviderError("refund_id_unknown")  # its refund events name the refund
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:
