@@ -205,6 +205,36 @@ async def test_events_are_parsed_from_the_body_alone() -> None:
         await adapter.aclose()
 
 
+@pytest.mark.parametrize(
+    ("refund_reference", "distinct"), [("132013318360", "132013318360"), (None, "5000")]
+)
+async def test_a_refund_event_without_a_refund_id_is_a_refund_notice_of_our_transaction(
+    refund_reference: str | None, distinct: str
+) -> None:
+    # The shape of Paystack's refund-processed.json / refund-pending.json: no ``id``.
+    adapter = PaystackAdapter(_settings())
+    try:
+        ours = f"{new_id('pay')}_1"
+        body = encode(
+            {
+                "event": "refund.processed",
+                "data": {
+                    "status": "processed",
+                    "transaction_reference": paystack_reference(ours),
+                    "refund_reference": refund_reference,
+                    "amount": "5000",
+                    "currency": "NGN",
+                },
+            }
+        )
+        notice = adapter.parse_webhook(body, {})
+        assert notice is not None
+        assert (notice.kind, notice.reference, notice.provider_refund_id) == ("refund", ours, None)
+        assert notice.dedupe_key == f"refund.processed:{paystack_reference(ours)}:{distinct}"
+    finally:
+        await adapter.aclose()
+
+
 # ============================================================================ harness
 
 
