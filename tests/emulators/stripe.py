@@ -395,6 +395,11 @@ class StripeEmulator:
         self._emit("payment_intent.succeeded", intent)
 
     def _session_intent(self, session: dict[str, Any]) -> dict[str, Any]:
+        # ``payment_intent_data`` is "a subset of parameters to be passed to PaymentIntent
+        # creation for Checkout Sessions in payment mode" (docs.stripe.com/api/checkout/
+        # sessions/create#create_checkout_session-payment_intent_data): its metadata is the
+        # PaymentIntent's, which is how a dashboard refund (naming only the PaymentIntent)
+        # leads back to the session's attempt.
         if session["payment_intent"] is None:
             data = session.pop("_payment_intent_data", {})
             intent = self._new_intent(

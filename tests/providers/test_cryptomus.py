@@ -25,6 +25,7 @@ from tests.conftest import ClientFactory
 from tests.emulators.cryptomus import API_HOST, CryptomusEmulator, md5_sign, php_encode
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.audit.models import AuditEvent
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
@@ -668,6 +669,30 @@ async def test_a_full_refund_to_a_given_wallet_completes_at_cryptomus(env: Env) 
         provider_object_id=attempt.provider_object_id,
     )
     assert (done.status, done.amount) == (RefundStatus.SUCCEEDED, 3000)
+
+
+async def test_a_refund_made_in_the_cryptomus_dashboard_is_booked_as_external_once(
+    env: Env,
+) -> None:
+    # A Cryptomus refund is a state of the invoice (same uuid, same order_id): the merchant
+    # refunds the whole invoice in the dashboard and each status is posted, here twice.
+    customer, order, payment = await _paid(env)
+    reference = f"{payment['id']}_1"
+    for status in ("refund_process", "refund_paid"):
+        moved = await env.emulator.control(reference, status, webhook="twice")
+        assert moved.status_code == 200, moved.text
+    assert {code for _, code in env.emulator.deliveries} == {200}
+    await env.checkout.process_webhooks()
+    await assert_booked_as_external_once(
+        env.client,
+        env.client.app.state.database,  # type: ignore[attr-defined]
+        admin=await env.shop.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=3000,
+        order_status="refunded",
+    )
 
 
 async def test_a_partial_refund_is_refused_before_asking_cryptomus(env: Env) -> None:

@@ -22,6 +22,7 @@ from tests.conftest import ClientFactory
 from tests.emulators.paystack import API_BASE, WEBHOOK_IPS, PaystackEmulator, encode, sign
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.kit.ids import new_id
@@ -200,6 +201,36 @@ async def test_events_are_parsed_from_the_body_alone() -> None:
             "3018284",
             RefundStatus.FAILED,
         )
+    finally:
+        await adapter.aclose()
+
+
+@pytest.mark.parametrize(
+    ("refund_reference", "distinct"), [("132013318360", "132013318360"), (None, "5000")]
+)
+async def test_a_refund_event_without_a_refund_id_is_a_refund_notice_of_our_transaction(
+    refund_reference: str | None, distinct: str
+) -> None:
+    # The shape of Paystack's refund-processed.json / refund-pending.json: no ``id``.
+    adapter = PaystackAdapter(_settings())
+    try:
+        ours = f"{new_id('pay')}_1"
+        body = encode(
+            {
+                "event": "refund.processed",
+                "data": {
+                    "status": "processed",
+                    "transaction_reference": paystack_reference(ours),
+                    "refund_reference": refund_reference,
+                    "amount": "5000",
+                    "currency": "NGN",
+                },
+            }
+        )
+        notice = adapter.parse_webhook(body, {})
+        assert notice is not None
+        assert (notice.kind, notice.reference, notice.provider_refund_id) == ("refund", ours, None)
+        assert notice.dedupe_key == f"refund.processed:{paystack_reference(ours)}:{distinct}"
     finally:
         await adapter.aclose()
 
@@ -585,6 +616,42 @@ async def test_partial_then_full_refund_settle_through_refund_events(ps: Paystac
     assert state["amount_refunded"] == 250000
     async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         assert await ledger.unbalanced_transactions(session) == []
+
+
+@pytest.mark.parametrize("event_ids", [True, False], ids=["with_refund_id", "without_refund_id"])
+async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_once(
+    ps: Paystack, event_ids: bool
+) -> None:
+    customer = await ps.shop.customer()
+    order, payment = await ps.paid(customer)
+    ps.emulator.auto_deliver = False
+    # Paystack's refund-processed.json and refund-pending.json carry no refund id.
+    ps.emulator.refund_event_ids = event_ids
+    # The merchant refunds in Paystack's dashboard: its note, not tillpay's marker.
+    async with ps.emulator.client() as dashboard:
+        made = await dashboard.post(
+            "/refund",
+            json={
+                "transaction": reference(payment),
+                "amount": 100000,
+                "merchant_note": "Refund for transaction by merchant@shop.test",
+            },
+            headers={"authorization": f"Bearer {SECRET}"},
+        )
+    assert made.status_code == 200, made.text
+    await ps.emulator.settle(max(ps.emulator.refunds), "processed")
+    responses = await ps.emulator.flush(times=2)
+    assert {r.status_code for r in responses} == {200}
+    await ps.checkout.process_webhooks()
+    await assert_booked_as_external_once(
+        ps.client,
+        ps.client.app.state.database,  # type: ignore[attr-defined]
+        admin=await ps.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=100000,
+    )
 
 
 async def test_failed_refund_releases_the_amount(ps: Paystack) -> None:

@@ -30,6 +30,7 @@ from tests.emulators.razorpay import (
 )
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
@@ -868,6 +869,37 @@ async def test_a_pending_refund_is_settled_by_its_webhook(
     assert await env.order_status(order["id"]) == order_status
     stored = await env.stored(Payment, payment["id"])
     assert stored.amount_refund_reserved == (10000 if outcome == "processed" else 0)
+
+
+async def test_a_refund_made_in_the_razorpay_dashboard_is_booked_as_external_once(
+    env: Env,
+) -> None:
+    customer, order, payment = await env.paid(price=10000)
+    rp_order = (await _attempt(env, payment["id"])).provider_object_id
+    [rp_payment] = [p for p in env.emulator.payments.values() if p["order_id"] == rp_order]
+    # The merchant refunds in Razorpay directly: no notes, no receipt, no idempotency key.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=env.emulator.app),
+        base_url=API_BASE,
+        auth=(KEY_ID, KEY_SECRET),
+    ) as dashboard:
+        made = await dashboard.post(
+            f"/v1/payments/{rp_payment['id']}/refund", json={"amount": 4000}
+        )
+    assert made.status_code == 200, made.text
+    assert [e.name for e in env.emulator.outbox] == ["refund.processed"]
+    responses = await env.emulator.deliver(twice=True)
+    assert {r.status_code for r in responses} == {200}
+    await env.checkout.process_webhooks()
+    await assert_booked_as_external_once(
+        env.client,
+        env.database,
+        admin=await env.shop.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=4000,
+    )
 
 
 # ---------------------------------------------------------------------------- secrets

@@ -26,11 +26,17 @@ from tests.conftest import ClientFactory
 from tests.emulators.stripe import API_HOST, StripeEmulator, sign
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
+from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
 from tillpay.payments import service as payments
-from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
+from tillpay.payments.models import (
+    PaymentAttempt,
+    PaymentStatus,
+    RefundStatus,
+    WebhookEvent,
+)
 from tillpay.payments.providers.stripe import (
     PAYMENT_INTENT_STATUS,
     REFUND_STATUS,
@@ -1088,6 +1094,31 @@ async def test_a_refund_made_in_the_stripe_dashboard_is_booked_as_external(
     assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
     async with elements.db.session() as db:
         assert await ledger.unbalanced_transactions(db) == []
+
+
+async def test_a_dashboard_refund_of_a_checkout_payment_is_booked_as_external_once(
+    env: Env,
+) -> None:
+    # Stripe's refund names only the PaymentIntent (and charge); tillpay stored the
+    # Checkout Session id, and a dashboard refund carries none of tillpay's metadata.
+    customer, order, payment = await env.paid(price=3000)
+    attempt = await env.attempt(payment["id"])
+    assert (attempt.provider_object_id or "").startswith("cs_")
+    intent = env.emulator.by_reference(f"{payment['id']}_1")["payment_intent"]
+    made = await env.stripe_api("/v1/refunds", payment_intent=intent, amount="1000")
+    assert made.status_code == 200, made.text
+    statuses = await env.emulator.deliver(twice=True)
+    assert set(statuses) == {200}, statuses
+    await env.checkout.process_webhooks()
+    await assert_booked_as_external_once(
+        env.client,
+        env.db,
+        admin=await env.shop.accounts.admin(),
+        customer=customer,
+        payment_id=payment["id"],
+        order_id=order["id"],
+        amount=1000,
+    )
 
 
 # ---------------------------------------------------------------------------- secrets

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -1273,6 +1273,8 @@ async def _process_refund_notice(
     """Apply a refund event once the provider's API confirms it: to tillpay's own refund
     (by provider refund id, else by the tillpay id the provider keeps with it), or, for a
     refund made outside tillpay, to a new external refund."""
+    if notice.reference is None and not await _known_refund_subject(rt, adapter.name, notice):
+        notice = await _with_provider_reference(adapter, notice)
     async with rt.database.session() as session:
         refund = await _refund_by_provider_id(session, adapter.name, notice.provider_refund_id)
         if refund is not None:
@@ -1286,19 +1288,27 @@ async def _process_refund_notice(
         if attempt.status is not PaymentStatus.SUCCEEDED:
             raise RetryLater("refund event for an attempt not captured yet")
         payment_id, attempt_id = attempt.payment_id, attempt.id
-        object_id = attempt.provider_object_id or ""
+        object_id, reference = attempt.provider_object_id or "", attempt.reference
         refund_id = refund.id if refund is not None else ""
         provider_refund_id = notice.provider_refund_id or (
             refund.provider_refund_id if refund is not None else None
         )
-    if provider_refund_id is None:
-        raise RetryLater("refund event without a provider refund id")
     try:
-        state = await adapter.retrieve_refund(
-            refund_id=refund_id,
-            provider_refund_id=provider_refund_id,
-            provider_object_id=object_id,
-        )
+        if provider_refund_id is not None:
+            states = [
+                await adapter.retrieve_refund(
+                    refund_id=refund_id,
+                    provider_refund_id=provider_refund_id,
+                    provider_object_id=object_id,
+                )
+            ]
+        elif object_id:
+            # The event names no refund (Paystack): reconcile every refund of the payment.
+            states = await adapter.transaction_refunds(
+                provider_object_id=object_id, reference=reference
+            )
+        else:
+            raise RetryLater("refund event without a provider refund id")
     except (ProviderUnavailable, ProviderError) as exc:
         raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
     async with rt.database.session() as session, session.begin():
@@ -1306,14 +1316,36 @@ async def _process_refund_notice(
         if event is None:
             return
         order, payment = await _locked(session, payment_id)
-        # Matched again under the payment lock: every refund writer holds it.
-        matched = await _match_refund(session, payment, state)
-        if matched is None:
-            matched = await _record_external_refund(session, payment, attempt_id, state)
-        if matched is not None:
-            refund = await _lock_refund(session, matched.id)
-            await apply_refund_state(session, order, payment, refund, state, source="webhook")
+        for state in states:
+            # Matched again under the payment lock: every refund writer holds it.
+            matched = await _match_refund(session, payment, state)
+            if matched is None:
+                matched = await _record_external_refund(session, payment, attempt_id, state)
+            if matched is not None:
+                refund = await _lock_refund(session, matched.id)
+                await apply_refund_state(session, order, payment, refund, state, source="webhook")
         _mark_processed(event)
+
+
+async def _known_refund_subject(rt: PaymentsRuntime, provider: str, notice: WebhookNotice) -> bool:
+    """Whether tillpay finds the refund, or the attempt, a refund event names."""
+    async with rt.database.session() as session:
+        if await _refund_by_provider_id(session, provider, notice.provider_refund_id):
+            return True
+        return await _attempt_for(session, provider, notice) is not None
+
+
+async def _with_provider_reference(
+    adapter: ProviderAdapter, notice: WebhookNotice
+) -> WebhookNotice:
+    """A refund event that names another provider object than the one tillpay stored (a
+    Stripe dashboard refund of a Checkout payment names its PaymentIntent), with the
+    attempt reference the provider says that object carries."""
+    try:
+        reference = await adapter.refund_payment_reference(notice)
+    except (ProviderUnavailable, ProviderError) as exc:
+        raise RetryLater(f"provider re-read failed: {type(exc).__name__}") from None
+    return notice if reference is None else replace(notice, reference=reference)
 
 
 async def _refund_by_provider_id(

@@ -181,6 +181,21 @@ class ProviderAdapter(Protocol):
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState: ...
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        """The attempt reference of the payment a refund event is about, read from the
+        provider, for an event that names neither the reference nor the object tillpay
+        stored (Stripe: a dashboard refund names only the PaymentIntent of a Checkout
+        Session). None when the provider knows no tillpay reference for it."""
+        ...
+
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        """Every refund the provider holds for the attempt, for a refund event that names
+        no refund (Paystack's refund events often carry no refund id). Adapters whose
+        events always name the refund raise ``ProviderError("refund_id_unknown")``."""
+        ...
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Authenticate a webhook over its raw bytes (constant-time)."""
         ...

@@ -384,6 +384,9 @@ class PaystackAdapter:
             raise self._refused(response)
         return self._refund_state(self._data(response))
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the transaction reference
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:
@@ -400,6 +403,35 @@ class PaystackAdapter:
         if response.status_code >= 400:
             raise self._refused(response)
         return self._refund_state(self._data(response))
+
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        """The transaction's refunds, for a refund event without an id (most of Paystack's
+        samples carry none). The list has no transaction filter: refunds created since
+        shortly before the payment are paged through (same bound as the look-up) and
+        matched on their ``transaction`` id."""
+        query = {"perPage": str(_REFUND_PAGE_SIZE)}
+        created = id_created_at(reference.rpartition("_")[0])
+        if created is not None:
+            since = created - _REFUND_LOOKUP_SLACK
+            query["from"] = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        found: list[RefundState] = []
+        page = 1
+        while True:
+            items, page_count = await self._refund_page({**query, "page": str(page)})
+            for item in items:
+                if not isinstance(item, dict) or item.get("id") is None:
+                    continue
+                txn = item.get("transaction")
+                txn_id = txn.get("id") if isinstance(txn, dict) else txn
+                if str(txn_id) == provider_object_id:
+                    found.append(self._refund_state(item))
+            if page >= page_count:
+                return found
+            if page >= REFUND_LOOKUP_PAGES:
+                raise ProviderUnavailable("paystack: too many refunds to list the transaction's")
+            page += 1
 
     async def _find_refund(self, marker: str, refund_id: str) -> dict[str, Any] | None:
         """The refund carrying ``marker``, if Paystack has one (reads: safe to retry).
@@ -502,21 +534,26 @@ class PaystackAdapter:
         if name in REFUND_EVENTS:
             raw = str(data["transaction_reference"])
             reference = tillpay_reference(raw)
+            if reference is None:
+                return None  # a transaction tillpay did not make
             refund_id = data.get("id")
-            if reference is None or refund_id is None:
-                # Without the refund id the event cannot be matched to a refund; the
-                # janitor polls pending refunds anyway.
-                return None
+            # The refund id tells apart two refunds of the same transaction even when their
+            # amounts match and refund_reference is still null. Without it (most samples)
+            # the event is keyed on the refund reference or amount, and the payment
+            # service reconciles every refund of the transaction.
+            distinct = (
+                refund_id
+                if refund_id is not None
+                else (data.get("refund_reference") or data.get("amount"))
+            )
             return WebhookNotice(
-                # The refund id tells apart two refunds of the same transaction even when
-                # their amounts match and refund_reference is still null.
-                dedupe_key=f"{name}:{raw}:{refund_id}",
+                dedupe_key=f"{name}:{raw}:{distinct}",
                 event_type=name,
                 kind="refund",
                 reference=reference,
                 provider_object_id=None,
                 refund_status=REFUND_STATUS.get(str(data.get("status"))),
-                provider_refund_id=str(refund_id),
+                provider_refund_id=str(refund_id) if refund_id is not None else None,
                 amount=_int(data.get("amount")),
             )
         return None

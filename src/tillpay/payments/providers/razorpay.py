@@ -388,6 +388,14 @@ class RazorpayAdapter:
             raise self._error(response)
         return self._refund_state(self._json(response))
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the payment's order id
+
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        raise ProviderError("refund_id_unknown")  # its refund events name the refund
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:

@@ -137,6 +137,14 @@ class SandboxAdapter:
             raise ProviderError(f"sandbox_http_{response.status_code}")
         return self._refund_state(self._json(response))
 
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        return None  # refund events carry the reference
+
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        raise ProviderError("refund_id_unknown")  # its refund events name the refund
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:

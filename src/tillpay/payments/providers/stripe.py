@@ -605,6 +605,11 @@ class StripeAdapter:
         )
         return refund_state(created.to_dict())
 
+    async def transaction_refunds(
+        self, *, provider_object_id: str, reference: str
+    ) -> list[RefundState]:
+        raise ProviderError("refund_id_unknown")  # its refund events name the refund
+
     async def retrieve_refund(
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:
@@ -616,6 +621,21 @@ class StripeAdapter:
             lambda: self.client.v1.refunds.retrieve_async(provider_refund_id),
         )
         return refund_state(found.to_dict())
+
+    async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
+        """A refund names its PaymentIntent (``payment_intent``), but a Checkout attempt is
+        stored under its session id. The PaymentIntent Checkout created carries tillpay's
+        reference: the session was created with ``payment_intent_data.metadata``, "a
+        subset of parameters to be passed to PaymentIntent creation"
+        (docs.stripe.com/api/checkout/sessions/create#create_checkout_session-payment_intent_data)."""
+        intent_id = notice.provider_object_id
+        if not intent_id or not intent_id.startswith("pi_"):
+            return None
+        intent = await self._call(
+            "payment_intent.retrieve",
+            lambda: self.client.v1.payment_intents.retrieve_async(intent_id),
+        )
+        return _metadata_reference(intent.to_dict())
 
     # -------------------------------------------------------------------- webhooks
 
