@@ -147,8 +147,15 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         # Also on Ctrl-C / SIGTERM (both end the run through KeyboardInterrupt, see
         # pytest_configure), so an interrupted run leaves no database behind.
         _run_sync(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if _redis_ok():
-            _run_sync(asyncio.run, _delete_redis_keys(REDIS_TEST_URL))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_redis_keys_deleted() -> Iterator[None]:
+    """At the end of the run (Ctrl-C and SIGTERM included), delete this run's Redis keys,
+    whichever tests wrote them (any backend, subprocesses sharing the prefix)."""
+    yield
+    if _redis_ok():
+        _run_sync(asyncio.run, _delete_redis_keys(REDIS_TEST_URL))
 
 
 _SETTINGS_CACHE: dict[str, Settings] = {}
