@@ -225,7 +225,7 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     """Run ``callback`` once the request's transaction has committed (never on rollback).
 
     For effects outside the database that must not happen for changes that are later
-    rolled back, or must happen again after them (cache invalidation)."""
+    rolled back (e.g. notifying another process)."""
     session.info.setdefault("after_commit", []).append(callback)
 
 
