@@ -904,19 +904,9 @@ async def _reserve_refund(
             f"At most {refundable} can still be refunded.", extra={"refundable": refundable}
         )
     captured = next(a for a in payment.attempts if a.status is PaymentStatus.SUCCEEDED)
-    refund = Refund(
-        payment_id=payment.id,
-        attempt_id=captured.id,
-        amount=value,
-        currency=payment.currency,
-        status=RefundStatus.PENDING,
-        reason=reason,
-        created_by=principal.user_id,
-        next_check_at=utcnow() + timedelta(minutes=5),
+    refund = await _reserve_refund_row(
+        session, payment, captured.id, value, reason=reason, created_by=principal.user_id
     )
-    session.add(refund)
-    payment.amount_refund_reserved += value
-    await session.flush()
     # A retry after a crash resumes this Refund instead of reserving a second one.
     idempotency.remember(claim, "refund", refund.id)
     await record(
@@ -970,6 +960,37 @@ async def _resume_refund(
         provider_refund_id=refund.provider_refund_id,
         resumed=True,
     )
+
+
+async def _reserve_refund_row(
+    session: AsyncSession,
+    payment: Payment,
+    attempt_id: str,
+    amount: int,
+    *,
+    reason: str,
+    created_by: str | None,
+    provider_refund_id: str | None = None,
+    external: bool = False,
+) -> Refund:
+    """A pending Refund holding ``amount`` of the payment's refundable room (the caller
+    holds the payment lock and has checked the room; the CHECK constraint backs it)."""
+    refund = Refund(
+        payment_id=payment.id,
+        attempt_id=attempt_id,
+        amount=amount,
+        currency=payment.currency,
+        status=RefundStatus.PENDING,
+        reason=reason,
+        provider_refund_id=provider_refund_id,
+        external=external,
+        created_by=created_by,
+        next_check_at=utcnow() + timedelta(minutes=5),
+    )
+    session.add(refund)
+    payment.amount_refund_reserved += amount
+    await session.flush()
+    return refund
 
 
 async def _lock_refund(session: AsyncSession, refund_id: str) -> Refund:
@@ -1442,21 +1463,16 @@ async def _record_external_refund(
             },
         )
         return None
-    refund = Refund(
-        payment_id=payment.id,
-        attempt_id=attempt_id,
-        amount=amount,
-        currency=payment.currency,
-        status=RefundStatus.PENDING,
+    refund = await _reserve_refund_row(
+        session,
+        payment,
+        attempt_id,
+        amount,
         reason="provider_initiated",
+        created_by=None,
         provider_refund_id=state.provider_refund_id,
         external=True,
-        created_by=None,
-        next_check_at=utcnow() + timedelta(minutes=5),
     )
-    session.add(refund)
-    payment.amount_refund_reserved += amount
-    await session.flush()
     await record(
         session,
         Actor.system(),
