@@ -15,7 +15,7 @@ from tillpay import __version__
 from tillpay.accounts import pages as accounts_pages
 from tillpay.accounts import routes as accounts_routes
 from tillpay.accounts.runtime import build_runtime
-from tillpay.audit import routes as audit_routes
+from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.kit import errors
@@ -234,7 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_routes.webhooks)
     app.include_router(razorpay_routes.router)
     app.include_router(payments_routes.admin)
-    app.include_router(audit_routes.router)
+    app.include_router(admin_routes.router)
     if settings.sandbox_on:
         app.include_router(sandbox_psp.api)
         app.include_router(sandbox_psp.page)

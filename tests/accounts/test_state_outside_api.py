@@ -22,7 +22,7 @@ from tests.http.test_errors import assert_problem
 from tillpay.accounts import deps
 from tillpay.accounts.deps import Runtime
 from tillpay.accounts.models import AuthSession, Role, User
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.kit.db import DbSession, utcnow
 
 

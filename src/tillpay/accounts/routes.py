@@ -16,6 +16,7 @@ from tillpay.accounts.deps import (
 )
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
+from tillpay.accounts.principal import Principal
 from tillpay.accounts.schemas import (
     Accepted,
     AdminUserOut,
@@ -42,7 +43,7 @@ from tillpay.accounts.schemas import (
     TotpEnrollOut,
     UserOut,
 )
-from tillpay.accounts.service import IssuedSession, Outcome, Principal
+from tillpay.accounts.service import IssuedSession, Outcome
 from tillpay.kit.db import DbSession
 from tillpay.kit.errors import BadRequest, committed_problem
 from tillpay.kit.http._asgi import client_ip

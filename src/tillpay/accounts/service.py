@@ -25,7 +25,7 @@ from tillpay.accounts.models import (
     TokenPurpose,
     User,
 )
-from tillpay.accounts.permissions import ADMIN_ONLY, Permission, permissions_for
+from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
 from tillpay.kit import totp
@@ -63,15 +63,6 @@ class InvalidCredentials(Unauthorized):
         super().__init__("The email or password is incorrect.")
 
 
-class AdminTwoFactorRequired(Forbidden):
-    code, title = "admin_2fa_required", "Two-factor authentication required"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Administrators must enable two-factor authentication and sign in with it."
-        )
-
-
 class StepUpRequired(Unauthorized):
     code, title = "step_up_required", "Recent authentication required"
 
@@ -87,46 +78,6 @@ class Outcome:
     payload: Any = None
     mail: list[EmailMessageSpec] = field(default_factory=list)
     error: AppError | None = None
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller of a request."""
-
-    user_id: str
-    role: Role
-    session_id: str
-    mfa: bool
-    auth_time: datetime
-    email_verified: bool
-    totp_enabled: bool
-    ip: str | None = None
-    # The session satisfies the administrator 2FA rule (or the rule is switched off).
-    second_factor: bool = False
-
-    @property
-    def permissions(self) -> frozenset[Permission]:
-        """Effective permissions: the role's, less admin-only ones without 2FA."""
-        granted = permissions_for(self.role)
-        return granted if self.second_factor else granted - ADMIN_ONLY
-
-    @property
-    def withheld(self) -> frozenset[Permission]:
-        """Permissions the role grants but this session may not use until it has 2FA."""
-        return permissions_for(self.role) - self.permissions
-
-    def can(self, permission: Permission) -> bool:
-        """Whether ``permission`` is effective. Call it where the permission is what grants
-        access: a withheld one raises :class:`AdminTwoFactorRequired` (403) instead of
-        reading as a plain no, so the caller learns why."""
-        if permission in self.permissions:
-            return True
-        if permission in self.withheld:
-            raise AdminTwoFactorRequired()
-        return False
-
-    def actor(self) -> Actor:
-        return Actor(id=self.user_id, role=self.role.value, ip=self.ip)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.carts import service
 from tillpay.carts.models import Cart
 from tillpay.carts.schemas import CartLineOut, CartOut, LineIn, QuantityIn

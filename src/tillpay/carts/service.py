@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.carts.models import Cart, CartLine
 from tillpay.catalog import pricing
 from tillpay.catalog.models import Product, Variant

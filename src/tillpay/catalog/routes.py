@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.catalog import service
 from tillpay.catalog.models import Product
 from tillpay.catalog.schemas import (

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.audit.service import record
 from tillpay.catalog.models import Product, Variant
 from tillpay.catalog.schemas import ProductCreate, ProductUpdate, VariantIn, VariantUpdate

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from tillpay.accounts.deps import VerifiedPrincipal, require_permission
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.audit.service import Actor, record
 from tillpay.carts import service as carts
 from tillpay.catalog import pricing

@@ -15,7 +15,7 @@ from tillpay.accounts.deps import (
     require_permission,
 )
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession
 from tillpay.kit.errors import BadRequest, Forbidden, NotFound

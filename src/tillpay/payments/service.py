@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import User
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
+from tillpay.accounts.principal import Principal
 from tillpay.audit.service import Actor, record
 from tillpay.events.service import emit
 from tillpay.kit import idempotency

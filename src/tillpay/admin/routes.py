@@ -6,13 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict
 
 from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
-from tillpay.accounts.service import Principal
-from tillpay.audit.models import AuditEvent
+from tillpay.accounts.principal import Principal
+from tillpay.audit.queries import AuditFilter, list_events
 from tillpay.kit.db import DbSession
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
@@ -20,6 +19,8 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     occurred_at: datetime
     action: str
@@ -48,33 +49,10 @@ async def audit_events(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> AuditPage:
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
-    if action:
-        query = query.where(AuditEvent.action == action)
-    if actor_id:
-        query = query.where(AuditEvent.actor_id == actor_id)
-    if target_id:
-        query = query.where(AuditEvent.target_id == target_id)
-    if cursor:
-        query = query.where(AuditEvent.id < decode_cursor(cursor))
-    rows = list((await session.execute(query)).scalars())
-    page = rows[:limit]
+    before = decode_cursor(cursor) if cursor else None
+    where = AuditFilter(action=action, actor_id=actor_id, target_id=target_id, before_id=before)
+    page, more = await list_events(session, where, limit=limit)
     return AuditPage(
-        items=[
-            AuditEventOut(
-                id=e.id,
-                occurred_at=e.occurred_at,
-                action=e.action,
-                outcome=e.outcome,
-                actor_id=e.actor_id,
-                actor_role=e.actor_role,
-                target_type=e.target_type,
-                target_id=e.target_id,
-                ip=e.ip,
-                request_id=e.request_id,
-                details=dict(e.details),
-            )
-            for e in page
-        ],
-        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit and page else None,
+        items=[AuditEventOut.model_validate(e) for e in page],
+        next_cursor=encode_cursor(page[-1].id) if more and page else None,
     )
