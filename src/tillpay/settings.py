@@ -14,19 +14,11 @@ import difflib
 import json
 import logging
 import os
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_origin
+from typing import TYPE_CHECKING, Any, get_origin
 
 from dotenv import dotenv_values
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -35,12 +27,37 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from tillpay.kit.ratelimit import RatePolicy
-from tillpay.settings_safety import OVERRIDES, env_name, ip_entry_problem, production_risks
-from tillpay.settings_safety import trusted_proxy_problems as _trusted_proxy_problems
+from tillpay.settings_groups.auth import AuthSettings
+from tillpay.settings_groups.commerce import CommerceSettings
+from tillpay.settings_groups.database import DatabaseSettings
+from tillpay.settings_groups.mail import MailSettings
+from tillpay.settings_groups.observability import ObservabilitySettings
+from tillpay.settings_groups.payments import PaymentSettings
+from tillpay.settings_groups.perimeter import PerimeterSettings
+from tillpay.settings_groups.providers import (
+    CryptomusSettings,
+    PaystackSettings,
+    RazorpaySettings,
+    StripeSettings,
+)
+from tillpay.settings_groups.ratelimit import RATELIMIT_POLICY_DEFAULTS, RateLimitSettings
+from tillpay.settings_groups.redis_broker import RedisBrokerSettings
+from tillpay.settings_groups.risks import AcceptedRiskSettings
+from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
+from tillpay.settings_safety import OVERRIDES, env_name, production_risks
 
 if TYPE_CHECKING:
     from tillpay.notifications.mail import Mailer
+
+__all__ = [
+    "DEV_SECRET_KEY",
+    "ENV_PREFIX",
+    "RATELIMIT_POLICY_DEFAULTS",
+    "ConfigurationError",
+    "SecretFileSource",
+    "Settings",
+    "load_settings",
+]
 
 ENV_PREFIX = "TILLPAY_"
 #: Variables of the test harness, not settings (no typo warning for them).
@@ -48,25 +65,6 @@ _HARNESS_PREFIXES = ("TILLPAY_TEST_", "TILLPAY_FUZZ_")
 
 logger = logging.getLogger(__name__)
 
-#: URL schemes the database, Redis and broker clients accept.
-_URL_SCHEMES = {
-    "database_url": ("sqlite+aiosqlite", "postgresql+asyncpg"),
-    "redis_url": ("redis", "rediss", "unix"),
-    "broker_url": ("amqp", "amqps"),
-}
-
-#: The per-route rate-limit policies the routes use, and their defaults.
-RATELIMIT_POLICY_DEFAULTS = {
-    "auth": "10/minute;50/hour",
-    "payments": "30/minute",
-    "webhooks": "1200/minute",
-    # Per email address: verification and password-reset mails.
-    "account_mail": "3/hour;10/day",
-}
-
-#: Development-only secret. Production refuses to start while it (or any other
-#: placeholder) is configured.
-DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0000000000"  # noqa: S105
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "insecure", "xxx")
 
 
@@ -115,7 +113,27 @@ def _is_secret_field(field: FieldInfo) -> bool:
     return "SecretStr" in repr(field.annotation)
 
 
-class Settings(BaseSettings):
+# One mixin per concern (tillpay.settings_groups), listed from the last group to the first:
+# pydantic orders the fields from the last base to the first, and the README table follows
+# that order.
+class Settings(
+    AcceptedRiskSettings,
+    ObservabilitySettings,
+    MailSettings,
+    StripeSettings,
+    RazorpaySettings,
+    PaystackSettings,
+    CryptomusSettings,
+    PaymentSettings,
+    CommerceSettings,
+    AuthSettings,
+    RateLimitSettings,
+    PerimeterSettings,
+    RedisBrokerSettings,
+    DatabaseSettings,
+    RuntimeSettings,
+    BaseSettings,
+):
     """All of tillpay's settings. Field descriptions feed the README configuration table."""
 
     model_config = SettingsConfigDict(
@@ -140,432 +158,6 @@ class Settings(BaseSettings):
             raise ConfigurationError(_describe(exc)) from None
         except SettingsError as exc:
             raise ConfigurationError(str(exc)) from None
-
-    # --- runtime -------------------------------------------------------------------------
-    environment: Literal["development", "test", "production"] = Field(
-        "development", description="`development`, `test` or `production` (strict checks)."
-    )
-    host: str = Field("127.0.0.1", description="Address `tillpay serve` binds to.")
-    port: int = Field(8000, ge=1, le=65535, description="Port `tillpay serve` listens on.")
-    public_base_url: str = Field(
-        "",
-        description="Public URL of this service for links (emails, provider return URLs); "
-        "default `http://HOST:PORT`.",
-    )
-    secret_key: SecretStr = Field(
-        SecretStr(DEV_SECRET_KEY),
-        description="Server secret (≥ 32 chars) for HMAC-derived values. Has a `_FILE` variant.",
-    )
-    data_dir: Path = Field(
-        Path("var"), description="Directory for the default SQLite database and mail."
-    )
-    demo_data: bool = Field(
-        False, description="Load demo data at start (`tillpay dev` turns it on)."
-    )
-    worker_in_process: bool = Field(
-        True, description="Run the background worker inside the API process."
-    )
-
-    # --- database -------------------------------------------------------------------------
-    database_url: SecretStr = Field(
-        SecretStr(""),
-        description="SQLAlchemy URL: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`; "
-        "default `sqlite+aiosqlite:///<DATA_DIR>/tillpay.db`.",
-    )
-    database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL pool size.")
-    database_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections.")
-    database_pool_timeout: float = Field(
-        10.0, gt=0, description="Seconds to wait for a pooled connection."
-    )
-    database_statement_timeout_ms: int = Field(
-        15000, ge=0, description="PostgreSQL `statement_timeout` per connection (0 = none)."
-    )
-    database_ssl_mode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
-        "disable",
-        description="TLS to PostgreSQL: `disable`, `require`, `verify-ca`, `verify-full`.",
-    )
-    database_ssl_root_cert: Path | None = Field(
-        None, description="CA bundle for verifying the PostgreSQL server certificate."
-    )
-    database_ssl_cert: Path | None = Field(None, description="Client certificate (PEM).")
-    database_ssl_key: Path | None = Field(None, description="Client private key (PEM).")
-    database_ssl_key_password: SecretStr | None = Field(
-        None, description="Password of the client key. Has a `_FILE` variant."
-    )
-
-    # --- redis and broker -------------------------------------------------------------------
-    redis_url: SecretStr | None = Field(
-        None,
-        description="Redis URL; rate limits and lockouts are shared across processes when set.",
-    )
-    redis_key_prefix: str = Field(
-        "tillpay",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Prefix of every Redis key tillpay writes (several deployments or test "
-        "runs can share one Redis).",
-    )
-    redis_pool_size: int = Field(
-        50,
-        ge=1,
-        le=10_000,
-        description="Most Redis connections per pool and process (rate limits, lockouts); "
-        "requests beyond it wait for a free connection.",
-    )
-    redis_pool_timeout_seconds: float = Field(
-        2.0,
-        gt=0,
-        le=60,
-        description="Seconds a request waits for a free Redis connection; after that the "
-        "rate limit treats Redis as busy (per `TILLPAY_RATELIMIT_FAIL_OPEN` for that "
-        "request only), not as down.",
-    )
-    broker_url: SecretStr | None = Field(
-        None, description="AMQP URL of RabbitMQ; checked by `/readyz` when set."
-    )
-
-    # --- HTTP perimeter -------------------------------------------------------------------
-    allowed_hosts: list[str] = Field(
-        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
-        description="Host header allow-list (`a.example,b.example` or a JSON list). `*` is "
-        "refused in production.",
-    )
-    cors_allow_origins: list[str] = Field(
-        default_factory=list,
-        description="Origins allowed by CORS (list of `https://shop.example`); `null` and "
-        "`*` are refused in production.",
-    )
-    cors_allow_credentials: bool = Field(False, description="Allow credentialed CORS requests.")
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="IPs/CIDRs whose `X-Forwarded-For/Proto` and `X-Request-ID` are trusted; "
-        "`*` (alone) trusts every peer and is refused in production.",
-    )
-    hsts_max_age: int = Field(
-        63072000, ge=31536000, description="HSTS max-age in seconds (at least one year)."
-    )
-    body_limit_bytes: int = Field(
-        102400, ge=1024, description="Maximum request body size for JSON routes (bytes)."
-    )
-    body_limits: dict[str, int] = Field(
-        default_factory=lambda: {"/v1/webhooks/": 262144, "/sandbox/": 16384, "/account/": 16384},
-        description='Per route-group limits by path prefix, e.g. `{"/v1/webhooks": 262144}`.',
-    )
-
-    # --- rate limiting ------------------------------------------------------------------------
-    ratelimit_enabled: bool = Field(
-        True,
-        description="Turn rate limiting on or off (login lockout stays on). Off is refused in "
-        "production unless `I_UNDERSTAND_RATELIMIT_DISABLED`.",
-    )
-    ratelimit_global: str = Field(
-        "600/minute", description="Per-IP limit on every request (`limits` notation)."
-    )
-    ratelimit_policies: dict[str, str] = Field(
-        default_factory=lambda: dict(RATELIMIT_POLICY_DEFAULTS),
-        description="Named policies (JSON object of name → `limits` notation): `auth`, "
-        "`payments`, `webhooks` per client IP; `account_mail` per email address "
-        "(verification and reset mails). Names left out keep their defaults.",
-    )
-    ratelimit_redis_timeout_seconds: float = Field(
-        2.0,
-        gt=0,
-        le=10,
-        description="Redis timeout for rate-limit checks; after a failure Redis is skipped for 1 s.",
-    )
-    ratelimit_fail_open: bool = Field(
-        False,
-        description="When Redis is unreachable: `true` lets requests through (and skips "
-        "lockouts), `false` answers 429. `true` is refused in production.",
-    )
-
-    # --- authentication -----------------------------------------------------------------------
-    jwt_issuer: str | None = Field(
-        None, description="`iss` of access tokens; defaults to the public base URL."
-    )
-    jwt_audience: str = Field("tillpay-api", description="`aud` of access tokens.")
-    access_token_ttl_seconds: int = Field(
-        900, ge=60, le=3600, description="Access-token lifetime (seconds)."
-    )
-    mfa_token_ttl_seconds: int = Field(
-        300, ge=60, le=900, description="Lifetime of the 2FA-pending login token (seconds)."
-    )
-    session_absolute_ttl_seconds: int = Field(
-        7 * 86400, ge=3600, description="Absolute lifetime of a login session (seconds)."
-    )
-    session_idle_timeout_seconds: int = Field(
-        86400, ge=300, description="A session unused for this long cannot refresh (seconds)."
-    )
-    refresh_cookie_enabled: bool = Field(
-        False, description="Also deliver refresh tokens in a `__Host-` cookie for browsers."
-    )
-    email_verification_ttl_seconds: int = Field(
-        86400, ge=600, description="Lifetime of email verification links (seconds)."
-    )
-    password_reset_ttl_seconds: int = Field(
-        1800, ge=300, le=7200, description="Lifetime of password reset links (seconds)."
-    )
-    password_min_length: int = Field(
-        12, ge=8, le=64, description="Minimum password length (never below 8)."
-    )
-    step_up_max_age_seconds: int = Field(
-        600, ge=60, le=3600, description="How recent authentication must be for sensitive actions."
-    )
-    admin_require_2fa: bool = Field(
-        True,
-        description="Admin-only permissions (on any route) need an account with 2FA and a "
-        "2FA login (always in production).",
-    )
-    login_lockout_threshold: int = Field(
-        5, ge=1, le=100, description="Failed logins per account before back-off lockout starts."
-    )
-    login_lockout_base_seconds: int = Field(
-        30, ge=1, description="First lockout; doubles with every further failure."
-    )
-    login_lockout_max_seconds: int = Field(3600, ge=1, description="Longest lockout.")
-    password_hash_memory_kib: int = Field(
-        19456,
-        ge=8,
-        description="Argon2id memory cost (KiB); OWASP minimum 19456 (lower only when "
-        "`TILLPAY_ENVIRONMENT=test`).",
-    )
-    password_hash_iterations: int = Field(
-        2, ge=1, description="Argon2id time cost; at least 2 except in tests."
-    )
-
-    # --- commerce ---------------------------------------------------------------------------------
-    reservation_ttl_seconds: int = Field(
-        900, ge=60, le=86400, description="How long checkout holds stock awaiting payment."
-    )
-    cart_line_max_quantity: int = Field(
-        100, ge=1, le=999, description="Largest quantity of one item in a cart line."
-    )
-
-    # --- payments ---------------------------------------------------------------------------------
-    payment_return_urls: list[str] = Field(
-        default_factory=lambda: ["http://localhost:3000/", "http://127.0.0.1:3000/"],
-        description="Allowed shop return URL prefixes (JSON list); anything else is refused.",
-    )
-    vendor_refunds_enabled: bool = Field(
-        False, description="Let a vendor refund payments whose every line is theirs."
-    )
-    provider_timeout_seconds: float = Field(
-        10.0, gt=0, le=60, description="Timeout of one call to a payment provider."
-    )
-    janitor_unknown_schedule: list[int] = Field(
-        default_factory=lambda: [300, 3600, 86400],
-        description="Seconds between re-polls of `unknown` attempts (last value repeats).",
-    )
-    janitor_pending_schedule: list[int] = Field(
-        default_factory=lambda: [900, 3600, 86400],
-        description="Seconds between re-polls of `requires_action`/`processing` attempts.",
-    )
-    sandbox_enabled: bool | None = Field(
-        None,
-        description="The built-in sandbox provider; default on except in production, where "
-        "`true` is refused.",
-    )
-    sandbox_api_base: str | None = Field(
-        None, description="Where the sandbox adapter reaches the sandbox; default public URL."
-    )
-    sandbox_secret_key: SecretStr | None = Field(
-        None, description="Sandbox API key (derived from the secret key when unset)."
-    )
-    sandbox_webhook_secret: SecretStr | None = Field(
-        None, description="Sandbox webhook signing secret (derived when unset)."
-    )
-    sandbox_settle_seconds: int = Field(
-        60, ge=0, description="When the 'pending' test card settles as paid (seconds)."
-    )
-    sandbox_late_webhook_seconds: int = Field(
-        5, ge=0, description="Delay of the 'late and twice' test card's webhooks (seconds)."
-    )
-
-    # --- cryptomus ------------------------------------------------------------------------------
-    cryptomus_merchant_id: str | None = Field(
-        None, description="Cryptomus merchant UUID (the `merchant` header); enables Cryptomus."
-    )
-    cryptomus_payment_api_key: SecretStr | None = Field(
-        None,
-        description="Cryptomus PAYMENT API key: signs requests and verifies webhooks.",
-    )
-    cryptomus_api_base: str = Field(
-        "https://api.cryptomus.com", description="Cryptomus API base URL."
-    )
-    cryptomus_currencies: list[str] = Field(
-        default_factory=lambda: ["EUR", "USD"],
-        description="Currencies Cryptomus invoices are priced in (JSON list of codes).",
-    )
-    cryptomus_invoice_lifetime_seconds: int | None = Field(
-        None,
-        ge=300,
-        le=43200,
-        description="Invoice lifetime (300 to 43200 s); default: the reservation TTL, at least 300.",
-    )
-    cryptomus_refund_is_subtract: bool = Field(
-        True, description="Refund fee from the merchant balance (`true`) or from the refund."
-    )
-    cryptomus_webhook_ips: list[str] = Field(
-        default_factory=list,
-        description="Optional source IPs/CIDRs allowed to post Cryptomus webhooks (empty: any).",
-    )
-
-    # --- paystack ------------------------------------------------------------------------------
-    paystack_secret_key: SecretStr | None = Field(
-        None,
-        description="Paystack secret key (`sk_test_…`/`sk_live_…`): authenticates API calls and "
-        "verifies webhooks (Paystack has no separate webhook secret); enables Paystack.",
-    )
-    paystack_api_base: str = Field("https://api.paystack.co", description="Paystack API base URL.")
-    paystack_currencies: list[str] = Field(
-        default_factory=lambda: ["GHS", "KES", "NGN", "USD", "ZAR"],
-        description="Currencies to charge through Paystack (JSON list; each must be enabled "
-        "on the Paystack integration).",
-    )
-    paystack_timeout_seconds: float | None = Field(
-        None, gt=0, le=60, description="Timeout of one Paystack call; default the provider timeout."
-    )
-    paystack_webhook_ips: list[str] = Field(
-        default_factory=list,
-        description="Optional source IPs/CIDRs allowed to post Paystack webhooks (empty: any); "
-        "the client IP is the one resolved through `TRUSTED_PROXIES`.",
-    )
-
-    # --- razorpay ------------------------------------------------------------------------------
-    razorpay_key_id: str | None = Field(
-        None,
-        description="Razorpay API key id (`rzp_test_…`/`rzp_live_…`); public: it goes to Checkout.",
-    )
-    razorpay_key_secret: SecretStr | None = Field(
-        None,
-        description="Razorpay API key secret: authenticates API calls and verifies the Checkout "
-        "callback signature. With the key id and webhook secret, enables Razorpay.",
-    )
-    razorpay_webhook_secret: SecretStr | None = Field(
-        None,
-        description="Secret of the Razorpay Dashboard webhook (not the key secret): verifies "
-        "`X-Razorpay-Signature`.",
-    )
-    razorpay_previous_webhook_secret: SecretStr | None = Field(
-        None,
-        description="The webhook secret being rotated out, still accepted (Razorpay signs "
-        "retries of older events with it).",
-    )
-    razorpay_api_base: str = Field("https://api.razorpay.com", description="Razorpay API base URL.")
-    razorpay_currencies: list[str] = Field(
-        default_factory=lambda: ["INR"],
-        description="Currencies to charge through Razorpay (JSON list; international currencies "
-        "must be enabled on the Razorpay account).",
-    )
-    razorpay_timeout_seconds: float | None = Field(
-        None, gt=0, le=60, description="Timeout of one Razorpay call; default the provider timeout."
-    )
-
-    # --- stripe ---------------------------------------------------------------------------------
-    stripe_secret_key: SecretStr | None = Field(
-        None,
-        description="Stripe secret key (`sk_test_…`/`sk_live_…`, or a restricted `rk_…` key); "
-        "with a webhook secret it enables Stripe. Has a `_FILE` variant.",
-    )
-    stripe_webhook_secrets: list[SecretStr] = Field(
-        default_factory=list,
-        description="Stripe webhook signing secrets (`whsec_…`, JSON list); a signature under "
-        "any of them is accepted (rotation). The `_FILE` variant may list one per line.",
-    )
-    stripe_publishable_key: str | None = Field(
-        None, description="Publishable key (`pk_…`) handed to the browser in the Elements flow."
-    )
-    stripe_flow: Literal["checkout", "payment_intent"] = Field(
-        "checkout",
-        description="`checkout`: redirect to a Stripe Checkout Session; `payment_intent`: a "
-        "client secret for embedded Stripe Elements.",
-    )
-    stripe_api_base: str = Field("https://api.stripe.com", description="Stripe API base URL.")
-    stripe_currencies: list[str] = Field(
-        default_factory=lambda: [
-            *("AUD", "CAD", "CHF", "DKK", "EUR", "GBP"),
-            *("JPY", "NOK", "NZD", "SEK", "SGD", "USD"),
-        ],
-        description="Currencies to charge through Stripe (JSON list of ISO codes).",
-    )
-    stripe_timeout_seconds: float | None = Field(
-        None, gt=0, le=80, description="Timeout of one Stripe call; default the provider timeout."
-    )
-    stripe_max_network_retries: int = Field(
-        2,
-        ge=0,
-        le=5,
-        description="SDK retries (same idempotency key) after network errors, 409 and 5xx.",
-    )
-    stripe_checkout_expires_seconds: int = Field(
-        1800,
-        ge=1800,
-        le=86400,
-        description=(
-            "Checkout Session lifetime (Stripe: 30 min to 24 h). tillpay keeps it a margin "
-            "inside that window (clock skew and SDK retries resend the same expires_at): "
-            "at least 1800 + 60 + retries x (timeout + 5) s, at most 86340 s."
-        ),
-    )
-
-    # --- email ------------------------------------------------------------------------------------
-    smtp_host: str | None = Field(None, description="SMTP server; unset writes `.eml` files.")
-    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    smtp_username: str | None = Field(None, description="SMTP user name.")
-    smtp_password: SecretStr | None = Field(
-        None, description="SMTP password. Has a `_FILE` variant."
-    )
-    smtp_starttls: bool = Field(True, description="Require STARTTLS (port 587).")
-    smtp_use_tls: bool = Field(False, description="Implicit TLS (port 465) instead of STARTTLS.")
-    smtp_allow_plaintext: bool = Field(
-        False, description="Allow SMTP without TLS (local relays only; refused in production)."
-    )
-    smtp_ca_file: Path | None = Field(
-        None, description="CA bundle to verify the SMTP server (system store when unset)."
-    )
-    smtp_timeout_seconds: float = Field(10.0, gt=0, description="SMTP timeout.")
-    mail_from: str = Field("tillpay <no-reply@localhost>", description="From address of mail.")
-    mail_dir: Path | None = Field(
-        None, description="Where `.eml` files go without SMTP; default `<data_dir>/mail`."
-    )
-
-    # --- observability --------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level (`DEBUG` is refused in production)."
-    )
-    log_json: bool | None = Field(
-        None, description="JSON log lines; default on except in development."
-    )
-    docs_enabled: bool | None = Field(
-        None, description="Serve `/docs` and `/openapi.json`; default on except in production."
-    )
-    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
-    metrics_token: SecretStr | None = Field(
-        None, description="Bearer token required on `/metrics` (required in production)."
-    )
-
-    # --- acknowledged production risks (see docs/operations.md) --------------------------------
-    i_understand_database_without_tls: bool = Field(
-        False,
-        description="Production: accept `DATABASE_SSL_MODE=disable` to another host (TLS "
-        "by a sidecar or the network). Logged as a warning at every start.",
-    )
-    i_understand_redis_without_tls: bool = Field(
-        False,
-        description="Production: accept `redis://` to another host (TLS by a sidecar or the "
-        "network). Logged as a warning at every start.",
-    )
-    i_understand_broker_without_tls: bool = Field(
-        False,
-        description="Production: accept `amqp://` to another host (TLS by a sidecar or the "
-        "network). Logged as a warning at every start.",
-    )
-    i_understand_ratelimit_disabled: bool = Field(
-        False,
-        description="Production: accept `RATELIMIT_ENABLED=false` (a gateway enforces rate "
-        "limits). Logged as a warning at every start.",
-    )
 
     @classmethod
     def settings_customise_sources(
@@ -596,60 +188,6 @@ class Settings(BaseSettings):
         if origin is dict:
             return _json(value, dict, 'a JSON object, e.g. {"name": "value"}')
         return value
-
-    @field_validator("database_url", "redis_url", "broker_url")
-    @classmethod
-    def _check_url_scheme(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        text = value.get_secret_value() if value is not None else ""
-        schemes = _URL_SCHEMES[str(info.field_name)]
-        if text and text.partition("://")[0].lower() not in schemes:
-            # Only the scheme is named: the rest of the URL may carry a password.
-            raise ValueError(f"unsupported scheme; use {' or '.join(f'`{s}://`' for s in schemes)}")
-        return value
-
-    @field_validator("ratelimit_global")
-    @classmethod
-    def _check_ratelimit_global(cls, value: str) -> str:
-        RatePolicy.parse("global", value)
-        return value
-
-    @field_validator("ratelimit_policies")
-    @classmethod
-    def _check_ratelimit_policies(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(RATELIMIT_POLICY_DEFAULTS))
-        if unknown:
-            known = ", ".join(RATELIMIT_POLICY_DEFAULTS)
-            raise ValueError(f"unknown policies {', '.join(unknown)} (policies: {known})")
-        merged = {**RATELIMIT_POLICY_DEFAULTS, **value}
-        for name, spec in merged.items():
-            RatePolicy.parse(name, spec)
-        return merged
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
-        entries = [entry.strip() for entry in value]
-        problems = _trusted_proxy_problems(entries)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return entries
-
-    @field_validator("paystack_webhook_ips", "cryptomus_webhook_ips")
-    @classmethod
-    def _check_ip_lists(cls, value: list[str]) -> list[str]:
-        problems = [p for entry in value if (p := ip_entry_problem(entry, strict=False))]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return [entry.strip() for entry in value]
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _strip_trailing_slash(cls, value: str) -> str:
-        if not value:
-            return value
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _check_safety(self) -> Settings:
@@ -737,10 +275,6 @@ class Settings(BaseSettings):
 
     # --- derived values -------------------------------------------------------------------------
     @property
-    def is_production(self) -> bool:
-        return self.environment == "production"
-
-    @property
     def docs_on(self) -> bool:
         """Docs default to on outside production; production needs an explicit `true`."""
         if self.docs_enabled is None:
@@ -752,10 +286,6 @@ class Settings(BaseSettings):
         if self.log_json is None:
             return self.environment != "development"
         return self.log_json
-
-    @cached_property
-    def database_dsn(self) -> str:
-        return self.database_url.get_secret_value()
 
     @property
     def issuer(self) -> str:
@@ -788,10 +318,6 @@ class Settings(BaseSettings):
         if self.sandbox_enabled is None:
             return not self.is_production
         return self.sandbox_enabled
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_dsn.startswith("sqlite")
 
 
 def _json(text: str, kind: type, expected: str) -> Any:
