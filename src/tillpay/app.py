@@ -38,6 +38,7 @@ from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
+from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
 from tillpay.ops.docs import ASSETS_PREFIX
@@ -161,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accounts = build_runtime(
             settings,
             database,
-            mailer=settings.build_mailer(),
+            mailer=build_mailer(settings),
             limiter=lockout_store,
         )
         await accounts.keys.start()

@@ -247,12 +247,13 @@ def create_admin(
     from tillpay.accounts.runtime import build_runtime
     from tillpay.kit.db import Database
     from tillpay.kit.errors import AppError
+    from tillpay.notifications.mail import build_mailer
 
     settings = _settings()
 
     async def run() -> str:
         database = Database.from_settings(settings)
-        runtime = build_runtime(settings, database, mailer=settings.build_mailer(), limiter=None)
+        runtime = build_runtime(settings, database, mailer=build_mailer(settings), limiter=None)
         try:
             async with database.session() as session, session.begin():
                 user = await service.create_admin(session, runtime, email=email, password=password)

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_origin
+from typing import Any, get_origin
 
 from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
@@ -45,9 +45,6 @@ from tillpay.settings_groups.redis_broker import RedisBrokerSettings
 from tillpay.settings_groups.risks import AcceptedRiskSettings
 from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
 from tillpay.settings_safety import OVERRIDES, env_name, production_risks
-
-if TYPE_CHECKING:
-    from tillpay.notifications.mail import Mailer
 
 __all__ = [
     "DEV_SECRET_KEY",
@@ -294,24 +291,6 @@ class Settings(
     @property
     def mailbox_dir(self) -> Path:
         return self.mail_dir or self.data_dir / "mail"
-
-    def build_mailer(self) -> Mailer:
-        """SMTP when a host is configured, else `.eml` files in the mailbox directory."""
-        from tillpay.notifications.mail import mailer_from_settings
-
-        return mailer_from_settings(
-            smtp_host=self.smtp_host,
-            smtp_port=self.smtp_port,
-            smtp_username=self.smtp_username,
-            smtp_password=self.smtp_password,
-            smtp_starttls=self.smtp_starttls,
-            smtp_use_tls=self.smtp_use_tls,
-            smtp_ca_file=self.smtp_ca_file,
-            smtp_allow_plaintext=self.smtp_allow_plaintext,
-            smtp_timeout=self.smtp_timeout_seconds,
-            mail_from=self.mail_from,
-            mail_dir=self.mailbox_dir,
-        )
 
     @property
     def sandbox_on(self) -> bool:

@@ -6,6 +6,7 @@ import pytest
 
 from tillpay.accounts.runtime import build_runtime
 from tillpay.kit.db import Database
+from tillpay.notifications.mail import build_mailer
 from tillpay.settings import ConfigurationError, Settings
 
 STRONG = "p" * 20 + "0123456789abcdefghijklmnop"
@@ -35,7 +36,7 @@ async def test_the_test_environment_may_hash_cheaply() -> None:
     )
     database = Database.from_settings(settings)
     try:
-        runtime = build_runtime(settings, database, mailer=settings.build_mailer(), limiter=None)
+        runtime = build_runtime(settings, database, mailer=build_mailer(settings), limiter=None)
         digest = await runtime.hasher.hash("correct horse battery staple")
     finally:
         await database.dispose()

@@ -35,6 +35,7 @@ import aiosmtplib
 from pydantic import SecretStr
 
 from tillpay.kit.logging import get_logger
+from tillpay.settings import Settings
 
 __all__ = [
     "DEFAULT_MAIL_DIR",
@@ -44,6 +45,7 @@ __all__ = [
     "MailDeliveryError",
     "Mailer",
     "SmtpMailer",
+    "build_mailer",
     "build_message",
     "extract_links",
     "mailer_from_settings",
@@ -338,3 +340,20 @@ def mailer_from_settings(
             allow_plaintext=smtp_allow_plaintext,
         )
     return FileMailer(mail_dir, from_address=mail_from)
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    """The configured mailer: SMTP when a host is set, else `.eml` files in the mailbox."""
+    return mailer_from_settings(
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_username=settings.smtp_username,
+        smtp_password=settings.smtp_password,
+        smtp_starttls=settings.smtp_starttls,
+        smtp_use_tls=settings.smtp_use_tls,
+        smtp_ca_file=settings.smtp_ca_file,
+        smtp_allow_plaintext=settings.smtp_allow_plaintext,
+        smtp_timeout=settings.smtp_timeout_seconds,
+        mail_from=settings.mail_from,
+        mail_dir=settings.mailbox_dir,
+    )
