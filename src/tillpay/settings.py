@@ -27,6 +27,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tillpay.kit.config import ConfigurationError
 from tillpay.settings_groups.auth import AuthSettings
 from tillpay.settings_groups.commerce import CommerceSettings
 from tillpay.settings_groups.database import DatabaseSettings
@@ -63,10 +64,6 @@ _HARNESS_PREFIXES = ("TILLPAY_TEST_", "TILLPAY_FUZZ_")
 logger = logging.getLogger(__name__)
 
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "insecure", "xxx")
-
-
-class ConfigurationError(ValueError):
-    """Raised when the configuration is unsafe or inconsistent; names the settings at fault."""
 
 
 def _is_placeholder(value: str) -> bool:

@@ -27,8 +27,13 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from tillpay.kit.config import (
+    ConfigurationError,
+    DatabaseConfig,
+    HasDatabaseConfig,
+    database_config,
+)
 from tillpay.kit.errors import AppError
-from tillpay.settings import ConfigurationError, Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -98,12 +103,13 @@ def _no_key_password() -> str:
     )
 
 
-def build_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS for PostgreSQL per ``database_ssl_mode``; ``verify-full`` checks chain and host."""
-    mode = settings.database_ssl_mode
+def build_ssl_context(source: DatabaseConfig | HasDatabaseConfig) -> ssl.SSLContext | None:
+    """TLS for PostgreSQL per ``ssl_mode``; ``verify-full`` checks chain and host."""
+    config = database_config(source)
+    mode = config.ssl_mode
     if mode == "disable":
         return None
-    cafile = str(settings.database_ssl_root_cert) if settings.database_ssl_root_cert else None
+    cafile = str(config.ssl_root_cert) if config.ssl_root_cert else None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if mode == "require":
@@ -113,15 +119,12 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     elif mode == "verify-ca":
         context.check_hostname = False
         context.verify_mode = ssl.CERT_REQUIRED
-    if settings.database_ssl_cert is not None:
-        password = (
-            settings.database_ssl_key_password.get_secret_value()
-            if settings.database_ssl_key_password
-            else None
-        )
+    if config.ssl_cert is not None:
+        # An empty password counts as none, as it always has.
+        password = config.ssl_key_password or None
         context.load_cert_chain(
-            str(settings.database_ssl_cert),
-            keyfile=str(settings.database_ssl_key) if settings.database_ssl_key else None,
+            str(config.ssl_cert),
+            keyfile=str(config.ssl_key) if config.ssl_key else None,
             password=password if password is not None else _no_key_password,
         )
     return context
@@ -146,10 +149,11 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(source: DatabaseConfig | HasDatabaseConfig) -> AsyncEngine:
     """Create the async engine for the configured database."""
-    url = settings.database_dsn
-    if settings.is_sqlite:
+    config = database_config(source)
+    url = config.url
+    if config.is_sqlite:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:" and not path.startswith("file:"):
             from pathlib import Path
@@ -165,18 +169,16 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "timezone": "UTC",
         },
     }
-    if settings.database_statement_timeout_ms:
-        connect_args["server_settings"]["statement_timeout"] = str(
-            settings.database_statement_timeout_ms
-        )
-    ssl_context = build_ssl_context(settings)
+    if config.statement_timeout_ms:
+        connect_args["server_settings"]["statement_timeout"] = str(config.statement_timeout_ms)
+    ssl_context = build_ssl_context(config)
     if ssl_context is not None:
         connect_args["ssl"] = ssl_context
     return create_async_engine(
         url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_timeout=settings.database_pool_timeout,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout,
         pool_pre_ping=True,
         connect_args=connect_args,
     )
@@ -190,8 +192,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        return cls(create_engine(settings))
+    def from_settings(cls, source: DatabaseConfig | HasDatabaseConfig) -> Database:
+        """The database ``source`` (a config, or settings that describe one) configures."""
+        return cls(create_engine(source))
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

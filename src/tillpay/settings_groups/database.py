@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from tillpay.kit.config import DatabaseConfig
 from tillpay.settings_groups.urls import check_url_scheme
 
 
@@ -52,3 +53,20 @@ class DatabaseSettings(BaseModel):
     @property
     def is_sqlite(self) -> bool:
         return self.database_dsn.startswith("sqlite")
+
+    @property
+    def database_config(self) -> DatabaseConfig:
+        """What :mod:`tillpay.kit.db` builds the engine from."""
+        password = self.database_ssl_key_password
+        return DatabaseConfig(
+            url=self.database_dsn,
+            pool_size=self.database_pool_size,
+            max_overflow=self.database_max_overflow,
+            pool_timeout=self.database_pool_timeout,
+            statement_timeout_ms=self.database_statement_timeout_ms,
+            ssl_mode=self.database_ssl_mode,
+            ssl_root_cert=self.database_ssl_root_cert,
+            ssl_cert=self.database_ssl_cert,
+            ssl_key=self.database_ssl_key,
+            ssl_key_password=password.get_secret_value() if password is not None else None,
+        )
