@@ -34,6 +34,7 @@ from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
 from tillpay.kit.http.request_id import RequestIdMiddleware
 from tillpay.kit.http.schema_guard import SchemaGuardMiddleware
 from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
+from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
@@ -45,11 +46,12 @@ from tillpay.ops.routes import router as ops_router
 from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
 from tillpay.payments import routes as payments_routes
+from tillpay.payments.jobs import payments_runtime
 from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
 from tillpay.sandbox import psp as sandbox_psp
 from tillpay.settings import Settings, load_settings
-from tillpay.worker import JobContext, Worker
+from tillpay.worker import Worker
 
 log = get_logger(__name__)
 
@@ -172,13 +174,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.payments = payments
         worker: Worker | None = None
         if settings.worker_in_process:
-            worker = Worker(
-                JobContext(
-                    settings=settings,
-                    database=database,
-                    extras={"payments": payments, "provider_transport": transport},
-                )
-            )
+            context = JobContext(settings, database, provider_transport=transport)
+            context.provide(payments_runtime, payments)
+            worker = Worker(context)
             worker.start()
         if settings.demo_data:
             from tillpay.demo import load_demo_data
