@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import redis.asyncio as redis_asyncio
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -127,8 +128,16 @@ def _middleware(
     return stack
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build a tillpay application. Resources are opened by the lifespan, not here."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    provider_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build a tillpay application. Resources are opened by the lifespan, not here.
+
+    ``provider_transport`` carries provider HTTP and the sandbox's webhook deliveries
+    (None: the network); tests route it to in-process emulators.
+    """
     settings = settings or load_settings()
     configure_logging(json=settings.json_logs, level=settings.log_level)
     metrics = Metrics()
@@ -168,13 +177,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await accounts.keys.start()
         app.state.accounts = accounts
-        # Tests route provider HTTP into in-process emulators by setting this before start.
-        transport = getattr(app.state, "provider_transport", None)
-        payments = build_payments_runtime(settings, database, transport=transport)
+        payments = build_payments_runtime(settings, database, transport=provider_transport)
         app.state.payments = payments
         worker: Worker | None = None
         if settings.worker_in_process:
-            context = JobContext(settings, database, provider_transport=transport)
+            context = JobContext(settings, database, provider_transport=provider_transport)
             context.provide(payments_runtime, payments)
             worker = Worker(context)
             worker.start()
