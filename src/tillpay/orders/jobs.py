@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tillpay.kit import idempotency
 from tillpay.kit.jobs import JobContext, job
 from tillpay.kit.logging import get_logger
 from tillpay.orders import service
@@ -18,12 +17,3 @@ async def expire_orders(context: JobContext[Settings]) -> None:
         count = await service.expire_due(session)
     if count:
         log.info("orders.expired", count=count)
-
-
-@job("idempotency.purge", interval=3600.0)
-async def purge_idempotency_keys(context: JobContext[Settings]) -> None:
-    """Forget idempotency keys older than their retention (72 h)."""
-    async with context.database.session() as session, session.begin():
-        count = await idempotency.purge_expired(session)
-    if count:
-        log.info("idempotency.purged", count=count)
