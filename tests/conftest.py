@@ -257,6 +257,10 @@ async def _delete_redis_keys(url: str) -> None:
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
+def _unrouted(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"provider transport used before its app existed: {request.url}")
+
+
 @pytest.fixture
 def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
     """Start an app with setting overrides and yield an HTTP client bound to it."""
@@ -268,10 +272,13 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
         **overrides: Any,
     ) -> AsyncIterator[httpx.AsyncClient]:
         settings = make_settings(**overrides)
-        app = create_app(settings)
-        # Provider adapters (and the sandbox's webhook sender) reach the in-process app;
-        # tests mount provider emulators on their API hosts (tests/transport.py).
-        app.state.provider_transport = RoutingTransport(httpx.ASGITransport(app=app))
+        # Provider adapters (and the sandbox's webhook sender) reach this very app; tests
+        # mount provider emulators on their API hosts (tests/transport.py) through
+        # app.state.provider_transport, the tests' handle (the app never reads it).
+        routing = RoutingTransport(httpx.MockTransport(_unrouted))
+        app = create_app(settings, provider_transport=routing)
+        routing.default = httpx.ASGITransport(app=app)
+        app.state.provider_transport = routing
         if setup is not None:
             setup(app)
         async with LifespanManager(app):

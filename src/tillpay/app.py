@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import redis.asyncio as redis_asyncio
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -34,6 +35,7 @@ from tillpay.kit.http.ratelimit import GLOBAL_POLICY, GlobalRateLimitMiddleware
 from tillpay.kit.http.request_id import RequestIdMiddleware
 from tillpay.kit.http.schema_guard import SchemaGuardMiddleware
 from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
+from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import configure_logging, get_logger
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
@@ -46,11 +48,12 @@ from tillpay.ops.routes import router as ops_router
 from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
 from tillpay.payments import routes as payments_routes
+from tillpay.payments.jobs import payments_runtime
 from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
 from tillpay.sandbox import psp as sandbox_psp
 from tillpay.settings import Settings, load_settings
-from tillpay.worker import JobContext, Worker
+from tillpay.worker import Worker
 
 log = get_logger(__name__)
 
@@ -126,8 +129,16 @@ def _middleware(
     return stack
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build a tillpay application. Resources are opened by the lifespan, not here."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    provider_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build a tillpay application. Resources are opened by the lifespan, not here.
+
+    ``provider_transport`` carries provider HTTP and the sandbox's webhook deliveries
+    (None: the network); tests route it to in-process emulators.
+    """
     settings = settings or load_settings()
     configure_logging(json=settings.json_logs, level=settings.log_level)
     metrics = Metrics()
@@ -167,19 +178,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await accounts.keys.start()
         app.state.accounts = accounts
-        # Tests route provider HTTP into in-process emulators by setting this before start.
-        transport = getattr(app.state, "provider_transport", None)
-        payments = build_payments_runtime(settings, database, transport=transport)
+        payments = build_payments_runtime(settings, database, transport=provider_transport)
         app.state.payments = payments
         worker: Worker | None = None
         if settings.worker_in_process:
-            worker = Worker(
-                JobContext(
-                    settings=settings,
-                    database=database,
-                    extras={"payments": payments, "provider_transport": transport},
-                )
-            )
+            context = JobContext(settings, database, provider_transport=provider_transport)
+            context.provide(payments_runtime, payments)
+            worker = Worker(context)
             worker.start()
         if settings.demo_data:
             from tillpay.demo import load_demo_data

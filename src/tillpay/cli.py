@@ -189,8 +189,9 @@ def migrate(
 def worker() -> None:
     """Run the background worker as its own process."""
     from tillpay.kit.db import Database
+    from tillpay.kit.jobs import JobContext
     from tillpay.kit.logging import configure_logging
-    from tillpay.worker import JobContext, Worker
+    from tillpay.worker import Worker
 
     settings = _settings()
     _require_migrated(settings)

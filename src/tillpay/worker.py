@@ -1,68 +1,33 @@
 """The background worker: periodic jobs run in-process by default or by `tillpay worker`.
 
-Domains register jobs with :func:`job`. Every run gets a fresh database session of its
-own and commits only when the job returned normally; a failing job is logged and retried
-at its next interval, never taking the loop down.
+Domains register jobs with :func:`tillpay.kit.jobs.job`. Every run gets a fresh database
+session of its own and commits only when the job returned normally; a failing job is
+logged and retried at its next interval, never taking the loop down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from tillpay.kit.db import Database
+from tillpay.kit.jobs import Job, JobContext, registered
 from tillpay.kit.logging import get_logger
 from tillpay.settings import Settings
 
 log = get_logger(__name__)
 
 
-@dataclass
-class JobContext:
-    """What a job receives: the settings, the database and shared clients."""
-
-    settings: Settings
-    database: Database
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-JobFunc = Callable[[JobContext], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    interval: float
-    func: JobFunc
-
-
-_REGISTRY: dict[str, Job] = {}
-
-
-def job(name: str, *, interval: float) -> Callable[[JobFunc], JobFunc]:
-    """Register ``func`` to run every ``interval`` seconds."""
-
-    def decorator(func: JobFunc) -> JobFunc:
-        _REGISTRY[name] = Job(name, interval, func)
-        return func
-
-    return decorator
-
-
 def registered_jobs() -> list[Job]:
     """Every job the domains register (importing them registers them)."""
     import tillpay.jobs  # noqa: F401 - registration side effect
 
-    return list(_REGISTRY.values())
+    return registered()
 
 
 class Worker:
     """Runs the registered jobs on their intervals until stopped."""
 
-    def __init__(self, context: JobContext, jobs: list[Job] | None = None) -> None:
+    def __init__(self, context: JobContext[Settings], jobs: list[Job] | None = None) -> None:
         self.context = context
         self.jobs = jobs if jobs is not None else registered_jobs()
         self._stop = asyncio.Event()

@@ -10,10 +10,10 @@ import httpx
 
 from tests.accounts.helpers import Account
 from tests.commerce.helpers import Shop
+from tillpay.kit.jobs import JobContext
 from tillpay.payments import service as payments
 from tillpay.payments.runtime import PaymentsRuntime
 from tillpay.sandbox import jobs as sandbox_jobs
-from tillpay.worker import JobContext
 
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -61,7 +61,7 @@ class Checkout:
         context = JobContext(
             settings=self.app.state.settings,
             database=self.app.state.database,
-            extras={"provider_transport": self.app.state.provider_transport},
+            provider_transport=self.app.state.provider_transport,
         )
         return await sandbox_jobs.deliver_due(context)
 

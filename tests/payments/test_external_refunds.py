@@ -167,7 +167,8 @@ async def test_the_webhook_of_tillpays_own_refund_ahead_of_its_answer_matches_th
     make_client: ClientFactory, clean_db: None, mail_dir: Path
 ) -> None:
     def setup(app: FastAPI) -> None:
-        app.state.provider_transport = LostRefundAnswers(app.state.provider_transport)
+        routing = app.state.provider_transport
+        routing.default = LostRefundAnswers(routing.default)
 
     async with checkout_with(make_client, mail_dir, setup=setup) as checkout:
         customer = await checkout.shop.customer()
@@ -211,8 +212,9 @@ async def test_the_webhook_of_tillpays_own_refund_before_its_answer_is_applied_o
     transports: list[WebhookAheadOfTheAnswer] = []
 
     def setup(app: FastAPI) -> None:
-        transports.append(WebhookAheadOfTheAnswer(app.state.provider_transport))
-        app.state.provider_transport = transports[0]
+        routing = app.state.provider_transport
+        transports.append(WebhookAheadOfTheAnswer(routing.default))
+        routing.default = transports[0]
 
     async with checkout_with(make_client, mail_dir, setup=setup) as checkout:
         customer = await checkout.shop.customer()

@@ -284,8 +284,9 @@ async def test_a_create_timeout_stays_unknown_until_the_provider_proves_it_never
     flaky: list[FlakyProvider] = []
 
     def setup(app: FastAPI) -> None:
-        flaky.append(FlakyProvider(app.state.provider_transport))
-        app.state.provider_transport = flaky[0]
+        routing = app.state.provider_transport
+        flaky.append(FlakyProvider(routing.default))
+        routing.default = flaky[0]
 
     async with checkout_with(make_client, mail_dir, setup=setup) as checkout:
         customer = await checkout.shop.customer()

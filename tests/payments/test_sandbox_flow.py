@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from tests.payments.helpers import DECLINED_CARD, GOOD_CARD, Checkout
 from tillpay.events.models import OutboxEvent
 from tillpay.ledger import service as ledger
+from tillpay.sandbox.models import SandboxSession, SessionStatus
 
 
 async def test_card_payment_marks_the_order_paid_via_the_webhook(checkout: Checkout) -> None:
@@ -87,3 +90,25 @@ async def test_admin_refunds_part_then_the_rest(checkout: Checkout) -> None:
     assert state["status"] == "refunded"
     async with checkout.app.state.database.session() as session:
         assert await ledger.unbalanced_transactions(session) == []
+
+
+async def test_the_database_refuses_a_sandbox_status_outside_the_enums(checkout: Checkout) -> None:
+    customer = await checkout.shop.customer()
+    order = await checkout.shop.order(customer)
+    await checkout.pay(customer, order["id"])
+    database = checkout.app.state.database
+    async with database.session() as session:
+        row = (await session.execute(select(SandboxSession))).scalar_one()
+        assert row.status is SessionStatus.OPEN
+    # Raw SQL: the ORM would refuse these values before the database saw them.
+    refused = [
+        text("UPDATE sandbox_sessions SET status = 'settled'"),
+        text(
+            "INSERT INTO sandbox_refunds (id, session_id, idempotency_key, amount, status,"
+            " created_at) VALUES ('sbr_x', :session_id, 'k', 1, 'pending', :now)"
+        ).bindparams(session_id=row.id, now=row.created_at),
+    ]
+    for statement in refused:
+        async with database.session() as session:
+            with pytest.raises(IntegrityError):
+                await session.execute(statement)

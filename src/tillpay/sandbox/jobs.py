@@ -8,18 +8,19 @@ import httpx
 from sqlalchemy import select
 
 from tillpay.kit.db import utcnow
+from tillpay.kit.jobs import JobContext, job
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import tls_context
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxWebhook
-from tillpay.worker import JobContext, job
+from tillpay.settings import Settings
 
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 8
 
 
-async def deliver_due(context: JobContext, *, limit: int = 20) -> int:
+async def deliver_due(context: JobContext[Settings], *, limit: int = 20) -> int:
     """POST due webhooks; no database transaction is open during the HTTP calls."""
     settings = context.settings
     if not settings.sandbox_on:
@@ -40,12 +41,11 @@ async def deliver_due(context: JobContext, *, limit: int = 20) -> int:
     if not due:
         return 0
     base = (settings.sandbox_api_base or settings.public_base_url).rstrip("/")
-    transport = context.extras.get("provider_transport")
     delivered = 0
     async with httpx.AsyncClient(
         base_url=base,
         timeout=10.0,
-        transport=transport,
+        transport=context.provider_transport,
         follow_redirects=False,
         verify=tls_context(),
     ) as client:
@@ -79,5 +79,5 @@ async def deliver_due(context: JobContext, *, limit: int = 20) -> int:
 
 
 @job("sandbox.deliver_webhooks", interval=1.0)
-async def deliver_webhooks(context: JobContext) -> None:
+async def deliver_webhooks(context: JobContext[Settings]) -> None:
     await deliver_due(context)

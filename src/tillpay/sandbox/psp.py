@@ -39,19 +39,27 @@ from tillpay.kit.db import DbSession, utcnow
 from tillpay.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from tillpay.kit.ids import new_id
 from tillpay.kit.money import AmountMinor, CurrencyCode, Money
-from tillpay.sandbox.models import SandboxRefund, SandboxSession, SandboxWebhook
+from tillpay.sandbox.models import (
+    SandboxRefund,
+    SandboxRefundStatus,
+    SandboxSession,
+    SandboxWebhook,
+    SessionStatus,
+)
 from tillpay.settings import Settings
 
 SESSION_LIFETIME = timedelta(minutes=30)
 SIGNATURE_HEADER = "Tillpay-Sandbox-Signature"
 
-CARD_OUTCOMES: dict[str, tuple[str, str | None]] = {
-    "4242424242424242": ("succeeded", None),
-    "4000000000000002": ("failed", "card_declined"),
-    "4000000000009995": ("failed", "insufficient_funds"),
-    "4000000000000077": ("processing", None),
-    "4000000000000085": ("succeeded_late_twice", None),
+# card → (outcome, decline code, whether the webhook arrives twice and late)
+CARD_OUTCOMES: dict[str, tuple[SessionStatus, str | None, bool]] = {
+    "4242424242424242": (SessionStatus.SUCCEEDED, None, False),
+    "4000000000000002": (SessionStatus.FAILED, "card_declined", False),
+    "4000000000009995": (SessionStatus.FAILED, "insufficient_funds", False),
+    "4000000000000077": (SessionStatus.PROCESSING, None, False),
+    "4000000000000085": (SessionStatus.SUCCEEDED, None, True),
 }
+UNKNOWN_CARD = (SessionStatus.FAILED, "unknown_test_card", False)
 
 PAGE_CSP = (
     "default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; "
@@ -97,8 +105,12 @@ class RefundIn(BaseModel):
 
 def _session_json(settings: Settings, row: SandboxSession) -> dict[str, Any]:
     status = row.status
-    if status == "processing" and row.settle_at is not None and row.settle_at <= utcnow():
-        status = "succeeded"
+    if (
+        status == SessionStatus.PROCESSING
+        and row.settle_at is not None
+        and row.settle_at <= utcnow()
+    ):
+        status = SessionStatus.SUCCEEDED
     base = (settings.sandbox_api_base or settings.public_base_url).rstrip("/")
     return {
         "id": row.id,
@@ -106,7 +118,11 @@ def _session_json(settings: Settings, row: SandboxSession) -> dict[str, Any]:
         "reference": row.reference,
         "amount": row.amount,
         "currency": row.currency,
-        "status": "expired" if status == "open" and row.expires_at <= utcnow() else status,
+        "status": (
+            SessionStatus.EXPIRED
+            if status == SessionStatus.OPEN and row.expires_at <= utcnow()
+            else status
+        ),
         "decline_code": row.decline_code,
         "amount_refunded": row.refunded_amount,
         "card_last4": row.card_last4,
@@ -118,8 +134,12 @@ def _session_json(settings: Settings, row: SandboxSession) -> dict[str, Any]:
 
 async def _settle(session: AsyncSession, row: SandboxSession) -> None:
     """A processing session whose settle time passed becomes succeeded for good."""
-    if row.status == "processing" and row.settle_at is not None and row.settle_at <= utcnow():
-        row.status = "succeeded"
+    if (
+        row.status == SessionStatus.PROCESSING
+        and row.settle_at is not None
+        and row.settle_at <= utcnow()
+    ):
+        row.status = SessionStatus.SUCCEEDED
 
 
 @api.post("/sessions")
@@ -146,7 +166,7 @@ async def create_session(
         amount=body.amount,
         currency=body.currency,
         return_url=body.return_url,
-        status="open",
+        status=SessionStatus.OPEN,
         expires_at=utcnow() + SESSION_LIFETIME,
     )
     session.add(row)
@@ -198,13 +218,16 @@ async def refund_session(
     if row is None:
         raise NotFound("No such session.")
     await _settle(session, row)
-    if row.status != "succeeded":
+    if row.status != SessionStatus.SUCCEEDED:
         raise Conflict("Only paid sessions can be refunded.", code="not_paid")
     if row.refunded_amount + body.amount > row.amount:
         raise Conflict("The refund exceeds what was paid.", code="refund_exceeds_payment")
     row.refunded_amount += body.amount
     refund = SandboxRefund(
-        session_id=row.id, idempotency_key=idempotency_key, amount=body.amount, status="succeeded"
+        session_id=row.id,
+        idempotency_key=idempotency_key,
+        amount=body.amount,
+        status=SandboxRefundStatus.SUCCEEDED,
     )
     session.add(refund)
     await session.flush()
@@ -279,16 +302,16 @@ _STYLE = (
 
 
 # How a closed checkout is described (session statuses are not English adjectives).
-STATUS_SENTENCES: dict[str, str] = {
-    "succeeded": "This checkout has been paid.",
-    "failed": "This checkout was declined.",
-    "processing": "The payment for this checkout is being processed.",
-    "expired": "This checkout has expired.",
+STATUS_SENTENCES: dict[SessionStatus, str] = {
+    SessionStatus.SUCCEEDED: "This checkout has been paid.",
+    SessionStatus.FAILED: "This checkout was declined.",
+    SessionStatus.PROCESSING: "The payment for this checkout is being processed.",
+    SessionStatus.EXPIRED: "This checkout has expired.",
 }
 
 
 def _closed_sentence(row: SandboxSession) -> str:
-    status = "expired" if row.status == "open" else row.status
+    status = SessionStatus.EXPIRED if row.status == SessionStatus.OPEN else row.status
     return STATUS_SENTENCES.get(status, "This checkout is closed.")
 
 
@@ -320,7 +343,7 @@ async def checkout_page(
     if row is None:
         return _page("<h1>Checkout not found</h1>", status=404)
     amount = html.escape(str(Money(row.amount, row.currency)))
-    if row.status != "open" or row.expires_at <= utcnow():
+    if row.status != SessionStatus.OPEN or row.expires_at <= utcnow():
         return _page(
             f"<h1>tillpay sandbox</h1><p class=result>{html.escape(_closed_sentence(row))}</p>"
         )
@@ -355,22 +378,19 @@ async def submit_page(
     ).scalar_one_or_none()
     if row is None:
         return _page("<h1>Checkout not found</h1>", status=404)
-    if row.status != "open" or row.expires_at <= utcnow():
+    if row.status != SessionStatus.OPEN or row.expires_at <= utcnow():
         return _page(
             f"<h1>tillpay sandbox</h1><p class=result>{html.escape(_closed_sentence(row))}</p>",
             status=409,
         )
     digits = "".join(ch for ch in card_number if ch.isdigit())
-    outcome, decline = CARD_OUTCOMES.get(digits, ("failed", "unknown_test_card"))
+    outcome, decline, late_twice = CARD_OUTCOMES.get(digits, UNKNOWN_CARD)
     row.card_last4 = digits[-4:] if len(digits) >= 4 else None
-    late_twice = outcome == "succeeded_late_twice"
-    if late_twice:
-        outcome = "succeeded"
     row.status = outcome
     row.decline_code = decline
-    if outcome == "processing":
+    if outcome == SessionStatus.PROCESSING:
         row.settle_at = utcnow() + timedelta(seconds=settings.sandbox_settle_seconds)
-    if outcome in ("succeeded", "failed"):
+    if outcome in (SessionStatus.SUCCEEDED, SessionStatus.FAILED):
         _queue_webhook(
             session,
             settings,
