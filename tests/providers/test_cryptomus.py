@@ -419,7 +419,9 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_invoi
 ) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer, price=1200)
-    env.emulator.fail("/v1/payment", "timeout", times=3)  # the first try and both retries
+    env.emulator.fail(
+        "POST", "/v1/payment", "timeout_after", times=3
+    )  # the first try and both retries
     created = await env.pay(customer, order["id"])
     assert created.status_code == 503, created.text
     payment = created.json()
@@ -437,7 +439,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_invoi
 async def test_a_webhook_waits_while_invoice_info_is_unavailable(env: Env) -> None:
     customer, _, payment = await env.started()
     await env.emulator.control(f"{payment['id']}_1", "paid")
-    env.emulator.fail("/v1/payment/info", "500", times=3)
+    env.emulator.fail("POST", "/v1/payment/info", "error", times=3)
     await env.checkout.process_webhooks()
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
     [event] = await env.events()
@@ -722,7 +724,7 @@ async def test_no_secret_reaches_the_logs_or_the_attempt_summaries(
     async with make_env() as env:
         capsys.readouterr()
         customer, _, payment = await env.started()
-        env.emulator.fail("/v1/payment/info", "500", times=3)
+        env.emulator.fail("POST", "/v1/payment/info", "error", times=3)
         await env.emulator.control(f"{payment['id']}_1", "paid")
         await env.checkout.process_webhooks()
         await env.post_webhook(b'{"sign":"x"}')

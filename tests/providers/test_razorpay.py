@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
+from tests.emulators.faults import Kind
 from tests.emulators.razorpay import (
     API_BASE,
     API_HOST,
@@ -638,11 +639,11 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_order
     assert attempt.provider_object_id == rp_order["id"]
 
 
-@pytest.mark.parametrize("mode", ["timeout", "5xx"])
+@pytest.mark.parametrize(("kind", "status"), [("timeout", 500), ("error", 503)])
 async def test_a_create_that_never_reached_razorpay_stays_unknown_never_failed(
-    env: Env, mode: Any
+    env: Env, kind: Kind, status: int
 ) -> None:
-    env.emulator.fail("POST", "/v1/orders", mode)
+    env.emulator.fail("POST", "/v1/orders", kind, status=status)
     customer = await env.shop.customer()
     order = await env.shop.order(customer, currency="INR")
     created = await env.checkout.pay(customer, order["id"], provider="razorpay")
@@ -922,7 +923,7 @@ async def test_no_secret_or_card_number_reaches_the_logs_or_the_attempt_summarie
         rp_order = razorpay_order(payment)
         await env.emulator.pay(rp_order, card=DECLINED_CARD)
         await env.emulator.pay(rp_order, card=GOOD_CARD)
-        env.emulator.fail("GET", r"/v1/orders/\w+/payments", "5xx", times=1)
+        env.emulator.fail("GET", r"/v1/orders/\w+/payments", "error", status=503)
         await env.emulator.deliver()
         await env.checkout.process_webhooks()
         body = b'{"event":"order.paid"}'

@@ -728,7 +728,7 @@ async def test_sdk_retries_resend_the_same_expiry_and_stripe_still_accepts_it(
     async with make_env(stripe_max_network_retries=2) as env:
         customer = await env.shop.customer()
         order = await env.shop.order(customer)
-        env.emulator.fail("POST", "/v1/checkout/sessions", "500", times=2)
+        env.emulator.fail("POST", "/v1/checkout/sessions", "error", times=2)
         # The two retries arrive after their time-outs and back-offs, on Stripe's clock.
         env.emulator.clock_offset = 2 * (10 + 5)
         created = await env.pay(customer, order["id"])
@@ -759,7 +759,7 @@ async def test_a_timed_out_create_is_retried_with_the_same_key_into_one_session(
 ) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer)
-    env.emulator.fail("POST", "/v1/checkout/sessions", "timeout")
+    env.emulator.fail("POST", "/v1/checkout/sessions", "timeout_after")
     created = await env.pay(customer, order["id"])
     assert created.status_code == 201, created.text
     first, retry = env.emulator.calls("POST", "/v1/checkout/sessions")
@@ -773,7 +773,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_inten
 ) -> None:
     customer = await elements.shop.customer()
     order = await elements.shop.order(customer)
-    elements.emulator.fail("POST", "/v1/payment_intents", "timeout", times=2)  # try + retry
+    elements.emulator.fail("POST", "/v1/payment_intents", "timeout_after", times=2)  # try + retry
     created = await elements.pay(customer, order["id"])
     assert created.status_code == 503, created.text
     payment = created.json()
@@ -819,7 +819,7 @@ async def test_a_create_that_never_reached_stripe_fails_once_an_hour_shows_nothi
 async def test_server_errors_on_create_leave_the_outcome_unknown(env: Env) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer)
-    env.emulator.fail("POST", "/v1/checkout/sessions", "500", times=2)
+    env.emulator.fail("POST", "/v1/checkout/sessions", "error", times=2)
     created = await env.pay(customer, order["id"])
     assert created.status_code == 503
     assert created.json()["status"] == "unknown"
@@ -842,7 +842,7 @@ async def test_a_webhook_waits_while_stripe_cannot_be_read(env: Env) -> None:
     customer, order, payment = await env.started()
     await env.payer_submits(payment, "pm_card_visa")
     session = env.emulator.by_reference(f"{payment['id']}_1")
-    env.emulator.fail("GET", f"/v1/checkout/sessions/{session['id']}", "500", times=4)
+    env.emulator.fail("GET", f"/v1/checkout/sessions/{session['id']}", "error", times=4)
     await env.settled()
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
     assert {(e.status, e.attempts) for e in await env.stored_events()} == {("pending", 1)}
