@@ -351,7 +351,7 @@ class RazorpayEmulator(FaultInjection):
             or any(len(str(v)) > 256 for v in notes.values())
         ):
             return _error(400, "The notes field is invalid.", field_name="notes")
-        order = {
+        order: dict[str, Any] = {
             "id": _rid("order"),
             "entity": "order",
             "amount": amount,
