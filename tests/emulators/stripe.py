@@ -37,7 +37,8 @@ PaymentIntent through ``/confirm``. Test payment methods: ``pm_card_visa`` /
 debits) leaves the payment ``processing`` until :meth:`StripeEmulator.settle`.
 
 Test controls: :meth:`StripeEmulator.fail` (the faults of tests/emulators/faults.py, applied
-to API calls after they are recorded and before authentication), :meth:`deliver` (in order, reversed, twice), ``refund_outcome`` and
+to API calls after they are recorded and before authentication; an ``error`` answers
+``api_error``), :meth:`deliver` (in order, reversed, twice), ``refund_outcome`` and
 :meth:`settle_refund` for refunds that are pending first.
 """
 
