@@ -187,7 +187,8 @@ async def test_refresh_works_with_the_cookie_and_an_empty_body(
     client = cookie_accounts.client
     token = account.refresh_token
     # A browser's fetch() without a body, and a JSON body that omits the token.
-    for body in ({}, {"json": {}}):
+    bodies: tuple[dict[str, Any], ...] = ({}, {"json": {}})
+    for body in bodies:
         response = await client.post(
             "/v1/auth/refresh", headers={"Cookie": f"{COOKIE}={token}"}, **body
         )

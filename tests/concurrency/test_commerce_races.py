@@ -203,6 +203,7 @@ async def test_cancel_racing_expiry_returns_the_stock_once(shop: Shop, backend: 
                 shop.client.post(f"/v1/orders/{order['id']}/cancel", headers=customer.headers),
                 expire_in_own_session(database),
             )
+        assert isinstance(cancel, httpx.Response)
         stored = await shop.client.get(f"/v1/orders/{order['id']}", headers=customer.headers)
         final = stored.json()["status"]
         if cancel.status_code == 200:

@@ -19,8 +19,9 @@ Test controls:
   "cancel" | ..., "payment_amount"?, "additional_data"?, "webhook": "send" | "twice" |
   "hold" | "none"}`` moves an invoice, as the payer (or the chain) would; :meth:`control`
   calls it over HTTP;
-- :meth:`fail` makes the next calls to a path time out (after the invoice was created, so the
-  answer is lost, not the effect), or answer a 5xx;
+- :meth:`fail` sets the faults of tests/emulators/faults.py on API calls; they apply after
+  the merchant/sign check (``timeout_after`` on ``/v1/payment``: the invoice exists, only the
+  answer is lost), and an ``error`` answers ``{"message": "Server error, #1", ...}``;
 - held webhooks are sent by :meth:`deliver_held` in order or reversed (out of order).
 """
 
@@ -33,6 +34,7 @@ import json
 import re
 import secrets
 import uuid as uuidlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +45,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.emulators.faults import FaultInjection, Faults
 
 API_HOST = "api.cryptomus.test"
 PAY_HOST = "pay.cryptomus.test"
@@ -219,14 +223,31 @@ class Invoice:
         }
 
 
-@dataclass
-class Fault:
-    path: str
-    kind: str  # "timeout" (effect applied, answer lost) or an HTTP status such as "500"
-    times: int
+Handler = Callable[["CryptomusEmulator", Request, dict[str, Any]], Awaitable[Response]]
 
 
-class CryptomusEmulator:
+def _api_call(handler: Handler) -> Callable[[CryptomusEmulator, Request], Awaitable[Response]]:
+    """An API route: the merchant/sign check, then the request's fault, then ``handler``
+    with the parsed body."""
+
+    async def route(self: CryptomusEmulator, request: Request) -> Response:
+        body, problem = await self._authenticated(request)
+        if body is None:
+            return problem
+        fault = self.faults.take(request.method, request.url.path)
+        if fault is None:
+            return await handler(self, request, body)
+        await fault.before()
+        if fault.kind == "error":
+            return fault.response(self._server_error)
+        response = await handler(self, request, body)
+        fault.after()
+        return response
+
+    return route
+
+
+class CryptomusEmulator(FaultInjection):
     """The emulator app plus its state; see the module docstring."""
 
     def __init__(self, *, merchant: str, payment_key: str) -> None:
@@ -234,7 +255,7 @@ class CryptomusEmulator:
         self.payment_key = payment_key
         self.invoices: dict[str, Invoice] = {}
         self.by_order: dict[str, str] = {}
-        self.faults: list[Fault] = []
+        self.faults = Faults()
         self.held: list[tuple[str, bytes]] = []
         self.deliveries: list[tuple[dict[str, Any], int]] = []
         self.calls: list[tuple[str, bytes]] = []
@@ -256,10 +277,6 @@ class CryptomusEmulator:
         if from ``source_ip``."""
         tillpay_app.state.provider_transport.mount(API_HOST, self.app)
         self.webhook_transport = httpx.ASGITransport(app=tillpay_app, client=(source_ip, 443))
-
-    def fail(self, path: str, kind: str, *, times: int = 1) -> None:
-        """The next ``times`` calls to ``path`` time out or answer HTTP ``kind``."""
-        self.faults.append(Fault(path, kind, times))
 
     def invoice(self, order_id: str) -> Invoice:
         return self.invoices[self.by_order[order_id]]
@@ -313,12 +330,8 @@ class CryptomusEmulator:
             return None, self._error("Invalid JSON", 400)
         return body, Response()
 
-    def _fault(self, path: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.path == path and fault.times > 0:
-                fault.times -= 1
-                return fault
-        return None
+    def _server_error(self, status: int) -> Response:
+        return self._answer({"message": "Server error, #1", "code": status, "error": None}, status)
 
     def _find(self, body: dict[str, Any], *, prefer: str) -> Invoice | Response | None:
         uuid, order_id = body.get("uuid"), body.get("order_id")
@@ -361,13 +374,8 @@ class CryptomusEmulator:
 
     # ------------------------------------------------------------------------- API
 
-    async def _create(self, request: Request) -> Response:
-        body, problem = await self._authenticated(request)
-        if body is None:
-            return problem
-        fault = self._fault("/v1/payment")
-        if fault is not None and fault.kind != "timeout":
-            return self._answer({"message": "Server error, #1", "code": 500, "error": None}, 500)
+    @_api_call
+    async def _create(self, request: Request, body: dict[str, Any]) -> Response:
         errors: dict[str, list[str]] = {}
         for name in ("amount", "currency", "order_id"):
             if body.get(name) in (None, ""):
@@ -405,19 +413,10 @@ class CryptomusEmulator:
             self.by_order[invoice.order_id] = invoice.uuid
         else:
             invoice = self.invoices[existing]
-        if fault is not None:  # the invoice exists; only the answer is lost
-            raise httpx.ReadTimeout("emulated timeout")
         return self._ok(invoice.info())
 
-    async def _info(self, request: Request) -> Response:
-        body, problem = await self._authenticated(request)
-        if body is None:
-            return problem
-        fault = self._fault("/v1/payment/info")
-        if fault is not None:
-            if fault.kind == "timeout":
-                raise httpx.ReadTimeout("emulated timeout")
-            return self._answer({"message": "Server error, #1", "code": 500, "error": None}, 500)
+    @_api_call
+    async def _info(self, request: Request, body: dict[str, Any]) -> Response:
         found = self._find(body, prefer="order_id")
         if isinstance(found, Response):
             return found
@@ -425,10 +424,8 @@ class CryptomusEmulator:
             return self._error("Payment was not found")
         return self._ok(found.info())
 
-    async def _refund(self, request: Request) -> Response:
-        body, problem = await self._authenticated(request)
-        if body is None:
-            return problem
+    @_api_call
+    async def _refund(self, request: Request, body: dict[str, Any]) -> Response:
         errors: dict[str, list[str]] = {}
         address = body.get("address")
         if not isinstance(address, str) or not address:
@@ -452,10 +449,8 @@ class CryptomusEmulator:
         await self._notify(found, "send")
         return self._ok([])
 
-    async def _resend(self, request: Request) -> Response:
-        body, problem = await self._authenticated(request)
-        if body is None:
-            return problem
+    @_api_call
+    async def _resend(self, request: Request, body: dict[str, Any]) -> Response:
         found = self._find(body, prefer="uuid")
         if isinstance(found, Response):
             return found

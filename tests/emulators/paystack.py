@@ -29,8 +29,9 @@ paystack-samples.json; error messages from PaystackOSS/openapi errors/api-errors
   :attr:`auto_deliver` is off; events raised inside an API call (``refund.pending``) wait in
   :attr:`outbox` for the next delivery, as Paystack sends them after answering.
 
-Faults (:meth:`fail`): ``timeout`` (nothing done, the caller times out), ``timeout_after``
-(done, but the answer is lost), ``error`` (a 500). Wording of refusals Paystack does not
+Faults (:meth:`fail`, the shapes of tests/emulators/faults.py) apply to every call on the API
+host, before authentication; an ``error`` answers Paystack's envelope
+``{"status": false, "message": "An error occurred"}``. Wording of refusals Paystack does not
 document (refund of an unpaid transaction, refund above the remaining amount) is ours.
 """
 
@@ -46,7 +47,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -54,7 +55,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from tests.emulators.faults import FaultInjection, Faults
 
 API_HOST = "api.paystack.test"
 API_BASE = f"https://{API_HOST}"
@@ -64,7 +67,6 @@ WEBHOOK_IPS = ("52.31.139.75", "52.49.173.169", "52.214.14.220")
 CURRENCIES = ("GHS", "KES", "NGN", "USD", "ZAR")
 TEST_CARD = "4084084084084081"
 REFERENCE_RE = re.compile(r"[A-Za-z0-9.=-]+")
-FaultMode = Literal["timeout", "timeout_after", "error"]
 # The fields of transaction-successful.json's data (before "plan").
 CHARGE_EVENT_KEYS = (
     "id",
@@ -318,15 +320,7 @@ class Refund:
         return {"event": f"refund.{self.status}", "data": data}
 
 
-@dataclass
-class Fault:
-    method: str
-    path: str
-    mode: FaultMode
-    remaining: int | None
-
-
-class PaystackEmulator:
+class PaystackEmulator(FaultInjection):
     """One Paystack integration (one secret key) with its transactions and refunds."""
 
     def __init__(
@@ -348,7 +342,7 @@ class PaystackEmulator:
         self.calls: list[tuple[str, dict[str, Any]]] = []  # (path, body) of writes
         self.outbox: list[dict[str, Any]] = []
         self.deliveries: list[httpx.Response] = []
-        self._faults: list[Fault] = []
+        self.faults = Faults()
         self._transaction_ids = itertools.count(4099260516)
         self._refund_ids = itertools.count(3018284)
         self._api = Starlette(
@@ -386,24 +380,6 @@ class PaystackEmulator:
         """A client for the control endpoints and the hosted page (a browser)."""
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self), base_url=API_BASE)
 
-    def fail(self, method: str, path: str, mode: FaultMode, *, times: int | None = 1) -> None:
-        """Make the next ``times`` calls (``None``: all) whose path starts with ``path``
-        time out or fail."""
-        self._faults.append(Fault(method.upper(), path, mode, times))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        for fault in self._faults:
-            if fault.method == method and path.startswith(fault.path):
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -414,20 +390,9 @@ class PaystackEmulator:
         path, query = scope["path"], scope.get("query_string", b"").decode()
         if not path.startswith("/_emulator/"):
             self.requests.append(f"{scope['method']} {path}" + (f"?{query}" if query else ""))
-        fault = self._take_fault(scope["method"], path)
-        if fault is None:
-            await self._api(scope, receive, send)
-        elif fault.mode == "timeout":
-            raise httpx.ReadTimeout("emulated timeout (nothing done)")
-        elif fault.mode == "error":
-            await _fail("An error occurred", 500)(scope, receive, send)
-        else:
-
-            async def lost(message: Message) -> None:
-                return None
-
-            await self._api(scope, receive, lost)
-            raise httpx.ReadTimeout("emulated timeout (done, answer lost)")
+        await self.faults.serve(
+            self._api, scope, receive, send, error=lambda status: _fail("An error occurred", status)
+        )
 
     # ------------------------------------------------------------------------- API
 

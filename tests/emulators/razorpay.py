@@ -33,8 +33,9 @@ Test controls (over HTTP on the same app, no auth, like the payer's browser or t
   finishes a pending refund (set :attr:`RazorpayEmulator.refund_outcome` to ``"pending"``).
 
 Events wait in :attr:`RazorpayEmulator.outbox` until :meth:`RazorpayEmulator.deliver`
-posts them (in order, reversed, or each twice). :meth:`RazorpayEmulator.fail` makes chosen
-API calls time out (before or after they took effect) or answer 5xx.
+posts them (in order, reversed, or each twice). :meth:`RazorpayEmulator.fail` sets the faults
+of tests/emulators/faults.py on ``/v1`` calls: they apply after the call is recorded and
+before authentication, and an ``error`` answers Razorpay's ``SERVER_ERROR`` object.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from tests.emulators.faults import FaultInjection, Faults
 
 API_HOST = "api.razorpay.test"
 API_BASE = f"https://{API_HOST}"
@@ -82,8 +85,6 @@ INSUFFICIENT_FUNDS_CARD = "4100 2800 0008 0001"
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{10,}")
 _ALPHABET = string.ascii_letters + string.digits
-
-FaultMode = Literal["timeout", "timeout_after", "5xx"]
 
 
 def _rid(prefix: str) -> str:
@@ -119,20 +120,23 @@ def _error(
     return JSONResponse({"error": error}, status_code=status)
 
 
+def _server_error(status: int) -> JSONResponse:
+    return _error(
+        status,
+        "The server is temporarily unavailable",
+        code="SERVER_ERROR",
+        source="NA",
+        step="NA",
+        reason="NA",
+    )
+
+
 def _not_found() -> JSONResponse:
     return _error(400, "The id provided does not exist")
 
 
 def _digits(card: str) -> str:
     return re.sub(r"\D", "", card)
-
-
-@dataclass
-class Fault:
-    method: str
-    path: re.Pattern[str]
-    mode: FaultMode
-    times: int
 
 
 @dataclass
@@ -144,7 +148,7 @@ class QueuedEvent:
 
 
 @dataclass
-class RazorpayEmulator:
+class RazorpayEmulator(FaultInjection):
     """Razorpay's API for one merchant account; see the module docstring."""
 
     key_id: str
@@ -159,7 +163,7 @@ class RazorpayEmulator:
     # API calls received, as "METHOD /path?query" (controls are not listed).
     calls: list[str] = field(default_factory=list)
     webhook_client: httpx.AsyncClient | None = None
-    _faults: list[Fault] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
     _idempotency: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,40 +200,21 @@ class RazorpayEmulator:
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app to mount on :data:`API_HOST`: faults, then auth, then the API."""
-        if scope["type"] != "http":
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
             await self._api(scope, receive, send)
             return
-        path: str = scope["path"]
-        if path.startswith("/v1/"):
-            query = scope.get("query_string", b"").decode("latin-1")
-            self.calls.append(f"{scope['method']} {path}" + (f"?{query}" if query else ""))
-            fault = self._take_fault(scope["method"], path)
-            if fault == "timeout":
-                raise httpx.ReadTimeout("emulated Razorpay timeout")
-            if fault == "5xx":
-                response = _error(
-                    503,
-                    "The server is temporarily unavailable",
-                    code="SERVER_ERROR",
-                    source="NA",
-                    step="NA",
-                    reason="NA",
-                )
-                await response(scope, receive, send)
-                return
-            if not self._authorised(scope):
-                response = _error(
-                    401, "The api key provided is invalid", source="NA", step="NA", reason="NA"
-                )
-                await response(scope, receive, send)
-                return
-            if fault == "timeout_after":
-                # The call takes effect here; only the answer is lost on the way back.
-                async def discard(message: Message) -> None:
-                    return None
+        query = scope.get("query_string", b"").decode("latin-1")
+        self.calls.append(f"{scope['method']} {path}" + (f"?{query}" if query else ""))
+        await self.faults.serve(self._authorised_api, scope, receive, send, error=_server_error)
 
-                await self._api(scope, receive, discard)
-                raise httpx.ReadTimeout("emulated Razorpay timeout after the effect")
+    async def _authorised_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._authorised(scope):
+            response = _error(
+                401, "The api key provided is invalid", source="NA", step="NA", reason="NA"
+            )
+            await response(scope, receive, send)
+            return
         await self._api(scope, receive, send)
 
     def _authorised(self, scope: Scope) -> bool:
@@ -247,18 +232,6 @@ class RazorpayEmulator:
         )
 
     # ------------------------------------------------------------------------- test controls
-
-    def fail(self, method: str, path: str, mode: FaultMode, *, times: int = 1) -> None:
-        """Make the next ``times`` calls matching ``method`` and the ``path`` regex (a full
-        match) time out before the effect, time out after it, or answer 503."""
-        self._faults.append(Fault(method.upper(), re.compile(path), mode, times))
-
-    def _take_fault(self, method: str, path: str) -> FaultMode | None:
-        for fault in self._faults:
-            if fault.times > 0 and fault.method == method and fault.path.fullmatch(path):
-                fault.times -= 1
-                return fault.mode
-        return None
 
     def _control(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=API_BASE)
@@ -378,7 +351,7 @@ class RazorpayEmulator:
             or any(len(str(v)) > 256 for v in notes.values())
         ):
             return _error(400, "The notes field is invalid.", field_name="notes")
-        order = {
+        order: dict[str, Any] = {
             "id": _rid("order"),
             "entity": "order",
             "amount": amount,

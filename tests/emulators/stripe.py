@@ -36,8 +36,9 @@ PaymentIntent through ``/confirm``. Test payment methods: ``pm_card_visa`` /
 ``pm_card_chargeDeclinedInsufficientFunds`` decline, ``pm_delayed`` (a stand-in for bank
 debits) leaves the payment ``processing`` until :meth:`StripeEmulator.settle`.
 
-Test controls: :meth:`StripeEmulator.fail` (time out after the effect, time out before it,
-or answer 5xx), :meth:`deliver` (in order, reversed, twice), ``refund_outcome`` and
+Test controls: :meth:`StripeEmulator.fail` (the faults of tests/emulators/faults.py, applied
+to API calls after they are recorded and before authentication; an ``error`` answers
+``api_error``), :meth:`deliver` (in order, reversed, twice), ``refund_outcome`` and
 :meth:`settle_refund` for refunds that are pending first.
 """
 
@@ -59,6 +60,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.emulators.faults import FaultInjection, Faults
 
 API_HOST = "api.stripe.test"
 CHECKOUT_HOST = "checkout.stripe.test"
@@ -175,14 +178,6 @@ def invalid(message: str, *, code: str | None = None, param: str | None = None) 
 
 
 @dataclass
-class Fault:
-    method: str
-    path: str  # a prefix of the request path
-    kind: str  # "timeout" (effect applied, answer lost), "unreachable", or an HTTP status
-    times: int
-
-
-@dataclass
 class Recorded:
     method: str
     path: str
@@ -198,7 +193,7 @@ class Event:
 
 
 @dataclass
-class StripeEmulator:
+class StripeEmulator(FaultInjection):
     """The emulator app plus its state; see the module docstring."""
 
     api_key: str
@@ -215,7 +210,7 @@ class StripeEmulator:
     events: list[Event] = field(default_factory=list)  # queued, not yet delivered
     sent: list[tuple[Event, int]] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
     idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
     webhook_transport: httpx.AsyncBaseTransport | None = None
@@ -244,12 +239,6 @@ class StripeEmulator:
         tillpay_app.state.provider_transport.mount(API_HOST, self.app)
         tillpay_app.state.provider_transport.mount(CHECKOUT_HOST, self.app)
         self.webhook_transport = httpx.ASGITransport(app=tillpay_app)
-
-    def fail(self, method: str, path: str, kind: str, *, times: int = 1) -> None:
-        """The next ``times`` calls of ``method`` to a path starting with ``path`` time out
-        after taking effect (``timeout``), never arrive (``unreachable``), or answer
-        HTTP ``kind`` (``"500"``) without taking effect."""
-        self.faults.append(Fault(method.upper(), path, kind, times))
 
     def browser(self) -> httpx.AsyncClient:
         """An HTTP client for the payer's side (hosted page, Stripe.js calls)."""
@@ -509,13 +498,6 @@ class StripeEmulator:
 
     # ------------------------------------------------------------------------- plumbing
 
-    def _fault(self, method: str, path: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.method == method and path.startswith(fault.path) and fault.times > 0:
-                fault.times -= 1
-                return fault
-        return None
-
     def _authorised(self, request: Request, params: dict[str, Any]) -> None:
         header = request.headers.get("authorization", "")
         if header.startswith("Bearer "):
@@ -559,14 +541,11 @@ class StripeEmulator:
             },
         )
         self.requests.append(record)
-        fault = self._fault(method, path)
-        if fault is not None and fault.kind == "unreachable":
-            raise httpx.ConnectError("emulated: connection refused")
-        if fault is not None and fault.kind not in ("timeout", "unreachable"):
-            return self._json(
-                {"error": {"type": "api_error", "message": "An unknown error occurred"}},
-                int(fault.kind),
-            )
+        fault = self.faults.take(method, path)
+        if fault is not None:
+            await fault.before()
+            if fault.kind == "error":
+                return fault.response(self._api_error)
         fingerprint = json.dumps([method, path, params], sort_keys=True)
         try:
             if not browser or "authorization" in request.headers:
@@ -591,8 +570,8 @@ class StripeEmulator:
                             f"'{key}' if you meant to execute a different request.",
                         )
                     record.replayed = True
-                    if fault is not None:  # "timeout" again: the replay's answer is lost too
-                        raise httpx.ReadTimeout("emulated: read timed out")
+                    if fault is not None:  # "timeout_after": the replay's answer is lost too
+                        fault.after()
                     return self._json(stored[2], stored[1], replayed=True)
                 if key in self.in_flight:
                     raise StripeFailure(
@@ -614,9 +593,15 @@ class StripeEmulator:
             return self._json(failure.body(), failure.status)
         if key:
             self.idempotency[key] = (fingerprint, status, body)
-        if fault is not None:  # "timeout": the effect happened, the answer is lost
-            raise httpx.ReadTimeout("emulated: read timed out")
+        if fault is not None:  # "timeout_after": the effect happened, the answer is lost
+            fault.after()
         return self._json(body, status)
+
+    @classmethod
+    def _api_error(cls, status: int) -> Response:
+        return cls._json(
+            {"error": {"type": "api_error", "message": "An unknown error occurred"}}, status
+        )
 
     @staticmethod
     def _json(body: dict[str, Any], status: int = 200, *, replayed: bool = False) -> Response:

@@ -336,7 +336,7 @@ async def test_capture_then_full_refund_through_the_ledger_returns_every_account
     shares, refunds = plan
     provider, tag = f"prop{secrets.token_hex(6)}", secrets.token_hex(6)
     owned = {None if v is None else tag + v: a for v, a in shares.items()}
-    payment_id, refund_ids = new_id("pay"), []
+    payment_id, refund_ids = new_id("pay"), list[str]()
     async with database.session() as session, session.begin():
         await ledger.post(
             session,

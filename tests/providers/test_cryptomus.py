@@ -8,7 +8,6 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from tests.accounts.helpers import Account, Accounts
-from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.emulators.cryptomus import API_HOST, CryptomusEmulator, md5_sign, php_encode
 from tests.http.test_errors import assert_problem
-from tests.payments.helpers import Checkout
+from tests.providers.env import ProviderEnv
 from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.audit.models import AuditEvent
 from tillpay.events.models import OutboxEvent
@@ -32,7 +29,7 @@ from tillpay.kit.db import utcnow
 from tillpay.kit.outbound import ProviderError
 from tillpay.ledger import service as ledger
 from tillpay.payments import service as payments
-from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
+from tillpay.payments.models import PaymentStatus, RefundStatus
 from tillpay.payments.providers.cryptomus import (
     PAYMENT_STATUS,
     CryptomusAdapter,
@@ -273,15 +270,8 @@ def test_only_configured_currencies_and_positive_amounts_are_supported() -> None
 # ============================================================================ through HTTP
 
 
-@dataclass
-class Env:
-    client: httpx.AsyncClient
-    emulator: CryptomusEmulator
-    checkout: Checkout
-
-    @property
-    def shop(self) -> Shop:
-        return self.checkout.shop
+class Env(ProviderEnv[CryptomusEmulator]):
+    provider = "cryptomus"
 
     @property
     def adapter(self) -> CryptomusAdapter:
@@ -289,40 +279,15 @@ class Env:
         assert isinstance(adapter, CryptomusAdapter)
         return adapter
 
-    async def pay(self, customer: Account, order_id: str) -> httpx.Response:
-        return await self.checkout.pay(customer, order_id, provider="cryptomus")
-
-    async def started(self, **product: Any) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-        """A customer, their order and a Cryptomus payment awaiting the payer."""
-        customer = await self.shop.customer()
-        order = await self.shop.order(customer, **product)
-        created = await self.pay(customer, order["id"])
-        assert created.status_code == 201, created.text
-        return customer, order, created.json()
+    async def settle_payment(self, payment: dict[str, Any]) -> None:
+        """The payer pays the invoice in full; its webhook is applied by the worker."""
+        await self.emulator.control(f"{payment['id']}_1", "paid")
+        await self.checkout.process_webhooks()
 
     async def post_webhook(self, body: bytes) -> httpx.Response:
         return await self.client.post(
             "/v1/webhooks/cryptomus", content=body, headers={"content-type": "application/json"}
         )
-
-    async def payment(self, customer: Account, payment_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/payments/{payment_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    async def order(self, customer: Account, order_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/orders/{order_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    async def attempt(self, payment_id: str) -> PaymentAttempt:
-        async with self.client.app.state.database.session() as session:  # type: ignore[attr-defined]
-            row = await session.execute(
-                select(PaymentAttempt).where(PaymentAttempt.payment_id == payment_id)
-            )
-            return row.scalar_one()
-
-    async def events(self) -> list[WebhookEvent]:
-        async with self.client.app.state.database.session() as session:  # type: ignore[attr-defined]
-            return list((await session.execute(select(WebhookEvent))).scalars())
 
 
 EnvFactory = Callable[..., AbstractAsyncContextManager[Env]]
@@ -341,7 +306,7 @@ def make_env(make_client: ClientFactory, clean_db: None, mail_dir: Path) -> EnvF
         }
         async with make_client(**settings) as client:
             emulator.attach(client.app, source_ip=source_ip)  # type: ignore[attr-defined]
-            yield Env(client, emulator, Checkout(Shop(Accounts(client, mail_dir))))
+            yield Env(client, emulator, mail_dir)
 
     return factory
 
@@ -419,7 +384,9 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_invoi
 ) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer, price=1200)
-    env.emulator.fail("/v1/payment", "timeout", times=3)  # the first try and both retries
+    env.emulator.fail(
+        "POST", "/v1/payment", "timeout_after", times=3
+    )  # the first try and both retries
     created = await env.pay(customer, order["id"])
     assert created.status_code == 503, created.text
     payment = created.json()
@@ -437,10 +404,10 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_invoi
 async def test_a_webhook_waits_while_invoice_info_is_unavailable(env: Env) -> None:
     customer, _, payment = await env.started()
     await env.emulator.control(f"{payment['id']}_1", "paid")
-    env.emulator.fail("/v1/payment/info", "500", times=3)
+    env.emulator.fail("POST", "/v1/payment/info", "error", times=3)
     await env.checkout.process_webhooks()
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
-    [event] = await env.events()
+    [event] = await env.webhook_events()
     assert (event.status, event.attempts) == ("pending", 1)
 
 
@@ -448,7 +415,7 @@ async def test_a_duplicate_webhook_is_stored_and_applied_once(env: Env) -> None:
     customer, order, payment = await env.started()
     await env.emulator.control(f"{payment['id']}_1", "paid", webhook="twice")
     assert [status for _, status in env.emulator.deliveries] == [200, 200]
-    assert len(await env.events()) == 1
+    assert len(await env.webhook_events()) == 1
     assert await env.checkout.process_webhooks() == 1
     assert (await env.order(customer, order["id"]))["status"] == "paid"
     async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
@@ -506,7 +473,7 @@ async def test_a_badly_signed_webhook_is_refused_and_changes_nothing(env: Env, h
     response = await env.post_webhook(_tamper(json.loads(body), how))
     assert_problem(response, 400)
     assert response.json()["code"] == "invalid_signature"
-    assert await env.events() == []
+    assert await env.webhook_events() == []
     assert await env.checkout.process_webhooks() == 0
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
 
@@ -592,7 +559,7 @@ async def test_a_webhook_from_outside_the_allow_list_is_refused(make_env: EnvFac
         customer, _, payment = await env.started()
         await env.emulator.control(f"{payment['id']}_1", "paid")
         assert [status for _, status in env.emulator.deliveries] == [403]
-        assert await env.events() == []
+        assert await env.webhook_events() == []
         assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
 
 
@@ -606,17 +573,10 @@ async def test_a_webhook_from_the_allow_list_is_accepted(make_env: EnvFactory) -
 # ---------------------------------------------------------------------------- refunds
 
 
-async def _paid(env: Env, price: int = 3000) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-    customer, order, payment = await env.started(price=price)
-    await env.emulator.control(f"{payment['id']}_1", "paid")
-    await env.checkout.process_webhooks()
-    return customer, order, await env.payment(customer, payment["id"])
-
-
 async def test_a_refund_through_the_api_fails_clearly_without_the_payer_wallet(
     env: Env,
 ) -> None:
-    customer, order, payment = await _paid(env)
+    customer, order, payment = await env.paid(price=3000)
     admin = await env.shop.accounts.admin()
     response = await env.client.post(
         f"/v1/payments/{payment['id']}/refunds",
@@ -635,10 +595,10 @@ async def test_a_refund_through_the_api_fails_clearly_without_the_payer_wallet(
 
 
 async def test_a_full_refund_to_a_given_wallet_completes_at_cryptomus(env: Env) -> None:
-    _, _, payment = await _paid(env)
+    _, _, payment = await env.paid(price=3000)
     attempt = await env.attempt(payment["id"])
     assert attempt.provider_object_id is not None
-    refund = {
+    refund: dict[str, Any] = {
         "refund_id": "rfd_1",
         "provider_object_id": attempt.provider_object_id,
         "reference": attempt.reference,
@@ -676,7 +636,7 @@ async def test_a_refund_made_in_the_cryptomus_dashboard_is_booked_as_external_on
 ) -> None:
     # A Cryptomus refund is a state of the invoice (same uuid, same order_id): the merchant
     # refunds the whole invoice in the dashboard and each status is posted, here twice.
-    customer, order, payment = await _paid(env)
+    customer, order, payment = await env.paid(price=3000)
     reference = f"{payment['id']}_1"
     for status in ("refund_process", "refund_paid"):
         moved = await env.emulator.control(reference, status, webhook="twice")
@@ -696,7 +656,7 @@ async def test_a_refund_made_in_the_cryptomus_dashboard_is_booked_as_external_on
 
 
 async def test_a_partial_refund_is_refused_before_asking_cryptomus(env: Env) -> None:
-    _, _, payment = await _paid(env)
+    _, _, payment = await env.paid(price=3000)
     attempt = await env.attempt(payment["id"])
     with pytest.raises(ProviderError) as refused:
         await env.adapter.refund(
@@ -722,7 +682,7 @@ async def test_no_secret_reaches_the_logs_or_the_attempt_summaries(
     async with make_env() as env:
         capsys.readouterr()
         customer, _, payment = await env.started()
-        env.emulator.fail("/v1/payment/info", "500", times=3)
+        env.emulator.fail("POST", "/v1/payment/info", "error", times=3)
         await env.emulator.control(f"{payment['id']}_1", "paid")
         await env.checkout.process_webhooks()
         await env.post_webhook(b'{"sign":"x"}')

@@ -4,8 +4,8 @@ tillpay's HTTP API against the wire-level emulator (tests/emulators/paystack.py)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.accounts.helpers import Account, Accounts
-from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.emulators.paystack import API_BASE, WEBHOOK_IPS, PaystackEmulator, encode, sign
 from tests.http.test_errors import assert_problem
-from tests.payments.helpers import Checkout
+from tests.providers.env import ProviderEnv
 from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
@@ -238,54 +236,14 @@ async def test_a_refund_event_without_a_refund_id_is_a_refund_notice_of_our_tran
 # ============================================================================ harness
 
 
-class Paystack:
-    """tillpay with Paystack enabled, its emulator mounted, and commerce helpers."""
+class Env(ProviderEnv[PaystackEmulator]):
+    provider = "paystack"
+    order_defaults = {"price": 250000, "currency": "NGN"}
 
-    def __init__(self, client: httpx.AsyncClient, emulator: PaystackEmulator, mail_dir: Path):
-        self.client = client
-        self.emulator = emulator
-        self.accounts = Accounts(client, mail_dir)
-        self.shop = Shop(self.accounts)
-        self.checkout = Checkout(self.shop)
-
-    @property
-    def runtime(self) -> Any:
-        return self.checkout.runtime
-
-    async def order(self, customer: Account, *, price: int = 250000, **extra: Any) -> Any:
-        return await self.shop.order(customer, price=price, currency=extra.pop("currency", "NGN"))
-
-    async def pay(self, customer: Account, order_id: str) -> httpx.Response:
-        return await self.checkout.pay(customer, order_id, provider="paystack")
-
-    async def payment(self, customer: Account, payment_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/payments/{payment_id}", headers=customer.headers)
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    async def order_status(self, customer: Account, order_id: str) -> str:
-        response = await self.client.get(f"/v1/orders/{order_id}", headers=customer.headers)
-        return str(response.json()["status"])
-
-    async def started(self, customer: Account) -> tuple[dict[str, Any], dict[str, Any]]:
-        """An order and its Paystack payment awaiting the payer."""
-        order = await self.order(customer)
-        created = await self.pay(customer, order["id"])
-        assert created.status_code == 201, created.text
-        return order, created.json()
-
-    async def paid(self, customer: Account) -> tuple[dict[str, Any], dict[str, Any]]:
-        order, payment = await self.started(customer)
+    async def settle_payment(self, payment: dict[str, Any]) -> None:
+        """The payer pays on Paystack's page; ``charge.success`` is applied by the worker."""
         await self.emulator.complete(reference(payment))
         await self.checkout.process_webhooks()
-        payment = await self.payment(customer, payment["id"])
-        assert payment["status"] == "succeeded", payment
-        return order, payment
-
-    async def stored_events(self) -> int:
-        async with self.client.app.state.database.session() as session:  # type: ignore[attr-defined]
-            count = await session.scalar(select(func.count()).select_from(WebhookEvent))
-        return int(count or 0)
 
 
 def reference(payment: dict[str, Any], attempt_no: int = 1) -> str:
@@ -293,56 +251,59 @@ def reference(payment: dict[str, Any], attempt_no: int = 1) -> str:
     return paystack_reference(f"{payment['id']}_{attempt_no}")
 
 
-@asynccontextmanager
-async def paystack_app(
-    make_client: ClientFactory,
-    mail_dir: Path,
-    *,
-    emulator: PaystackEmulator | None = None,
-    **overrides: Any,
-) -> AsyncIterator[Paystack]:
-    emulator = emulator or PaystackEmulator(SECRET)
-    settings = {"paystack_secret_key": SECRET, "paystack_api_base": API_BASE, **overrides}
-    async with make_client(**settings) as client:
-        emulator.install(client.app)  # type: ignore[attr-defined]
-        yield Paystack(client, emulator, mail_dir)
+EnvFactory = Callable[..., AbstractAsyncContextManager[Env]]
 
 
 @pytest.fixture
-async def ps(clean_db: None, make_client: ClientFactory, mail_dir: Path) -> AsyncIterator[Paystack]:
-    async with paystack_app(make_client, mail_dir) as harness:
-        yield harness
+def make_env(make_client: ClientFactory, clean_db: None, mail_dir: Path) -> EnvFactory:
+    @asynccontextmanager
+    async def factory(
+        *, emulator: PaystackEmulator | None = None, **overrides: Any
+    ) -> AsyncIterator[Env]:
+        emulator = emulator or PaystackEmulator(SECRET)
+        settings = {"paystack_secret_key": SECRET, "paystack_api_base": API_BASE, **overrides}
+        async with make_client(**settings) as client:
+            emulator.install(client.app)  # type: ignore[attr-defined]
+            yield Env(client, emulator, mail_dir)
+
+    return factory
+
+
+@pytest.fixture
+async def env(make_env: EnvFactory) -> AsyncIterator[Env]:
+    async with make_env() as e:
+        yield e
 
 
 # ============================================================================ payments
 
 
 async def test_hosted_page_payment_is_confirmed_by_webhook_and_marks_the_order_paid(
-    ps: Paystack,
+    env: Env,
 ) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
     assert payment["status"] == "requires_action"
     url = payment["next_action"]["redirect_url"]
     assert url.startswith("https://checkout.paystack.test/")
-    async with ps.emulator.client() as browser:
+    async with env.emulator.client() as browser:
         assert (await browser.get(url)).status_code == 200
         paid = await browser.post(url, data={"outcome": "success"})
     assert paid.status_code == 302
     assert f"/v1/payments/{payment['id']}/return?trxref=" in paid.headers["location"]
-    assert [r.status_code for r in ps.emulator.deliveries] == [200]
-    assert await ps.checkout.process_webhooks() == 1
-    assert await ps.order_status(customer, order["id"]) == "paid"
-    state = await ps.payment(customer, payment["id"])
+    assert [r.status_code for r in env.emulator.deliveries] == [200]
+    assert await env.checkout.process_webhooks() == 1
+    assert await env.order_status(order["id"]) == "paid"
+    state = await env.payment(customer, payment["id"])
     assert (state["status"], state["amount_captured"]) == ("succeeded", 250000)
-    async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+    async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         assert await ledger.unbalanced_transactions(session) == []
 
 
-async def test_initialize_carries_our_reference_ids_email_and_return_url(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    path, body = ps.emulator.calls[-1]
+async def test_initialize_carries_our_reference_ids_email_and_return_url(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    path, body = env.emulator.calls[-1]
     assert path == "/transaction/initialize"
     assert body["reference"] == reference(payment)
     assert (body["amount"], body["currency"], body["email"]) == (250000, "NGN", customer.email)
@@ -356,82 +317,82 @@ async def test_initialize_carries_our_reference_ids_email_and_return_url(ps: Pay
 
 
 async def test_declined_payment_fails_on_the_browser_return_and_the_order_stays_payable(
-    ps: Paystack,
+    env: Env,
 ) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    async with ps.emulator.client() as browser:
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    async with env.emulator.client() as browser:
         declined = await browser.post(
             payment["next_action"]["redirect_url"], data={"outcome": "failed"}
         )
-    assert ps.emulator.deliveries == []  # Paystack sends no event for a failed charge
+    assert env.emulator.deliveries == []  # Paystack sends no event for a failed charge
     callback = httpx.URL(declined.headers["location"])
-    back = await ps.client.get(callback.raw_path.decode())  # the browser comes back
+    back = await env.client.get(callback.raw_path.decode())  # the browser comes back
     assert back.status_code == 200
-    state = await ps.payment(customer, payment["id"])
+    state = await env.payment(customer, payment["id"])
     assert state["status"] == "failed"
     assert state["attempts"][0]["error_code"] == "declined"
-    assert await ps.order_status(customer, order["id"]) == "pending_payment"
-    again = await ps.pay(customer, order["id"])
+    assert await env.order_status(order["id"]) == "pending_payment"
+    again = await env.pay(customer, order["id"])
     assert again.status_code == 201, again.text
 
 
 async def test_lost_initialize_answer_is_unknown_until_the_janitor_verifies(
-    ps: Paystack,
+    env: Env,
 ) -> None:
-    ps.emulator.auto_deliver = False  # only the janitor may find out
-    ps.emulator.fail("POST", "/transaction/initialize", "timeout_after", times=None)
-    customer = await ps.shop.customer()
-    order = await ps.order(customer)
-    created = await ps.pay(customer, order["id"])
+    env.emulator.auto_deliver = False  # only the janitor may find out
+    env.emulator.fail("POST", "/transaction/initialize", "timeout_after", times=None)
+    customer = await env.shop.customer()
+    order = await env.new_order(customer)
+    created = await env.pay(customer, order["id"])
     assert created.status_code == 503, created.text
     payment = created.json()
     assert payment["status"] == "unknown"
     # The first try reached Paystack; the retries were refused as duplicates.
-    assert list(ps.emulator.transactions) == [reference(payment)]
-    ps.emulator.clear_faults()
-    await ps.emulator.complete(reference(payment))
-    assert await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1)) >= 1
-    assert (await ps.payment(customer, payment["id"]))["status"] == "succeeded"
-    assert await ps.order_status(customer, order["id"]) == "paid"
+    assert list(env.emulator.transactions) == [reference(payment)]
+    env.emulator.faults.clear()
+    await env.emulator.complete(reference(payment))
+    assert await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1)) >= 1
+    assert (await env.payment(customer, payment["id"]))["status"] == "succeeded"
+    assert await env.order_status(order["id"]) == "paid"
 
 
-async def test_provider_5xx_leaves_the_attempt_unknown_never_failed(ps: Paystack) -> None:
-    ps.emulator.fail("POST", "/transaction/initialize", "error", times=None)
-    customer = await ps.shop.customer()
-    order = await ps.order(customer)
-    created = await ps.pay(customer, order["id"])
+async def test_provider_5xx_leaves_the_attempt_unknown_never_failed(env: Env) -> None:
+    env.emulator.fail("POST", "/transaction/initialize", "error", times=None)
+    customer = await env.shop.customer()
+    order = await env.new_order(customer)
+    created = await env.pay(customer, order["id"])
     assert created.status_code == 503, created.text
-    ps.emulator.clear_faults()
+    env.emulator.faults.clear()
     # Paystack has no such transaction: verify answers 404, which proves nothing yet.
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
-    assert (await ps.payment(customer, created.json()["id"]))["status"] == "unknown"
+    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    assert (await env.payment(customer, created.json()["id"]))["status"] == "unknown"
 
 
 async def test_rejected_api_key_fails_the_attempt_without_a_transaction(
-    clean_db: None, make_client: ClientFactory, mail_dir: Path
+    make_env: EnvFactory,
 ) -> None:
     emulator = PaystackEmulator("sk_test_" + "0" * 40)  # the integration has another key
-    async with paystack_app(make_client, mail_dir, emulator=emulator) as ps:
-        customer = await ps.shop.customer()
-        order = await ps.order(customer)
-        created = await ps.pay(customer, order["id"])
+    async with make_env(emulator=emulator) as env:
+        customer = await env.shop.customer()
+        order = await env.new_order(customer)
+        created = await env.pay(customer, order["id"])
         assert created.status_code == 502, created.text
         assert created.json()["attempts"][0]["error_code"] == "paystack_auth_failed"
         assert emulator.transactions == {}
 
 
-async def test_currency_paystack_does_not_take_is_refused_before_any_call(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order = await ps.order(customer, currency="EUR")
-    refused = await ps.pay(customer, order["id"])
+async def test_currency_paystack_does_not_take_is_refused_before_any_call(env: Env) -> None:
+    customer = await env.shop.customer()
+    order = await env.new_order(customer, currency="EUR")
+    refused = await env.pay(customer, order["id"])
     body = assert_problem(refused, 422)
     assert body["code"] == "currency_not_supported"
-    assert ps.emulator.requests == []
+    assert env.emulator.requests == []
 
 
-async def test_paystack_is_listed_with_its_currencies(ps: Paystack) -> None:
-    listed = (await ps.client.get("/v1/payments/providers")).json()
+async def test_paystack_is_listed_with_its_currencies(env: Env) -> None:
+    listed = (await env.client.get("/v1/payments/providers")).json()
     assert {"name": "paystack", "currencies": ["GHS", "KES", "NGN", "USD", "ZAR"]} in listed
 
 
@@ -443,45 +404,45 @@ async def test_paystack_is_listed_with_its_currencies(ps: Paystack) -> None:
     ],
 )
 async def test_charge_that_differs_from_the_order_is_flagged_and_never_fulfils(
-    ps: Paystack, change: dict[str, Any]
+    env: Env, change: dict[str, Any]
 ) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    await ps.emulator.complete(reference(payment), **change)
-    assert await ps.checkout.process_webhooks() == 1
-    state = await ps.payment(customer, payment["id"])
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    await env.emulator.complete(reference(payment), **change)
+    assert await env.checkout.process_webhooks() == 1
+    state = await env.payment(customer, payment["id"])
     assert state["needs_review"] is True
     assert state["status"] == "requires_action"
     assert state["amount_captured"] == 0
-    assert await ps.order_status(customer, order["id"]) == "pending_payment"
+    assert await env.order_status(order["id"]) == "pending_payment"
 
 
-async def test_reversed_transaction_fails_the_attempt_and_flags_it(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    await ps.emulator.complete(reference(payment), "reversed")
-    await ps.client.get(f"/v1/payments/{payment['id']}/return")
-    state = await ps.payment(customer, payment["id"])
+async def test_reversed_transaction_fails_the_attempt_and_flags_it(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    await env.emulator.complete(reference(payment), "reversed")
+    await env.client.get(f"/v1/payments/{payment['id']}/return")
+    state = await env.payment(customer, payment["id"])
     assert (state["status"], state["needs_review"]) == ("failed", True)
-    assert await ps.order_status(customer, order["id"]) == "pending_payment"
+    assert await env.order_status(order["id"]) == "pending_payment"
 
 
 # ============================================================================ webhooks
 
 
-async def test_same_event_twice_is_stored_and_applied_once(ps: Paystack) -> None:
-    ps.emulator.auto_deliver = False
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    await ps.emulator.complete(reference(payment))
-    answers = await ps.emulator.flush(times=2)
+async def test_same_event_twice_is_stored_and_applied_once(env: Env) -> None:
+    env.emulator.auto_deliver = False
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    await env.emulator.complete(reference(payment))
+    answers = await env.emulator.flush(times=2)
     assert [r.json() for r in answers] == [
         {"received": True, "duplicate": False},
         {"received": True, "duplicate": True},
     ]
-    assert await ps.checkout.process_webhooks() == 1
-    assert await ps.order_status(customer, order["id"]) == "paid"
-    async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+    assert await env.checkout.process_webhooks() == 1
+    assert await env.order_status(order["id"]) == "paid"
+    async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         posted = await session.scalar(
             select(func.count())
             .select_from(LedgerTransaction)
@@ -495,28 +456,28 @@ async def test_same_event_twice_is_stored_and_applied_once(ps: Paystack) -> None
     assert (posted, succeeded) == (1, 1)
 
 
-async def test_refund_events_out_of_order_end_in_the_final_state(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    ps.emulator.auto_deliver = False
-    created = await ps.client.post(
+async def test_refund_events_out_of_order_end_in_the_final_state(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, order, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    env.emulator.auto_deliver = False
+    created = await env.client.post(
         f"/v1/payments/{payment['id']}/refunds",
         json={"amount": 100000, "reason": "requested_by_customer"},
         headers={**admin.headers, "Idempotency-Key": "refund-1"},
     )
     assert created.status_code == 201, created.text
-    (refund_id,) = ps.emulator.refunds
-    await ps.emulator.settle(refund_id, "processed")
+    (refund_id,) = env.emulator.refunds
+    await env.emulator.settle(refund_id, "processed")
     # refund.processed arrives first, then the older refund.pending.
-    answers = await ps.emulator.flush(reverse=True)
+    answers = await env.emulator.flush(reverse=True)
     assert [a.status_code for a in answers] == [200, 200]
-    assert await ps.checkout.process_webhooks() == 2
+    assert await env.checkout.process_webhooks() == 2
     refunds = (
-        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
     ).json()
     assert [r["status"] for r in refunds] == ["succeeded"]
-    assert await ps.order_status(customer, order["id"]) == "partially_refunded"
+    assert await env.order_status(order["id"]) == "partially_refunded"
 
 
 @pytest.mark.parametrize(
@@ -535,100 +496,88 @@ async def test_refund_events_out_of_order_end_in_the_final_state(ps: Paystack) -
         pytest.param(lambda body: {"signature": sign(body, SECRET).upper()}, id="upper-case"),
     ],
 )
-async def test_forged_signatures_are_refused_with_no_state_change(ps: Paystack, forge: Any) -> None:
-    ps.emulator.auto_deliver = False
-    customer = await ps.shop.customer()
-    order, payment = await ps.started(customer)
-    event = await ps.emulator.complete(reference(payment))
+async def test_forged_signatures_are_refused_with_no_state_change(env: Env, forge: Any) -> None:
+    env.emulator.auto_deliver = False
+    customer = await env.shop.customer()
+    _, order, payment = await env.started(customer)
+    event = await env.emulator.complete(reference(payment))
     assert event is not None
-    (refused,) = await ps.emulator.deliver(event, **forge(encode(event)))
+    (refused,) = await env.emulator.deliver(event, **forge(encode(event)))
     assert assert_problem(refused, 400)["code"] == "invalid_signature"
-    assert await ps.stored_events() == 0
-    assert await ps.checkout.process_webhooks() == 0
-    assert (await ps.payment(customer, payment["id"]))["status"] == "requires_action"
-    assert await ps.order_status(customer, order["id"]) == "pending_payment"
+    assert len(await env.webhook_events()) == 0
+    assert await env.checkout.process_webhooks() == 0
+    assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
+    assert await env.order_status(order["id"]) == "pending_payment"
 
 
 async def test_events_about_other_integrations_references_are_acknowledged_and_ignored(
-    ps: Paystack,
+    env: Env,
 ) -> None:
     event = {
         "event": "charge.success",
         "data": {"id": 302961, "status": "success", "reference": "qTPrJoy9Bx", "amount": 10000},
     }
-    (answer,) = await ps.emulator.deliver(event)
+    (answer,) = await env.emulator.deliver(event)
     assert answer.json() == {"received": True, "duplicate": False}
-    async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+    async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         statuses = list((await session.execute(select(WebhookEvent.status))).scalars())
     assert statuses == ["ignored"]
-    assert await ps.checkout.process_webhooks() == 0
+    assert await env.checkout.process_webhooks() == 0
 
 
-async def test_webhook_source_outside_the_allow_list_is_refused(
-    clean_db: None, make_client: ClientFactory, mail_dir: Path
-) -> None:
+async def test_webhook_source_outside_the_allow_list_is_refused(make_env: EnvFactory) -> None:
     emulator = PaystackEmulator(SECRET, source_ip="198.51.100.7")
-    async with paystack_app(
-        make_client, mail_dir, emulator=emulator, paystack_webhook_ips=list(WEBHOOK_IPS)
-    ) as ps:
-        customer = await ps.shop.customer()
-        _, payment = await ps.started(customer)
+    async with make_env(emulator=emulator, paystack_webhook_ips=list(WEBHOOK_IPS)) as env:
+        customer = await env.shop.customer()
+        _, _, payment = await env.started(customer)
         event = await emulator.complete(reference(payment))
         assert event is not None
         assert assert_problem(emulator.deliveries[-1], 403)["code"] == "webhook_source_refused"
-        assert await ps.stored_events() == 0
+        assert len(await env.webhook_events()) == 0
         emulator.source_ip = WEBHOOK_IPS[1]
         (accepted,) = await emulator.deliver(event)
         assert accepted.status_code == 200
-        assert await ps.stored_events() == 1
+        assert len(await env.webhook_events()) == 1
 
 
 # ============================================================================ refunds
 
 
-async def _refund(ps: Paystack, admin: Account, payment_id: str, key: str, **body: Any) -> Any:
-    return await ps.client.post(
-        f"/v1/payments/{payment_id}/refunds",
-        json={"reason": "requested_by_customer", **body},
-        headers={**admin.headers, "Idempotency-Key": key},
-    )
-
-
-async def test_partial_then_full_refund_settle_through_refund_events(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    partial = await _refund(ps, admin, payment["id"], "r-1", amount=100000)
+async def test_partial_then_full_refund_settle_through_refund_events(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, order, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    partial = await env.refund(admin, payment["id"], key="r-1", amount=100000)
     assert partial.status_code == 201, partial.text
     assert partial.json()["status"] == "pending"
-    first = max(ps.emulator.refunds)
-    assert ps.emulator.refunds[first].merchant_note == f"tillpay refund {partial.json()['id']}"
-    await ps.emulator.settle(first, "processed")
-    await ps.checkout.process_webhooks()
-    assert await ps.order_status(customer, order["id"]) == "partially_refunded"
-    rest = await _refund(ps, admin, payment["id"], "r-2")
+    first = max(env.emulator.refunds)
+    assert env.emulator.refunds[first].merchant_note == f"tillpay refund {partial.json()['id']}"
+    await env.emulator.settle(first, "processed")
+    await env.checkout.process_webhooks()
+    assert await env.order_status(order["id"]) == "partially_refunded"
+    rest = await env.refund(admin, payment["id"], key="r-2")
     assert rest.status_code == 201, rest.text
     assert rest.json()["amount"] == 150000
-    await ps.emulator.settle(max(ps.emulator.refunds), "processed")
-    await ps.checkout.process_webhooks()
-    assert await ps.order_status(customer, order["id"]) == "refunded"
-    state = await ps.payment(customer, payment["id"])
+    await env.emulator.settle(max(env.emulator.refunds), "processed")
+    await env.checkout.process_webhooks()
+    assert await env.order_status(order["id"]) == "refunded"
+    state = await env.payment(customer, payment["id"])
     assert state["amount_refunded"] == 250000
-    async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+    async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
         assert await ledger.unbalanced_transactions(session) == []
 
 
 @pytest.mark.parametrize("event_ids", [True, False], ids=["with_refund_id", "without_refund_id"])
 async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_once(
-    ps: Paystack, event_ids: bool
+    env: Env, event_ids: bool
 ) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.paid(customer)
-    ps.emulator.auto_deliver = False
+    customer = await env.shop.customer()
+    _, order, payment = await env.paid(customer)
+    env.emulator.auto_deliver = False
     # Paystack's refund-processed.json and refund-pending.json carry no refund id.
-    ps.emulator.refund_event_ids = event_ids
+    env.emulator.refund_event_ids = event_ids
     # The merchant refunds in Paystack's dashboard: its note, not tillpay's marker.
-    async with ps.emulator.client() as dashboard:
+    async with env.emulator.client() as dashboard:
         made = await dashboard.post(
             "/refund",
             json={
@@ -639,14 +588,14 @@ async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_onc
             headers={"authorization": f"Bearer {SECRET}"},
         )
     assert made.status_code == 200, made.text
-    await ps.emulator.settle(max(ps.emulator.refunds), "processed")
-    responses = await ps.emulator.flush(times=2)
+    await env.emulator.settle(max(env.emulator.refunds), "processed")
+    responses = await env.emulator.flush(times=2)
     assert {r.status_code for r in responses} == {200}
-    await ps.checkout.process_webhooks()
+    await env.checkout.process_webhooks()
     await assert_booked_as_external_once(
-        ps.client,
-        ps.client.app.state.database,  # type: ignore[attr-defined]
-        admin=await ps.accounts.admin(),
+        env.client,
+        env.client.app.state.database,  # type: ignore[attr-defined]
+        admin=await env.accounts.admin(),
         customer=customer,
         payment_id=payment["id"],
         order_id=order["id"],
@@ -654,97 +603,97 @@ async def test_a_refund_made_in_the_paystack_dashboard_is_booked_as_external_onc
     )
 
 
-async def test_failed_refund_releases_the_amount(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    _, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    created = await _refund(ps, admin, payment["id"], "r-1", amount=50000)
-    await ps.emulator.settle(max(ps.emulator.refunds), "failed")
-    await ps.checkout.process_webhooks()
+async def test_failed_refund_releases_the_amount(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, _, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    created = await env.refund(admin, payment["id"], key="r-1", amount=50000)
+    await env.emulator.settle(max(env.emulator.refunds), "failed")
+    await env.checkout.process_webhooks()
     refunds = (
-        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
     ).json()
     assert [(r["id"], r["status"]) for r in refunds] == [(created.json()["id"], "failed")]
-    assert (await ps.payment(customer, payment["id"]))["amount_refund_reserved"] == 0
+    assert (await env.payment(customer, payment["id"]))["amount_refund_reserved"] == 0
 
 
-async def test_lost_refund_answer_is_found_again_not_refunded_twice(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    order, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    ps.emulator.fail("POST", "/refund", "timeout_after")
-    created = await _refund(ps, admin, payment["id"], "r-1")
+async def test_lost_refund_answer_is_found_again_not_refunded_twice(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, order, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    env.emulator.fail("POST", "/refund", "timeout_after")
+    created = await env.refund(admin, payment["id"], key="r-1")
     assert created.status_code == 503, created.text
     assert created.json()["status"] == "unknown"
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
-    assert len(ps.emulator.refunds) == 1
+    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    assert len(env.emulator.refunds) == 1
     refunds = (
-        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
     ).json()
     assert [r["status"] for r in refunds] == ["pending"]
-    await ps.emulator.settle(max(ps.emulator.refunds), "processed")
-    await ps.checkout.process_webhooks()
-    assert await ps.order_status(customer, order["id"]) == "refunded"
+    await env.emulator.settle(max(env.emulator.refunds), "processed")
+    await env.checkout.process_webhooks()
+    assert await env.order_status(order["id"]) == "refunded"
 
 
-def _refund_creations(ps: Paystack) -> int:
-    return sum(1 for path, _ in ps.emulator.calls if path == "/refund")
+def _refund_creations(env: Env) -> int:
+    return sum(1 for path, _ in env.emulator.calls if path == "/refund")
 
 
-async def test_lost_refund_answer_is_found_behind_a_page_of_newer_refunds(ps: Paystack) -> None:
+async def test_lost_refund_answer_is_found_behind_a_page_of_newer_refunds(env: Env) -> None:
     """Paystack's refund list has no transaction filter: the earlier refund is found by
     paging through the refunds created since it, however many other refunds came after."""
-    customer = await ps.shop.customer()
-    order, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    ps.emulator.fail("POST", "/refund", "timeout_after")
-    created = await _refund(ps, admin, payment["id"], "r-1", amount=100000)
+    customer = await env.shop.customer()
+    _, order, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    env.emulator.fail("POST", "/refund", "timeout_after")
+    created = await env.refund(admin, payment["id"], key="r-1", amount=100000)
     assert created.status_code == 503, created.text
-    ps.emulator.other_refunds(150)  # newer refunds push ours past the first page of 100
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
-    assert _refund_creations(ps) == 1
+    env.emulator.other_refunds(150)  # newer refunds push ours past the first page of 100
+    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    assert _refund_creations(env) == 1
     refunds = (
-        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
     ).json()
     assert [r["status"] for r in refunds] == ["pending"]
     ours = [
-        r for r in ps.emulator.refunds.values() if r.transaction.reference == reference(payment)
+        r for r in env.emulator.refunds.values() if r.transaction.reference == reference(payment)
     ]
     assert [r.amount for r in ours] == [100000]
-    await ps.emulator.settle(ours[0].id, "processed")
-    await ps.checkout.process_webhooks()
-    assert await ps.order_status(customer, order["id"]) == "partially_refunded"
+    await env.emulator.settle(ours[0].id, "processed")
+    await env.checkout.process_webhooks()
+    assert await env.order_status(order["id"]) == "partially_refunded"
 
 
-async def test_refund_lookup_only_lists_refunds_created_since_the_refund(ps: Paystack) -> None:
-    customer = await ps.shop.customer()
-    _, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    ps.emulator.other_refunds(500, created=utcnow() - timedelta(days=30))
-    created = await _refund(ps, admin, payment["id"], "r-1")
+async def test_refund_lookup_only_lists_refunds_created_since_the_refund(env: Env) -> None:
+    customer = await env.shop.customer()
+    _, _, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    env.emulator.other_refunds(500, created=utcnow() - timedelta(days=30))
+    created = await env.refund(admin, payment["id"], key="r-1")
     assert created.status_code == 201, created.text
-    lookups = [r for r in ps.emulator.requests if r.startswith("GET /refund?")]
+    lookups = [r for r in env.emulator.requests if r.startswith("GET /refund?")]
     assert len(lookups) == 1
     assert "from=" in lookups[0]
     assert "transaction=" not in lookups[0]
 
 
 async def test_refund_stays_unknown_when_too_many_refunds_hide_an_earlier_try(
-    ps: Paystack,
+    env: Env,
 ) -> None:
     """Beyond the bounded look-up tillpay cannot rule out an earlier refund: it never
     creates a second one; the refund stays unknown for a person and the janitor."""
-    customer = await ps.shop.customer()
-    _, payment = await ps.paid(customer)
-    admin = await ps.accounts.admin()
-    ps.emulator.fail("POST", "/refund", "timeout_after")
-    created = await _refund(ps, admin, payment["id"], "r-1")
+    customer = await env.shop.customer()
+    _, _, payment = await env.paid(customer)
+    admin = await env.accounts.admin()
+    env.emulator.fail("POST", "/refund", "timeout_after")
+    created = await env.refund(admin, payment["id"], key="r-1")
     assert created.status_code == 503, created.text
-    ps.emulator.other_refunds(1100)
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
-    assert _refund_creations(ps) == 1
+    env.emulator.other_refunds(1100)
+    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    assert _refund_creations(env) == 1
     refunds = (
-        await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
+        await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
     ).json()
     assert [r["status"] for r in refunds] == ["unknown"]
 
@@ -753,23 +702,21 @@ async def test_refund_stays_unknown_when_too_many_refunds_hide_an_earlier_try(
 
 
 async def test_no_secret_or_card_data_in_logs_or_attempt_summaries(
-    clean_db: None,
-    make_client: ClientFactory,
-    mail_dir: Path,
+    make_env: EnvFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async with paystack_app(make_client, mail_dir) as ps:
+    async with make_env() as env:
         capsys.readouterr()
-        customer = await ps.shop.customer()
-        _, payment = await ps.started(customer)
-        ps.emulator.fail("GET", "/transaction/verify/", "error")  # a logged provider failure
-        await ps.emulator.complete(reference(payment))
-        await ps.checkout.process_webhooks()
-        await payments.process_due_webhooks(ps.runtime)
-        admin = await ps.accounts.admin()
-        await _refund(ps, admin, payment["id"], "r-1")
-        authorization_code = ps.emulator.transactions[reference(payment)].authorization_code
-        async with ps.client.app.state.database.session() as session:  # type: ignore[attr-defined]
+        customer = await env.shop.customer()
+        _, _, payment = await env.started(customer)
+        env.emulator.fail("GET", "/transaction/verify/.+", "error")  # a logged provider failure
+        await env.emulator.complete(reference(payment))
+        await env.checkout.process_webhooks()
+        await payments.process_due_webhooks(env.runtime)
+        admin = await env.accounts.admin()
+        await env.refund(admin, payment["id"], key="r-1")
+        authorization_code = env.emulator.transactions[reference(payment)].authorization_code
+        async with env.client.app.state.database.session() as session:  # type: ignore[attr-defined]
             summaries = json.dumps(list(await session.scalars(select(PaymentAttempt.summary))))
     output = capsys.readouterr().out
     assert "provider.call_failed" in output

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from tests.accounts.helpers import Account, Accounts
-from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
+from tests.emulators.faults import Kind
 from tests.emulators.razorpay import (
     API_BASE,
     API_HOST,
@@ -29,14 +26,13 @@ from tests.emulators.razorpay import (
     RazorpayEmulator,
 )
 from tests.http.test_errors import assert_problem
-from tests.payments.helpers import Checkout
+from tests.providers.env import ProviderEnv
 from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.orders.models import Order
 from tillpay.payments import service as payments
-from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus, Refund, WebhookEvent
+from tillpay.payments.models import Payment, PaymentStatus, Refund, WebhookEvent
 from tillpay.payments.providers.razorpay import (
     RazorpayAdapter,
     checkout_signature,
@@ -344,65 +340,19 @@ def test_a_failed_payment_reports_its_error_reason_as_the_decline_code() -> None
 # ============================================================================ through HTTP
 
 
-@dataclass
-class Env:
-    client: httpx.AsyncClient
-    emulator: RazorpayEmulator
-    checkout: Checkout
+class Env(ProviderEnv[RazorpayEmulator]):
+    provider = "razorpay"
+    order_defaults = {"currency": "INR"}
 
-    @property
-    def shop(self) -> Shop:
-        return self.checkout.shop
-
-    @property
-    def database(self) -> Any:
-        return self.checkout.app.state.database
-
-    async def started(self, **product: Any) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-        """A customer, their INR order and a Razorpay payment awaiting Checkout."""
-        customer = await self.shop.customer()
-        order = await self.shop.order(customer, **{"currency": "INR", **product})
-        created = await self.checkout.pay(customer, order["id"], provider="razorpay")
-        assert created.status_code == 201, created.text
-        return customer, order, created.json()
-
-    async def paid(self, price: int = 10000) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-        """A payment captured at Razorpay and applied through the webhook worker."""
-        customer, order, payment = await self.started(price=price)
+    async def settle_payment(self, payment: dict[str, Any]) -> None:
+        """The payer pays in Checkout; Razorpay's webhooks are applied by the worker."""
         paid = await self.emulator.pay(razorpay_order(payment))
         assert paid.status_code == 200, paid.text
         await self.emulator.deliver()
         await self.checkout.process_webhooks()
-        state = await self.payment(customer, payment["id"])
-        assert state["status"] == "succeeded", state
-        return customer, order, state
 
     async def callback(self, payment_id: str, body: dict[str, Any]) -> httpx.Response:
         return await self.client.post(f"/v1/payments/{payment_id}/razorpay/callback", json=body)
-
-    async def payment(self, customer: Account, payment_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/payments/{payment_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    async def order_status(self, order_id: str) -> str:
-        async with self.database.session() as session:
-            order = await session.get(Order, order_id)
-        return str(order.status)
-
-    async def stored(self, model: Any, id_: str) -> Any:
-        async with self.database.session() as session:
-            return await session.get(model, id_)
-
-    async def count(self, model: Any) -> int:
-        async with self.database.session() as session:
-            return int((await session.execute(select(func.count()).select_from(model))).scalar())
-
-    async def refund(self, admin: Account, payment_id: str, **body: Any) -> httpx.Response:
-        return await self.client.post(
-            f"/v1/payments/{payment_id}/refunds",
-            json={"reason": "requested_by_customer", **body},
-            headers={**admin.headers, "Idempotency-Key": str(uuid.uuid4())},
-        )
 
 
 def razorpay_order(payment: dict[str, Any]) -> str:
@@ -427,7 +377,7 @@ def make_env(make_client: ClientFactory, clean_db: None, mail_dir: Path) -> EnvF
                 transport=transport, base_url="http://localhost"
             ) as webhooks:
                 emulator.webhook_client = webhooks
-                yield Env(client, emulator, Checkout(Shop(Accounts(client, mail_dir))))
+                yield Env(client, emulator, mail_dir)
 
     return factory
 
@@ -634,15 +584,15 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_order
     state = await env.payment(customer, payment["id"])
     assert (state["status"], state["needs_review"]) == ("succeeded", False)
     assert await env.order_status(order["id"]) == "paid"
-    attempt = await _attempt(env, payment["id"])
+    attempt = await env.attempt(payment["id"])
     assert attempt.provider_object_id == rp_order["id"]
 
 
-@pytest.mark.parametrize("mode", ["timeout", "5xx"])
+@pytest.mark.parametrize(("kind", "status"), [("timeout", 500), ("error", 503)])
 async def test_a_create_that_never_reached_razorpay_stays_unknown_never_failed(
-    env: Env, mode: Any
+    env: Env, kind: Kind, status: int
 ) -> None:
-    env.emulator.fail("POST", "/v1/orders", mode)
+    env.emulator.fail("POST", "/v1/orders", kind, status=status)
     customer = await env.shop.customer()
     order = await env.shop.order(customer, currency="INR")
     created = await env.checkout.pay(customer, order["id"], provider="razorpay")
@@ -875,7 +825,7 @@ async def test_a_refund_made_in_the_razorpay_dashboard_is_booked_as_external_onc
     env: Env,
 ) -> None:
     customer, order, payment = await env.paid(price=10000)
-    rp_order = (await _attempt(env, payment["id"])).provider_object_id
+    rp_order = (await env.attempt(payment["id"])).provider_object_id
     [rp_payment] = [p for p in env.emulator.payments.values() if p["order_id"] == rp_order]
     # The merchant refunds in Razorpay directly: no notes, no receipt, no idempotency key.
     async with httpx.AsyncClient(
@@ -905,14 +855,6 @@ async def test_a_refund_made_in_the_razorpay_dashboard_is_booked_as_external_onc
 # ---------------------------------------------------------------------------- secrets
 
 
-async def _attempt(env: Env, payment_id: str) -> PaymentAttempt:
-    async with env.database.session() as session:
-        row = await session.execute(
-            select(PaymentAttempt).where(PaymentAttempt.payment_id == payment_id)
-        )
-        return row.scalar_one()
-
-
 async def test_no_secret_or_card_number_reaches_the_logs_or_the_attempt_summaries(
     make_env: EnvFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -922,7 +864,7 @@ async def test_no_secret_or_card_number_reaches_the_logs_or_the_attempt_summarie
         rp_order = razorpay_order(payment)
         await env.emulator.pay(rp_order, card=DECLINED_CARD)
         await env.emulator.pay(rp_order, card=GOOD_CARD)
-        env.emulator.fail("GET", r"/v1/orders/\w+/payments", "5xx", times=1)
+        env.emulator.fail("GET", r"/v1/orders/\w+/payments", "error", status=503)
         await env.emulator.deliver()
         await env.checkout.process_webhooks()
         body = b'{"event":"order.paid"}'
@@ -941,7 +883,7 @@ async def test_no_secret_or_card_number_reaches_the_logs_or_the_attempt_summarie
         )
         admin = await env.shop.accounts.admin()
         await env.refund(admin, payment["id"], amount=1000)
-        attempt = await _attempt(env, payment["id"])
+        attempt = await env.attempt(payment["id"])
     output = capsys.readouterr().out
     assert "provider.call_failed" in output  # the log stream was captured
     assert "webhook.signature_invalid" in output

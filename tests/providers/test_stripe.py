@@ -9,7 +9,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from tests.accounts.helpers import Account, Accounts
-from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.emulators.stripe import API_HOST, StripeEmulator, sign
 from tests.http.test_errors import assert_problem
-from tests.payments.helpers import Checkout
+from tests.providers.env import ProviderEnv
 from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
@@ -420,30 +417,12 @@ def test_malformed_events_are_refused(body: bytes) -> None:
 # ============================================================================ through HTTP
 
 
-@dataclass
-class Env:
-    client: httpx.AsyncClient
-    emulator: StripeEmulator
-    checkout: Checkout
+class Env(ProviderEnv[StripeEmulator]):
+    provider = "stripe"
 
-    @property
-    def shop(self) -> Shop:
-        return self.checkout.shop
-
-    @property
-    def db(self) -> Any:
-        return self.checkout.app.state.database
-
-    async def pay(self, customer: Account, order_id: str) -> httpx.Response:
-        return await self.checkout.pay(customer, order_id, provider="stripe")
-
-    async def started(self, **product: Any) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-        """A customer, their order and a Stripe payment awaiting the payer."""
-        customer = await self.shop.customer()
-        order = await self.shop.order(customer, **product)
-        created = await self.pay(customer, order["id"])
-        assert created.status_code == 201, created.text
-        return customer, order, created.json()
+    async def settle_payment(self, payment: dict[str, Any]) -> None:
+        await self.payer_submits(payment, "pm_card_visa")
+        await self.settled()
 
     async def payer_submits(self, payment: dict[str, Any], method: str) -> httpx.Response:
         """The payer on Stripe's hosted page (the redirect tillpay handed out)."""
@@ -480,44 +459,6 @@ class Env:
         assert set(statuses) <= {200}, statuses
         return await self.checkout.process_webhooks()
 
-    async def payment(self, customer: Account, payment_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/payments/{payment_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    async def order(self, customer: Account, order_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/orders/{order_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    async def attempt(self, payment_id: str) -> PaymentAttempt:
-        async with self.db.session() as session:
-            row = await session.execute(
-                select(PaymentAttempt).where(PaymentAttempt.payment_id == payment_id)
-            )
-            return row.scalars().one()  # type: ignore[no-any-return]
-
-    async def stored_events(self, *, ignored: bool = False) -> list[WebhookEvent]:
-        """The stored events the worker acts on (or, with ``ignored``, all of them)."""
-        query = select(WebhookEvent)
-        if not ignored:
-            query = query.where(WebhookEvent.status != "ignored")
-        async with self.db.session() as session:
-            return list((await session.execute(query)).scalars())
-
-    async def refund(self, admin: Account, payment_id: str, **body: Any) -> httpx.Response:
-        return await self.client.post(
-            f"/v1/payments/{payment_id}/refunds",
-            json={"reason": "requested_by_customer", **body},
-            headers={**admin.headers, "Idempotency-Key": f"refund-{len(self.emulator.refunds)}"},
-        )
-
-    async def paid(self, **product: Any) -> tuple[Account, dict[str, Any], dict[str, Any]]:
-        customer, order, payment = await self.started(**product)
-        await self.payer_submits(payment, "pm_card_visa")
-        await self.settled()
-        state = await self.payment(customer, payment["id"])
-        assert state["status"] == "succeeded", state
-        return customer, order, state
-
 
 EnvFactory = Callable[..., AbstractAsyncContextManager[Env]]
 
@@ -541,7 +482,7 @@ def make_env(make_client: ClientFactory, clean_db: None, mail_dir: Path) -> EnvF
         }
         async with make_client(**settings) as client:
             emulator.attach(client.app)  # type: ignore[attr-defined]
-            yield Env(client, emulator, Checkout(Shop(Accounts(client, mail_dir))))
+            yield Env(client, emulator, mail_dir)
 
     return factory
 
@@ -587,7 +528,7 @@ async def test_a_checkout_payment_is_paid_once_the_webhook_is_confirmed(env: Env
         2500,
         False,
     )
-    async with env.db.session() as session_:
+    async with env.database.session() as session_:
         assert await ledger.unbalanced_transactions(session_) == []
 
 
@@ -728,7 +669,7 @@ async def test_sdk_retries_resend_the_same_expiry_and_stripe_still_accepts_it(
     async with make_env(stripe_max_network_retries=2) as env:
         customer = await env.shop.customer()
         order = await env.shop.order(customer)
-        env.emulator.fail("POST", "/v1/checkout/sessions", "500", times=2)
+        env.emulator.fail("POST", "/v1/checkout/sessions", "error", times=2)
         # The two retries arrive after their time-outs and back-offs, on Stripe's clock.
         env.emulator.clock_offset = 2 * (10 + 5)
         created = await env.pay(customer, order["id"])
@@ -759,7 +700,7 @@ async def test_a_timed_out_create_is_retried_with_the_same_key_into_one_session(
 ) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer)
-    env.emulator.fail("POST", "/v1/checkout/sessions", "timeout")
+    env.emulator.fail("POST", "/v1/checkout/sessions", "timeout_after")
     created = await env.pay(customer, order["id"])
     assert created.status_code == 201, created.text
     first, retry = env.emulator.calls("POST", "/v1/checkout/sessions")
@@ -773,7 +714,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_inten
 ) -> None:
     customer = await elements.shop.customer()
     order = await elements.shop.order(customer)
-    elements.emulator.fail("POST", "/v1/payment_intents", "timeout", times=2)  # try + retry
+    elements.emulator.fail("POST", "/v1/payment_intents", "timeout_after", times=2)  # try + retry
     created = await elements.pay(customer, order["id"])
     assert created.status_code == 503, created.text
     payment = created.json()
@@ -803,7 +744,7 @@ async def test_a_create_that_never_reached_stripe_fails_once_an_hour_shows_nothi
     await payments.janitor_pass(rt, now=utcnow() + timedelta(hours=1))
     assert (await env.payment(customer, payment["id"]))["status"] == "unknown"
 
-    async with env.db.session() as session, session.begin():
+    async with env.database.session() as session, session.begin():
         await session.execute(
             update(PaymentAttempt)
             .where(PaymentAttempt.payment_id == payment["id"])
@@ -819,7 +760,7 @@ async def test_a_create_that_never_reached_stripe_fails_once_an_hour_shows_nothi
 async def test_server_errors_on_create_leave_the_outcome_unknown(env: Env) -> None:
     customer = await env.shop.customer()
     order = await env.shop.order(customer)
-    env.emulator.fail("POST", "/v1/checkout/sessions", "500", times=2)
+    env.emulator.fail("POST", "/v1/checkout/sessions", "error", times=2)
     created = await env.pay(customer, order["id"])
     assert created.status_code == 503
     assert created.json()["status"] == "unknown"
@@ -842,12 +783,14 @@ async def test_a_webhook_waits_while_stripe_cannot_be_read(env: Env) -> None:
     customer, order, payment = await env.started()
     await env.payer_submits(payment, "pm_card_visa")
     session = env.emulator.by_reference(f"{payment['id']}_1")
-    env.emulator.fail("GET", f"/v1/checkout/sessions/{session['id']}", "500", times=4)
+    env.emulator.fail("GET", f"/v1/checkout/sessions/{session['id']}", "error", times=4)
     await env.settled()
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
-    assert {(e.status, e.attempts) for e in await env.stored_events()} == {("pending", 1)}
+    assert {(e.status, e.attempts) for e in await env.webhook_events(with_ignored=False)} == {
+        ("pending", 1)
+    }
 
-    async with env.db.session() as db, db.begin():
+    async with env.database.session() as db, db.begin():
         await db.execute(update(WebhookEvent).values(next_attempt_at=utcnow()))
     assert await env.checkout.process_webhooks() == 2
     assert (await env.order(customer, order["id"]))["status"] == "paid"
@@ -861,7 +804,7 @@ async def test_each_event_is_stored_and_applied_once_however_often_it_arrives(en
     await env.payer_submits(payment, "pm_card_visa")
     statuses = await env.emulator.deliver(twice=True)
     assert set(statuses) == {200}
-    events = await env.stored_events()
+    events = await env.webhook_events(with_ignored=False)
     assert len(events) == 2
     assert {e.dedupe_key for e in events} == {
         e.body["id"]
@@ -870,7 +813,7 @@ async def test_each_event_is_stored_and_applied_once_however_often_it_arrives(en
     }
     await env.checkout.process_webhooks()
     assert (await env.order(customer, order["id"]))["status"] == "paid"
-    async with env.db.session() as db:
+    async with env.database.session() as db:
         succeeded = await db.execute(
             select(OutboxEvent).where(
                 OutboxEvent.type == "payment.succeeded", OutboxEvent.subject_id == payment["id"]
@@ -909,7 +852,7 @@ async def test_events_for_objects_tillpay_did_not_create_are_acknowledged_and_ig
     )
     assert foreign.status_code == 200
     assert set(await env.emulator.deliver()) == {200}
-    stored = await env.stored_events(ignored=True)
+    stored = await env.webhook_events()
     assert stored
     assert {e.status for e in stored} == {"ignored"}
     assert await env.checkout.process_webhooks() == 0
@@ -940,7 +883,7 @@ async def test_a_forged_webhook_is_rejected_and_changes_nothing(env: Env, forger
         headers["stripe-signature"] = header
     response = await env.emulator.post(raw, headers)
     assert_problem(response, 400)
-    assert await env.stored_events() == []
+    assert await env.webhook_events(with_ignored=False) == []
     assert await env.checkout.process_webhooks() == 0
     assert (await env.payment(customer, payment["id"]))["status"] == "requires_action"
     assert (await env.order(customer, order["id"]))["status"] == "pending_payment"
@@ -1042,13 +985,15 @@ async def test_a_partial_then_a_full_refund(env: Env) -> None:
     # Both refund.created are stored and re-read; charge.refunded without refunds is not.
     assert set(await env.emulator.deliver()) == {200}
     assert await env.checkout.process_webhooks() == 2
-    refund_events = [e for e in await env.stored_events() if "refund" in e.event_type]
+    refund_events = [
+        e for e in await env.webhook_events(with_ignored=False) if "refund" in e.event_type
+    ]
     assert [(e.event_type, e.status) for e in refund_events] == [
         ("refund.created", "processed"),
         ("refund.created", "processed"),
     ]
     assert (await env.payment(customer, payment["id"]))["amount_refunded"] == 10000
-    async with env.db.session() as db:
+    async with env.database.session() as db:
         assert await ledger.unbalanced_transactions(db) == []
 
 
@@ -1084,7 +1029,7 @@ async def test_a_refund_made_in_the_stripe_dashboard_is_booked_as_external(
     made = await elements.stripe_api("/v1/refunds", payment_intent=intent, amount="1000")
     assert made.status_code == 200, made.text
     await elements.settled()
-    assert {e.status for e in await elements.stored_events()} == {"processed"}
+    assert {e.status for e in await elements.webhook_events(with_ignored=False)} == {"processed"}
     admin = await elements.shop.accounts.admin()
     [booked] = (
         await elements.client.get(f"/v1/payments/{payment['id']}/refunds", headers=admin.headers)
@@ -1092,7 +1037,7 @@ async def test_a_refund_made_in_the_stripe_dashboard_is_booked_as_external(
     assert (booked["external"], booked["status"], booked["amount"]) == (True, "succeeded", 1000)
     state = await elements.order(customer, order["id"])
     assert (state["status"], state["refunded_amount"]) == ("partially_refunded", 1000)
-    async with elements.db.session() as db:
+    async with elements.database.session() as db:
         assert await ledger.unbalanced_transactions(db) == []
 
 
@@ -1112,7 +1057,7 @@ async def test_a_dashboard_refund_of_a_checkout_payment_is_booked_as_external_on
     await env.checkout.process_webhooks()
     await assert_booked_as_external_once(
         env.client,
-        env.db,
+        env.database,
         admin=await env.shop.accounts.admin(),
         customer=customer,
         payment_id=payment["id"],
@@ -1144,7 +1089,7 @@ async def test_no_secret_or_card_data_reaches_logs_or_attempt_summaries(
         admin = await env.shop.accounts.admin()
         refunded = await env.refund(admin, again["id"], amount=500)
         assert refunded.json()["status"] == "succeeded"
-        async with env.db.session() as db:
+        async with env.database.session() as db:
             summaries = json.dumps(
                 [a.summary for a in (await db.execute(select(PaymentAttempt))).scalars()]
             )

@@ -200,7 +200,9 @@ def test_other_root_handlers_receive_the_redacted_event(caplog: pytest.LogCaptur
     _capture()
     get_logger("t").info("login", password=SECRET)
     assert SECRET not in caplog.text
-    assert caplog.records[0].msg["password"] == "[REDACTED]"
+    logged = caplog.records[0].msg
+    assert isinstance(logged, dict)
+    assert logged["password"] == "[REDACTED]"
 
 
 def test_object_with_failing_repr_does_not_break_logging() -> None:
