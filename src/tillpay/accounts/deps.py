@@ -15,11 +15,11 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.accounts.errors import StepUpRequired
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import AdminTwoFactorRequired, Principal
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.accounts.service import StepUpRequired
 from tillpay.kit.db import DbSession, on_unexpected_failure, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
