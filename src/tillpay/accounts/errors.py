@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tillpay.kit.errors import AppError, Unauthorized
+from tillpay.kit.errors import Unauthorized
 from tillpay.notifications.mail import EmailMessageSpec
 
 
@@ -25,9 +25,10 @@ class StepUpRequired(Unauthorized):
 
 @dataclass
 class Outcome:
-    """What a service call produced: a payload, mail to send after commit, and — for a
-    refusal that must still commit (audit rows) — the error to answer with."""
+    """What a service call produced: a payload and the mail to send after the commit.
+
+    A refusal that must keep its writes raises :class:`~tillpay.kit.errors.CommittedRefusal`
+    instead (it never sends mail)."""
 
     payload: Any = None
     mail: list[EmailMessageSpec] = field(default_factory=list)
-    error: AppError | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,12 +15,13 @@ from tillpay.accounts.models import (
 )
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.accounts.sessions import start_session
+from tillpay.accounts.sessions import IssuedSession, start_session
 from tillpay.accounts.totp import use_recovery_code, verify_totp
 from tillpay.accounts.users import lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
+    CommittedRefusal,
     Unauthorized,
 )
 from tillpay.kit.jwt import MFA_PENDING, InvalidToken
@@ -34,7 +36,7 @@ async def login(
     password: str,
     ip: str | None,
     user_agent: str | None,
-) -> Outcome:
+) -> IssuedSession | dict[str, Any]:
     """Password login. With 2FA on, answers a short-lived MFA-pending token instead of a
     session. Unknown address, wrong password and deactivated account look identical."""
     address = normalize_email(email)
@@ -61,7 +63,7 @@ async def login(
             target_id=user.id if user else None,
             details={"reason": "invalid_credentials"},
         )
-        return Outcome(error=InvalidCredentials())
+        raise CommittedRefusal(InvalidCredentials())
     await lockout_success(rt, lock_key)
     if user.totp_enabled:
         tokens = await rt.tokens()
@@ -78,16 +80,14 @@ async def login(
             target_type="user",
             target_id=user.id,
         )
-        return Outcome(
-            payload={
-                "mfa_required": True,
-                "mfa_token": pending.token,
-                "expires_in": rt.settings.mfa_token_ttl_seconds,
-            }
-        )
+        return {
+            "mfa_required": True,
+            "mfa_token": pending.token,
+            "expires_in": rt.settings.mfa_token_ttl_seconds,
+        }
     issued = await start_session(session, rt, user, mfa=False, ip=ip, user_agent=user_agent)
     await record(session, actor, "auth.login", target_type="session", target_id=issued.session_id)
-    return Outcome(payload=issued)
+    return issued
 
 
 async def login_mfa(
@@ -104,21 +104,16 @@ async def login_mfa(
     try:
         claims = await rt.verify_token(mfa_token, MFA_PENDING)
     except InvalidToken:
-        return Outcome(
-            error=Unauthorized(
-                "The login session is invalid or has expired.", code="invalid_mfa_token"
-            )
-        )
+        # Nothing was written yet: a plain refusal.
+        raise Unauthorized(
+            "The login session is invalid or has expired.", code="invalid_mfa_token"
+        ) from None
     user_id = str(claims["sub"])
     lock_key = f"mfa:{user_id}"
     await lockout_check(rt, lock_key)
     user = await lock_user(session, user_id)
     if user is None or not user.is_active or not user.totp_enabled:
-        return Outcome(
-            error=Unauthorized(
-                "The login session is invalid or has expired.", code="invalid_mfa_token"
-            )
-        )
+        raise Unauthorized("The login session is invalid or has expired.", code="invalid_mfa_token")
     ok = False
     method = "totp"
     if code is not None:
@@ -138,7 +133,7 @@ async def login_mfa(
             target_id=user.id,
             details={"method": method},
         )
-        return Outcome(error=Unauthorized("The code is invalid.", code="invalid_mfa_code"))
+        raise CommittedRefusal(Unauthorized("The code is invalid.", code="invalid_mfa_code"))
     await lockout_success(rt, lock_key)
     issued = await start_session(session, rt, user, mfa=True, ip=ip, user_agent=user_agent)
     await record(
@@ -166,7 +161,7 @@ async def reauthenticate(
     *,
     password: str | None,
     code: str | None,
-) -> Outcome:
+) -> None:
     """Step-up: prove presence again with the password or a TOTP code."""
     user = await lock_user(session, principal.user_id)
     assert user is not None
@@ -187,8 +182,8 @@ async def reauthenticate(
             target_type="session",
             target_id=principal.session_id,
         )
-        return Outcome(
-            error=Unauthorized("The credentials are incorrect.", code="invalid_credentials")
+        raise CommittedRefusal(
+            Unauthorized("The credentials are incorrect.", code="invalid_credentials")
         )
     await lockout_success(rt, lock_key)
     current = await session.get(AuthSession, principal.session_id)
@@ -201,4 +196,3 @@ async def reauthenticate(
         target_type="session",
         target_id=principal.session_id,
     )
-    return Outcome()

@@ -21,6 +21,7 @@ from tillpay.audit.service import Actor, record
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
     BadRequest,
+    CommittedRefusal,
     Forbidden,
 )
 
@@ -111,8 +112,8 @@ async def change_password(
             target_type="user",
             target_id=user.id,
         )
-        return Outcome(
-            error=Forbidden("The current password is incorrect.", code="invalid_credentials")
+        raise CommittedRefusal(
+            Forbidden("The current password is incorrect.", code="invalid_credentials")
         )
     await _set_password(session, rt, user, new_password)
     await revoke_sessions(

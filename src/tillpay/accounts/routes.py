@@ -48,7 +48,7 @@ from tillpay.accounts.schemas import (
 )
 from tillpay.accounts.sessions import IssuedSession
 from tillpay.kit.db import DbSession
-from tillpay.kit.errors import BadRequest, committed_problem
+from tillpay.kit.errors import BadRequest
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
@@ -173,7 +173,7 @@ async def resend_verification(
     summary="Sign in with email and password",
 )
 async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime) -> Response:
-    outcome = await signin.login(
+    result = await signin.login(
         session,
         rt,
         email=body.email,
@@ -181,11 +181,9 @@ async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
-    if isinstance(outcome.payload, IssuedSession):
-        return _token_response(request, rt, outcome.payload)
-    return JSONResponse(MfaRequired(**outcome.payload).model_dump(mode="json"))
+    if isinstance(result, IssuedSession):
+        return _token_response(request, rt, result)
+    return JSONResponse(MfaRequired(**result).model_dump(mode="json"))
 
 
 @auth.post(
@@ -203,8 +201,6 @@ async def login_mfa(
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return _token_response(request, rt, outcome.payload)
 
@@ -218,10 +214,8 @@ async def refresh(
     token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise BadRequest("Send the refresh token.", code="missing_refresh_token")
-    outcome = await sessions.refresh(session, rt, refresh_token=token, ip=_ip(request))
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
-    return _token_response(request, rt, outcome.payload)
+    issued = await sessions.refresh(session, rt, refresh_token=token, ip=_ip(request))
+    return _token_response(request, rt, issued)
 
 
 @auth.post("/logout", status_code=204, summary="End this session")
@@ -317,7 +311,6 @@ async def reset_password(
 )
 async def change_password(
     body: ChangePasswordIn,
-    request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
     rt: Runtime,
@@ -330,8 +323,6 @@ async def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return Response(status_code=204)
 
@@ -341,17 +332,12 @@ async def change_password(
 )
 async def reauthenticate(
     body: ReauthenticateIn,
-    request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
     rt: Runtime,
 ) -> Response:
     """Confirm the password (or a TOTP code) to unlock sensitive actions for a few minutes."""
-    outcome = await signin.reauthenticate(
-        session, rt, principal, password=body.password, code=body.code
-    )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
+    await signin.reauthenticate(session, rt, principal, password=body.password, code=body.code)
     return Response(status_code=204)
 
 
@@ -373,15 +359,12 @@ async def totp_enroll(principal: RecentPrincipal, session: DbSession, rt: Runtim
 )
 async def totp_confirm(
     body: TotpConfirmIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
     outcome = await totp.totp_confirm(session, rt, principal, code=body.code)
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 
@@ -389,7 +372,6 @@ async def totp_confirm(
 @auth.post("/2fa/disable", status_code=204, dependencies=AUTH_LIMIT, summary="Turn TOTP off")
 async def totp_disable(
     body: TotpDisableIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
@@ -398,8 +380,6 @@ async def totp_disable(
     outcome = await totp.totp_disable(
         session, rt, principal, password=body.password, code=body.code
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return Response(status_code=204)
 
@@ -412,15 +392,12 @@ async def totp_disable(
 )
 async def regenerate_recovery_codes(
     body: TotpConfirmIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
     outcome = await totp.regenerate_recovery_codes(session, rt, principal, code=body.code)
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.errors import Outcome
 from tillpay.accounts.models import (
     AuthSession,
     RefreshToken,
@@ -21,6 +20,7 @@ from tillpay.audit.service import Actor, record
 from tillpay.kit.crypto import new_opaque_token, token_digest
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
+    CommittedRefusal,
     NotFound,
     Unauthorized,
 )
@@ -116,7 +116,7 @@ async def _issue_tokens(
 
 async def refresh(
     session: AsyncSession, rt: AccountsRuntime, *, refresh_token: str, ip: str | None
-) -> Outcome:
+) -> IssuedSession:
     """Rotate a refresh token. A token that was already used — including the loser of two
     parallel refreshes — is reuse: the whole session (family) is revoked."""
     now = utcnow()
@@ -147,7 +147,7 @@ async def refresh(
                     target_type="session",
                     target_id=spent,
                 )
-        return Outcome(error=invalid)
+        raise CommittedRefusal(invalid)
     auth_session = (
         await session.execute(
             select(AuthSession).where(AuthSession.id == session_id).with_for_update()
@@ -166,10 +166,9 @@ async def refresh(
     ):
         if auth_session.revoked_at is None:
             await revoke_sessions_by_id(session, rt, [auth_session.id], reason="expired")
-        return Outcome(error=invalid)
+        raise CommittedRefusal(invalid)
     auth_session.last_used_at = now
-    issued = await _issue_tokens(session, rt, user, auth_session)
-    return Outcome(payload=issued)
+    return await _issue_tokens(session, rt, user, auth_session)
 
 
 async def revoke_sessions_by_id(

@@ -23,6 +23,7 @@ from tillpay.kit.crypto import SealError, derive_key, seal, unseal
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import (
     BadRequest,
+    CommittedRefusal,
     Conflict,
     Forbidden,
 )
@@ -141,7 +142,7 @@ async def totp_confirm(
             target_type="user",
             target_id=user.id,
         )
-        return Outcome(error=BadRequest("The code is invalid.", code="invalid_mfa_code"))
+        raise CommittedRefusal(BadRequest("The code is invalid.", code="invalid_mfa_code"))
     user.totp_last_step = step
     user.totp_enabled_at = utcnow()
     codes = await _replace_recovery_codes(session, rt, user)
@@ -186,8 +187,8 @@ async def totp_disable(
             target_type="user",
             target_id=user.id,
         )
-        return Outcome(
-            error=Forbidden("The password or code is incorrect.", code="invalid_credentials")
+        raise CommittedRefusal(
+            Forbidden("The password or code is incorrect.", code="invalid_credentials")
         )
     user.totp_enabled_at = None
     user.totp_secret_encrypted = None
@@ -228,7 +229,7 @@ async def regenerate_recovery_codes(
             target_type="user",
             target_id=user.id,
         )
-        return Outcome(error=BadRequest("The code is invalid.", code="invalid_mfa_code"))
+        raise CommittedRefusal(BadRequest("The code is invalid.", code="invalid_mfa_code"))
     codes = await _replace_recovery_codes(session, rt, user)
     await record(
         session,
