@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
 from tillpay.kit.db import DbSession
-from tillpay.kit.errors import Conflict
+from tillpay.kit.errors import CommittedRefusal, Conflict
 from tillpay.kit.logging import get_logger
 from tillpay.kit.money import AmountMinor, CurrencyCode
 
@@ -62,10 +62,14 @@ def install_probes(app: FastAPI) -> None:
         return {"status": "logged"}
 
     @router.post("/write")
-    async def write(session: DbSession, label: str, fail: bool = False) -> dict[str, str]:
+    async def write(
+        session: DbSession, label: str, fail: bool = False, refuse: bool = False
+    ) -> dict[str, str]:
         await session.execute(insert(probe_table).values(label=label))
         if fail:
             raise Conflict("the probe was told to fail after writing")
+        if refuse:
+            raise CommittedRefusal(Conflict("the probe refused, keeping its write"))
         return {"label": label}
 
     @router.get("/rows")

@@ -244,7 +244,7 @@ def create_admin(
     if not password:
         typer.echo("tillpay: an empty password is not allowed", err=True)
         raise typer.Exit(2)
-    from tillpay.accounts import service
+    from tillpay.accounts import admin
     from tillpay.accounts.runtime import build_runtime
     from tillpay.kit.db import Database
     from tillpay.kit.errors import AppError
@@ -257,7 +257,7 @@ def create_admin(
         runtime = build_runtime(settings, database, mailer=build_mailer(settings), limiter=None)
         try:
             async with database.session() as session, session.begin():
-                user = await service.create_admin(session, runtime, email=email, password=password)
+                user = await admin.create_admin(session, runtime, email=email, password=password)
                 return user.id
         finally:
             await database.dispose()

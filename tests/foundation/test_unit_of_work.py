@@ -1,4 +1,5 @@
-"""One transaction per request: committed before the response, rolled back on failure."""
+"""One transaction per request: committed before the response, rolled back on failure
+(unless the failure is a refusal that keeps its writes)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ async def test_a_failed_request_leaves_nothing_behind(make_client: ClientFactory
         assert response.status_code == 409
         rows = await client.get("/v1/probe/rows")
     assert rows.json() == []
+
+
+@pytest.mark.usefixtures("probe_table")
+async def test_a_committed_refusal_keeps_its_writes_and_answers_as_its_error(
+    make_client: ClientFactory,
+) -> None:
+    async with make_client(setup=install_probes) as client:
+        response = await client.post("/v1/probe/write", params={"label": "kept", "refuse": True})
+        rows = await client.get("/v1/probe/rows")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert (body["code"], body["title"]) == ("conflict", "Conflict")
+    assert body["detail"] == "the probe refused, keeping its write"
+    assert rows.json() == ["kept"]

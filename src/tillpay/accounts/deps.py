@@ -15,12 +15,12 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.accounts.errors import StepUpRequired
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import AdminTwoFactorRequired, Principal
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.accounts.service import StepUpRequired
-from tillpay.kit.db import DbSession, on_unexpected_failure, utcnow
+from tillpay.kit.db import on_unexpected_failure, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.jwt import ACCESS, InvalidToken
@@ -103,7 +103,7 @@ def _rejection(state: dict[str, Any] | None, claims: dict[str, Any]) -> str | No
     return None
 
 
-async def current_principal(request: Request, session: DbSession, rt: Runtime) -> Principal:
+async def current_principal(request: Request, rt: Runtime) -> Principal:
     """The verified caller; 401 for any token or session problem (reason logged only)."""
     token = _bearer(request)
     try:
@@ -116,11 +116,11 @@ async def current_principal(request: Request, session: DbSession, rt: Runtime) -
     session_id = claims.get("sid")
     if not isinstance(session_id, str):
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    state = await _load_state(session, session_id)
-    # End the read-only transaction at once: routes that talk to providers run their own
-    # short transactions, and an open one here would hold SQLite's lock meanwhile.
-    if session.in_transaction():
-        await session.commit()
+    # A short session of its own, closed before the route runs: the request's unit of
+    # work is neither begun nor committed here, and SQLite's lock (every transaction takes
+    # it) is released before routes that talk to providers open their own transactions.
+    async with rt.database.session() as db:
+        state = await _load_state(db, session_id)
     reason = _rejection(state, claims)
     if reason is not None or state is None:
         log.info("authz.session_rejected", reason=reason, session_id=session_id)

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
-from tillpay.accounts import service
+from tillpay.accounts import passwords, registration
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.kit.db import DbSession
 from tillpay.kit.errors import AppError
@@ -62,7 +62,7 @@ async def verify_email_submit(
 ) -> HTMLResponse:
     rt: AccountsRuntime = request.app.state.accounts
     try:
-        await service.verify_email(session, rt, token=token, ip=client_ip(request.scope))
+        await registration.verify_email(session, rt, token=token, ip=client_ip(request.scope))
     except AppError as exc:
         return _page(f"<h1>Not confirmed</h1><p>{html.escape(exc.detail)}</p>", status=exc.status)
     return _page("<h1>Email address confirmed</h1><p>You can close this page.</p>")
@@ -89,7 +89,7 @@ async def reset_password_submit(
 ) -> HTMLResponse:
     rt: AccountsRuntime = request.app.state.accounts
     try:
-        outcome = await service.reset_password(
+        outcome = await passwords.reset_password(
             session, rt, token=token, new_password=new_password, ip=client_ip(request.scope)
         )
     except AppError as exc:

@@ -1,4 +1,4 @@
-"""HTTP layer of the accounts domain: thin routes over ``accounts.service``."""
+"""HTTP layer of the accounts domain: thin routes over the accounts services."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from tillpay.accounts import service
+from tillpay.accounts import admin as user_admin
+from tillpay.accounts import login as signin
+from tillpay.accounts import passwords, profile, registration, sessions, totp, users
 from tillpay.accounts.deps import (
     CurrentPrincipal,
     RecentPrincipal,
     Runtime,
     require_permission,
 )
+from tillpay.accounts.errors import Outcome
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
@@ -43,9 +46,9 @@ from tillpay.accounts.schemas import (
     TotpEnrollOut,
     UserOut,
 )
-from tillpay.accounts.service import IssuedSession, Outcome
+from tillpay.accounts.sessions import IssuedSession
 from tillpay.kit.db import DbSession
-from tillpay.kit.errors import BadRequest, committed_problem
+from tillpay.kit.errors import BadRequest
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
@@ -131,7 +134,7 @@ async def register(
 ) -> Accepted:
     """Always answers 202 with the same body: a new address gets a verification link, an
     existing one a notice (no account enumeration)."""
-    outcome = await service.register(
+    outcome = await registration.register(
         session, rt, email=body.email, password=body.password, ip=_ip(request)
     )
     _deliver(rt, background, outcome)
@@ -144,7 +147,7 @@ async def register(
 async def verify_email(
     body: TokenIn, request: Request, session: DbSession, rt: Runtime
 ) -> Response:
-    await service.verify_email(session, rt, token=body.token, ip=_ip(request))
+    await registration.verify_email(session, rt, token=body.token, ip=_ip(request))
     return Response(status_code=204)
 
 
@@ -158,7 +161,7 @@ async def verify_email(
 async def resend_verification(
     principal: CurrentPrincipal, session: DbSession, rt: Runtime, background: BackgroundTasks
 ) -> Accepted:
-    _deliver(rt, background, await service.resend_verification(session, rt, principal))
+    _deliver(rt, background, await registration.resend_verification(session, rt, principal))
     return Accepted(detail=ACCEPTED)
 
 
@@ -170,7 +173,7 @@ async def resend_verification(
     summary="Sign in with email and password",
 )
 async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime) -> Response:
-    outcome = await service.login(
+    result = await signin.login(
         session,
         rt,
         email=body.email,
@@ -178,11 +181,9 @@ async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
-    if isinstance(outcome.payload, IssuedSession):
-        return _token_response(request, rt, outcome.payload)
-    return JSONResponse(MfaRequired(**outcome.payload).model_dump(mode="json"))
+    if isinstance(result, IssuedSession):
+        return _token_response(request, rt, result)
+    return JSONResponse(MfaRequired(**result).model_dump(mode="json"))
 
 
 @auth.post(
@@ -191,7 +192,7 @@ async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime
 async def login_mfa(
     body: LoginMfaIn, request: Request, session: DbSession, rt: Runtime, background: BackgroundTasks
 ) -> Response:
-    outcome = await service.login_mfa(
+    outcome = await signin.login_mfa(
         session,
         rt,
         mfa_token=body.mfa_token,
@@ -200,8 +201,6 @@ async def login_mfa(
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return _token_response(request, rt, outcome.payload)
 
@@ -215,15 +214,13 @@ async def refresh(
     token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise BadRequest("Send the refresh token.", code="missing_refresh_token")
-    outcome = await service.refresh(session, rt, refresh_token=token, ip=_ip(request))
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
-    return _token_response(request, rt, outcome.payload)
+    issued = await sessions.refresh(session, rt, refresh_token=token, ip=_ip(request))
+    return _token_response(request, rt, issued)
 
 
 @auth.post("/logout", status_code=204, summary="End this session")
 async def logout(principal: CurrentPrincipal, session: DbSession, rt: Runtime) -> Response:
-    await service.logout(session, rt, principal)
+    await sessions.logout(session, rt, principal)
     response = Response(status_code=204)
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     response.delete_cookie(REFRESH_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
@@ -232,7 +229,7 @@ async def logout(principal: CurrentPrincipal, session: DbSession, rt: Runtime) -
 
 @auth.get("/sessions", response_model=list[SessionOut], summary="List active sessions")
 async def list_sessions(principal: CurrentPrincipal, session: DbSession) -> list[SessionOut]:
-    rows: list[AuthSession] = await service.list_sessions(session, principal)
+    rows: list[AuthSession] = await sessions.list_sessions(session, principal)
     return [
         SessionOut(
             id=r.id,
@@ -254,7 +251,7 @@ async def revoke_session(
     session: DbSession,
     rt: Runtime,
 ) -> Response:
-    await service.revoke_session(session, rt, principal, session_id)
+    await sessions.revoke_session(session, rt, principal, session_id)
     return Response(status_code=204)
 
 
@@ -264,7 +261,7 @@ async def revoke_session(
 async def revoke_other_sessions(
     principal: CurrentPrincipal, session: DbSession, rt: Runtime
 ) -> RevokedCount:
-    return RevokedCount(revoked=await service.revoke_other_sessions(session, rt, principal))
+    return RevokedCount(revoked=await sessions.revoke_other_sessions(session, rt, principal))
 
 
 @auth.post(
@@ -284,7 +281,7 @@ async def forgot_password(
     _deliver(
         rt,
         background,
-        await service.forgot_password(session, rt, email=body.email, ip=_ip(request)),
+        await passwords.forgot_password(session, rt, email=body.email, ip=_ip(request)),
     )
     return Accepted(detail=ACCEPTED)
 
@@ -302,7 +299,7 @@ async def reset_password(
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
-    outcome = await service.reset_password(
+    outcome = await passwords.reset_password(
         session, rt, token=body.token, new_password=body.new_password, ip=_ip(request)
     )
     _deliver(rt, background, outcome)
@@ -314,21 +311,18 @@ async def reset_password(
 )
 async def change_password(
     body: ChangePasswordIn,
-    request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
-    outcome = await service.change_password(
+    outcome = await passwords.change_password(
         session,
         rt,
         principal,
         current_password=body.current_password,
         new_password=body.new_password,
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return Response(status_code=204)
 
@@ -338,17 +332,12 @@ async def change_password(
 )
 async def reauthenticate(
     body: ReauthenticateIn,
-    request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
     rt: Runtime,
 ) -> Response:
     """Confirm the password (or a TOTP code) to unlock sensitive actions for a few minutes."""
-    outcome = await service.reauthenticate(
-        session, rt, principal, password=body.password, code=body.code
-    )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
+    await signin.reauthenticate(session, rt, principal, password=body.password, code=body.code)
     return Response(status_code=204)
 
 
@@ -359,7 +348,7 @@ async def reauthenticate(
     summary="Start TOTP enrolment",
 )
 async def totp_enroll(principal: RecentPrincipal, session: DbSession, rt: Runtime) -> TotpEnrollOut:
-    return TotpEnrollOut(**await service.totp_enroll(session, rt, principal))
+    return TotpEnrollOut(**await totp.totp_enroll(session, rt, principal))
 
 
 @auth.post(
@@ -370,15 +359,12 @@ async def totp_enroll(principal: RecentPrincipal, session: DbSession, rt: Runtim
 )
 async def totp_confirm(
     body: TotpConfirmIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
-    outcome = await service.totp_confirm(session, rt, principal, code=body.code)
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
+    outcome = await totp.totp_confirm(session, rt, principal, code=body.code)
     _deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 
@@ -386,17 +372,14 @@ async def totp_confirm(
 @auth.post("/2fa/disable", status_code=204, dependencies=AUTH_LIMIT, summary="Turn TOTP off")
 async def totp_disable(
     body: TotpDisableIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
-    outcome = await service.totp_disable(
+    outcome = await totp.totp_disable(
         session, rt, principal, password=body.password, code=body.code
     )
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
     _deliver(rt, background, outcome)
     return Response(status_code=204)
 
@@ -409,15 +392,12 @@ async def totp_disable(
 )
 async def regenerate_recovery_codes(
     body: TotpConfirmIn,
-    request: Request,
     principal: RecentPrincipal,
     session: DbSession,
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Response:
-    outcome = await service.regenerate_recovery_codes(session, rt, principal, code=body.code)
-    if outcome.error is not None:
-        return committed_problem(request, outcome.error)
+    outcome = await totp.regenerate_recovery_codes(session, rt, principal, code=body.code)
     _deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 
@@ -433,7 +413,7 @@ async def jwks(rt: Runtime) -> dict[str, Any]:
 
 @me.get("", response_model=UserOut, summary="The signed-in user")
 async def get_me(principal: CurrentPrincipal, session: DbSession) -> UserOut:
-    return _user_out(await service.get_user(session, principal.user_id))
+    return _user_out(await users.get_user(session, principal.user_id))
 
 
 @me.patch("", response_model=UserOut, summary="Update the profile")
@@ -442,7 +422,7 @@ async def patch_me(
 ) -> UserOut:
     """Only profile fields; role, email, verification and 2FA are not settable here (422)."""
     return _user_out(
-        await service.update_profile(session, principal, display_name=body.display_name)
+        await profile.update_profile(session, principal, display_name=body.display_name)
     )
 
 
@@ -458,7 +438,7 @@ async def change_email(
     _deliver(
         rt,
         background,
-        await service.request_email_change(session, rt, principal, new_email=body.new_email),
+        await profile.request_email_change(session, rt, principal, new_email=body.new_email),
     )
     return Accepted(detail=ACCEPTED)
 
@@ -482,8 +462,8 @@ async def admin_list_users(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> AdminUserPage:
     after = decode_cursor(cursor) if cursor else None
-    users = await service.list_users(session, query=q, role=role, after=after, limit=limit)
-    page, more = users[:limit], len(users) > limit
+    found = await user_admin.list_users(session, query=q, role=role, after=after, limit=limit)
+    page, more = found[:limit], len(found) > limit
     return AdminUserPage(
         items=[_admin_user_out(u) for u in page],
         next_cursor=encode_cursor(page[-1].id) if more and page else None,
@@ -502,7 +482,7 @@ async def admin_update_user(
     rt: Runtime,
 ) -> AdminUserOut:
     """Needs a recent authentication. Takes effect on the user's live tokens at once."""
-    user = await service.admin_update_user(
+    user = await user_admin.admin_update_user(
         session, rt, principal, user_id, role=body.role, is_active=body.is_active
     )
     return _admin_user_out(user)
@@ -521,5 +501,5 @@ async def admin_revoke_sessions(
     rt: Runtime,
 ) -> RevokedCount:
     return RevokedCount(
-        revoked=await service.admin_revoke_sessions(session, rt, principal, user_id)
+        revoked=await user_admin.admin_revoke_sessions(session, rt, principal, user_id)
     )

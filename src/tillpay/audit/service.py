@@ -1,9 +1,9 @@
 """Recording audit events.
 
 ``record`` joins the caller's transaction: the event commits or rolls back with the change
-it describes. Events that must survive a refused request (a failed login) are recorded by
-routes that *return* their problem response instead of raising, so the unit of work still
-commits (see ``kit.errors.committed_problem``).
+it describes. Events that must survive a refused request (a failed login) are recorded
+before the service raises ``kit.errors.CommittedRefusal``: the unit of work commits them,
+then answers with the refusal.
 """
 
 from __future__ import annotations

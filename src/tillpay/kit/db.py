@@ -5,7 +5,8 @@ unit of work.
 Unit of work: :func:`get_db_session` is a function-scoped FastAPI dependency. FastAPI runs
 its exit code after the endpoint returned (and its response was serialized) but before
 the response is sent, so the commit happens first and a 2xx always means the data is
-durable. Any exception rolls everything back: a failed request leaves nothing behind.
+durable. Any exception rolls everything back: a failed request leaves nothing behind —
+except a :class:`~tillpay.kit.errors.CommittedRefusal`, which commits and then propagates.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tillpay.kit.config import (
     HasDatabaseConfig,
     database_config,
 )
-from tillpay.kit.errors import AppError
+from tillpay.kit.errors import AppError, CommittedRefusal
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -264,6 +265,10 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with database.sessionmaker() as session:
         try:
             yield session
+        except CommittedRefusal:
+            # A refusal that keeps its writes: commit, then answer with the refusal.
+            await _commit(session)
+            raise
         except BaseException as exc:
             session.info.pop("after_commit", None)
             await session.rollback()
@@ -272,9 +277,13 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
                 raise replacement from exc
             raise
         else:
-            await session.commit()
-            for callback in session.info.pop("after_commit", []):
-                await callback()
+            await _commit(session)
+
+
+async def _commit(session: AsyncSession) -> None:
+    await session.commit()
+    for callback in session.info.pop("after_commit", []):
+        await callback()
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]

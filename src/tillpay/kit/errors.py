@@ -49,6 +49,20 @@ class AppError(Exception):
         super().__init__(self.detail)
 
 
+class CommittedRefusal(AppError):
+    """A refusal whose writes must be kept (a failed login's audit row and lockout count).
+
+    The request's unit of work commits on seeing it, then lets it propagate: the client
+    gets ``error``'s problem document (same status, code, headers and body) as if it had
+    been raised itself."""
+
+    def __init__(self, error: AppError) -> None:
+        super().__init__(error.detail, code=error.code, headers=error.headers, extra=error.extra)
+        self.error = error
+        self.status = error.status
+        self.title = error.title
+
+
 class BadRequest(AppError):
     status, code, title = 400, "bad_request", "Bad request"
 
@@ -320,17 +334,3 @@ def install(app: FastAPI) -> None:
 def encode_problem(body: Mapping[str, Any]) -> bytes:
     """Serialize a problem body (used by raw ASGI middleware that cannot use Response)."""
     return orjson.dumps(dict(body))
-
-
-def committed_problem(request: Request, error: AppError) -> Response:
-    """Render ``error`` as a response *returned* by a route, so the request's unit of work
-    still commits (audit rows, lockout counters) while the client sees the problem."""
-    return problem_response(
-        _request_id(request),
-        status=error.status,
-        code=error.code,
-        title=error.title,
-        detail=error.detail,
-        headers=error.headers,
-        extra=error.extra,
-    )
