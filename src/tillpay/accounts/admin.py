@@ -8,20 +8,14 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import (
-    Role,
-    User,
-)
+from tillpay.accounts.models import Role, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
 from tillpay.accounts.users import check_password_policy, lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    Conflict,
-    NotFound,
-)
+from tillpay.kit.errors import Conflict, NotFound
 
 
 async def list_users(

@@ -7,18 +7,11 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import (
-    AccountToken,
-    TokenPurpose,
-    User,
-)
+from tillpay.accounts.models import AccountToken, TokenPurpose, User
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.kit.crypto import new_opaque_token, token_digest
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    BadRequest,
-    RateLimited,
-)
+from tillpay.kit.errors import BadRequest, RateLimited
 from tillpay.kit.logging import get_logger
 
 log = get_logger(__name__)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.kit.errors import (
-    RateLimited,
-)
+from tillpay.kit.errors import RateLimited
 
 
 async def lockout_check(rt: AccountsRuntime, key: str) -> None:

@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tillpay.accounts import mails
 from tillpay.accounts.errors import InvalidCredentials, Outcome
 from tillpay.accounts.lockout import lockout_check, lockout_failure, lockout_success
-from tillpay.accounts.models import (
-    AuthSession,
-)
+from tillpay.accounts.models import AuthSession
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import IssuedSession, start_session
@@ -20,10 +18,7 @@ from tillpay.accounts.totp import use_recovery_code, verify_totp
 from tillpay.accounts.users import lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    CommittedRefusal,
-    Unauthorized,
-)
+from tillpay.kit.errors import CommittedRefusal, Unauthorized
 from tillpay.kit.jwt import MFA_PENDING, InvalidToken
 from tillpay.notifications.mail import EmailMessageSpec
 

@@ -7,17 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tillpay.accounts import mails
 from tillpay.accounts.errors import Outcome
 from tillpay.accounts.links import mail_budget, mail_link, new_account_token
-from tillpay.accounts.models import (
-    TokenPurpose,
-    User,
-)
+from tillpay.accounts.models import TokenPurpose, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.users import get_user, normalize_email, user_by_email
 from tillpay.audit.service import record
-from tillpay.kit.errors import (
-    Conflict,
-)
+from tillpay.kit.errors import Conflict
 
 
 async def update_profile(

@@ -7,19 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tillpay.accounts import mails
 from tillpay.accounts.errors import Outcome
 from tillpay.accounts.links import consume_account_token, mail_budget, mail_link, new_account_token
-from tillpay.accounts.models import (
-    Role,
-    TokenPurpose,
-    User,
-)
+from tillpay.accounts.models import Role, TokenPurpose, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.users import check_password_policy, lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    BadRequest,
-)
+from tillpay.kit.errors import BadRequest
 
 
 async def register(

@@ -9,21 +9,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import (
-    AuthSession,
-    RefreshToken,
-    User,
-)
+from tillpay.accounts.models import AuthSession, RefreshToken, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
 from tillpay.kit.crypto import new_opaque_token, token_digest
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    CommittedRefusal,
-    NotFound,
-    Unauthorized,
-)
+from tillpay.kit.errors import CommittedRefusal, NotFound, Unauthorized
 from tillpay.kit.jwt import ACCESS
 
 

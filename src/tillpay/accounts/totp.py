@@ -8,11 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tillpay.accounts import mails
 from tillpay.accounts.errors import Outcome
 from tillpay.accounts.lockout import lockout_check, lockout_failure
-from tillpay.accounts.models import (
-    AuthSession,
-    RecoveryCode,
-    User,
-)
+from tillpay.accounts.models import AuthSession, RecoveryCode, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
@@ -21,12 +17,7 @@ from tillpay.audit.service import record
 from tillpay.kit import totp
 from tillpay.kit.crypto import SealError, derive_key, seal, unseal
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import (
-    BadRequest,
-    CommittedRefusal,
-    Conflict,
-    Forbidden,
-)
+from tillpay.kit.errors import BadRequest, CommittedRefusal, Conflict, Forbidden
 from tillpay.kit.logging import get_logger
 
 log = get_logger(__name__)

@@ -6,14 +6,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import (
-    User,
-)
+from tillpay.accounts.models import User
 from tillpay.accounts.runtime import AccountsRuntime
-from tillpay.kit.errors import (
-    NotFound,
-    Unprocessable,
-)
+from tillpay.kit.errors import NotFound, Unprocessable
 from tillpay.kit.passwords import check_password
 
 CONTEXT_WORDS = ("tillpay",)
