@@ -1,9 +1,7 @@
 """Checkout and order rules.
 
 Lock order (one place, to stay deadlock-free): cart → variants in ascending id → order.
-Stock moves only through conditional updates (``stock >= :q``) backed by a CHECK
-constraint, and a reservation's status changes once (``WHERE status = 'active'``), so
-stock is taken and returned exactly once whatever the concurrency.
+Stock is taken, held and returned by :mod:`tillpay.catalog.inventory`, exactly once.
 """
 
 from __future__ import annotations
@@ -11,26 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.audit.service import Actor, record
 from tillpay.carts import service as carts
-from tillpay.catalog import pricing
+from tillpay.catalog import inventory, pricing
 from tillpay.catalog.models import Product, Variant
-from tillpay.catalog.models import StockReservation as Reservation
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
 from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
-
-
-class OutOfStock(Conflict):
-    code, title = "out_of_stock", "Not enough stock"
 
 
 class EmptyCart(Conflict):
@@ -69,15 +62,7 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     if not cart.lines:
         raise EmptyCart("Add items to the cart before checking out.")
     quantities = {line.variant_id: line.quantity for line in cart.lines}
-    rows = (
-        await session.execute(
-            select(Variant, Product)
-            .join(Product, Product.id == Variant.product_id)
-            .where(Variant.id.in_(sorted(quantities)))
-            .order_by(Variant.id)
-            .with_for_update(of=Variant)
-        )
-    ).all()
+    rows = await inventory.lock_variants(session, quantities)
     priced = [PricedLine(variant, product, quantities[variant.id]) for variant, product in rows]
     problems = [
         {"variant_id": p.variant.id, "reason": "unavailable"}
@@ -94,7 +79,7 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     now = utcnow()
     expires_at = now + timedelta(seconds=settings.reservation_ttl_seconds)
     for line in priced:
-        await _take_stock(session, line.variant.id, line.quantity)
+        await inventory.take_stock(session, line.variant.id, line.quantity)
     order = Order(
         customer_id=principal.user_id,
         status=OrderStatus.PENDING_PAYMENT,
@@ -120,15 +105,13 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
                 line_total_amount=line.total.amount,
             )
         )
-        session.add(
-            Reservation(
-                order_id=order.id,
-                variant_id=line.variant.id,
-                quantity=line.quantity,
-                status="active",
-                expires_at=expires_at,
-                created_at=now,
-            )
+        inventory.reserve(
+            session,
+            order_id=order.id,
+            variant_id=line.variant.id,
+            quantity=line.quantity,
+            expires_at=expires_at,
+            now=now,
         )
     session.add(
         OrderEvent(
@@ -153,45 +136,14 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     return order
 
 
-async def _take_stock(session: AsyncSession, variant_id: str, quantity: int) -> None:
-    result = await session.execute(
-        update(Variant)
-        .where(Variant.id == variant_id, Variant.stock >= quantity)
-        .values(stock=Variant.stock - quantity)
-        .returning(Variant.id)
-    )
-    if result.scalar_one_or_none() is None:
-        raise OutOfStock(
-            "Not enough stock for an item in the cart.", extra={"variant_id": variant_id}
-        )
-
-
 async def release_reservations(session: AsyncSession, order_id: str) -> int:
-    """Return the order's held stock, once: only active reservations are released."""
-    released = (
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.status == "active")
-            .values(status="released", settled_at=utcnow())
-            .returning(Reservation.variant_id, Reservation.quantity)
-        )
-    ).all()
-    for variant_id, quantity in sorted(released):
-        await session.execute(
-            update(Variant).where(Variant.id == variant_id).values(stock=Variant.stock + quantity)
-        )
-    return len(released)
+    """The order will not be paid: its held stock returns to the catalog, once."""
+    return await inventory.release_reservations(session, order_id)
 
 
 async def commit_reservations(session: AsyncSession, order_id: str) -> int:
     """The order was paid: its held stock is sold for good."""
-    result = await session.execute(
-        update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.status == "active")
-        .values(status="committed", settled_at=utcnow())
-        .returning(Reservation.id)
-    )
-    return len(result.all())
+    return await inventory.commit_reservations(session, order_id)
 
 
 async def lock_order(session: AsyncSession, order_id: str) -> Order | None:
