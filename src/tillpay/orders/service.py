@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from tillpay.audit.service import Actor, record
 from tillpay.carts import service as carts
 from tillpay.catalog import inventory, pricing
 from tillpay.catalog.models import Product, Variant
+from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
@@ -164,8 +166,11 @@ async def transition(
     *,
     actor: Actor,
     reason: str,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    """Move a locked order along the state table, recording the event and an audit row."""
+    """Move a locked order along the state table, recording the event, an audit row and
+    the ``order.<status>`` outbox event (``data`` adds to its payload). The one place
+    that emits ``order.*`` events."""
     check_transition(order.status, target)
     previous = order.status
     order.status = target
@@ -187,6 +192,19 @@ async def transition(
         target_type="order",
         target_id=order.id,
         details={"from": previous.value, "to": target.value, "reason": reason},
+    )
+    await emit(
+        session,
+        f"order.{target.value}",
+        subject_type="order",
+        subject_id=order.id,
+        data={
+            "order_id": order.id,
+            "from": previous.value,
+            "to": target.value,
+            "reason": reason,
+            **(data or {}),
+        },
     )
 
 
