@@ -24,6 +24,7 @@ from tillpay.kit.db import Database, utcnow
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.orders import service
 from tillpay.orders.models import Order, OrderStatus
+from tillpay.payments.expiry import expire_unpaid_orders
 
 # Each test signs in several accounts; the per-IP auth policy is not what is tested here.
 RELAXED_AUTH = {"auth": "1000/minute"}
@@ -64,7 +65,7 @@ async def mark_paid(shop: Shop, order_id: str) -> None:
 
 async def expire_due_later(shop: Shop) -> int:
     async with database(shop).session() as session, session.begin():
-        return await service.expire_due(session, now=utcnow() + timedelta(days=1))
+        return await expire_unpaid_orders(session, now=utcnow() + timedelta(days=1))
 
 
 async def filled_cart(shop: Shop, customer: Account, **product: Any) -> dict[str, Any]:
@@ -397,7 +398,7 @@ async def test_an_order_not_yet_due_does_not_expire(shop: Shop) -> None:
     customer = await shop.customer()
     order = await shop.order(customer, stock=2)
     async with database(shop).session() as session, session.begin():
-        assert await service.expire_due(session, now=utcnow()) == 0
+        assert await expire_unpaid_orders(session, now=utcnow()) == 0
     assert await stock_of(shop, variant_of(order)) == 1
 
 

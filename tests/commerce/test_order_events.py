@@ -17,7 +17,7 @@ from tests.payments.helpers import Checkout
 from tests.payments.test_refunds import refund
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
-from tillpay.orders import service
+from tillpay.payments.expiry import expire_unpaid_orders
 
 RELAXED_AUTH = {"auth": "1000/minute"}
 
@@ -73,7 +73,7 @@ async def test_cancelling_writes_one_order_cancelled(shop: Shop) -> None:
 async def test_expiry_writes_one_order_expired(shop: Shop) -> None:
     order = await shop.order(await shop.customer())
     async with shop.accounts.database.session() as session, session.begin():
-        assert await service.expire_due(session, now=utcnow() + timedelta(days=1)) == 1
+        assert await expire_unpaid_orders(session, now=utcnow() + timedelta(days=1)) == 1
     events = await order_events(shop, order["id"])
     assert types(events) == ["order.expired"]
     assert events[0][1]["order_id"] == order["id"]

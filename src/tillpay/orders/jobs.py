@@ -1,22 +1,12 @@
-"""Background jobs of the orders domain."""
+"""Background jobs of the orders domain (order expiry needs payments: payments/jobs.py)."""
 
 from __future__ import annotations
 
 from tillpay.kit import idempotency
 from tillpay.kit.logging import get_logger
-from tillpay.orders import service
 from tillpay.worker import JobContext, job
 
 log = get_logger(__name__)
-
-
-@job("orders.expire", interval=30.0)
-async def expire_orders(context: JobContext) -> None:
-    """Expire unpaid orders past their window and release their stock."""
-    async with context.database.session() as session, session.begin():
-        count = await service.expire_due(session)
-    if count:
-        log.info("orders.expired", count=count)
 
 
 @job("idempotency.purge", interval=3600.0)

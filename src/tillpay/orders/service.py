@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.permissions import Permission
@@ -285,24 +285,17 @@ async def vendor_orders(
 
 
 async def expire_due(
-    session: AsyncSession, *, now: datetime | None = None, batch: int = 100
+    session: AsyncSession,
+    *,
+    awaiting_payment: Exists,
+    now: datetime | None = None,
+    batch: int = 100,
 ) -> int:
     """Expire pending orders whose payment window passed and return their stock, once:
-    the order row is locked and its status re-checked. An order whose payment is still
-    open waits for that payment's outcome (money may be moving)."""
-    from tillpay.payments.models import Payment, PaymentStatus
-
+    the order row is locked and its status re-checked. An order for which
+    ``awaiting_payment`` (a clause correlated on ``orders.id``, given by payments) holds
+    waits for that payment's outcome (money may be moving)."""
     moment = now or utcnow()
-    open_payment = (
-        select(Payment.id)
-        .where(
-            Payment.order_id == Order.id,
-            Payment.status.in_(
-                (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.UNKNOWN)
-            ),
-        )
-        .exists()
-    )
     due = (
         (
             await session.execute(
@@ -310,7 +303,7 @@ async def expire_due(
                 .where(
                     Order.status == OrderStatus.PENDING_PAYMENT,
                     Order.expires_at <= moment,
-                    ~open_payment,
+                    ~awaiting_payment,
                 )
                 .order_by(Order.expires_at)
                 .limit(batch)
@@ -325,7 +318,7 @@ async def expire_due(
         if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
             continue
         # Re-checked under the order lock: a payment may have started meanwhile.
-        if (await session.execute(select(open_payment).where(Order.id == order.id))).scalar():
+        if (await session.execute(select(awaiting_payment).where(Order.id == order.id))).scalar():
             continue
         await transition(
             session,
