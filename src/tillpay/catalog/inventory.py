@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.catalog.models import Product, Variant
+from tillpay.catalog.models import Product, ReservationStatus, Variant
 from tillpay.catalog.models import StockReservation as Reservation
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict
@@ -69,7 +69,7 @@ def reserve(
             order_id=order_id,
             variant_id=variant_id,
             quantity=quantity,
-            status="active",
+            status=ReservationStatus.ACTIVE,
             expires_at=expires_at,
             created_at=now,
         )
@@ -81,8 +81,8 @@ async def release_reservations(session: AsyncSession, order_id: str) -> int:
     released = (
         await session.execute(
             update(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.status == "active")
-            .values(status="released", settled_at=utcnow())
+            .where(Reservation.order_id == order_id, Reservation.status == ReservationStatus.ACTIVE)
+            .values(status=ReservationStatus.RELEASED, settled_at=utcnow())
             .returning(Reservation.variant_id, Reservation.quantity)
         )
     ).all()
@@ -97,8 +97,8 @@ async def commit_reservations(session: AsyncSession, order_id: str) -> int:
     """The order was paid: its held stock is sold for good."""
     result = await session.execute(
         update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.status == "active")
-        .values(status="committed", settled_at=utcnow())
+        .where(Reservation.order_id == order_id, Reservation.status == ReservationStatus.ACTIVE)
+        .values(status=ReservationStatus.COMMITTED, settled_at=utcnow())
         .returning(Reservation.id)
     )
     return len(result.all())
