@@ -270,9 +270,33 @@ async def list_orders(
     return list((await session.execute(query)).scalars())
 
 
+@dataclass(frozen=True)
+class VendorOrder:
+    """An order as its vendor sees it: only the vendor's own lines."""
+
+    order: Order
+    lines: list[OrderLine]
+
+    @property
+    def id(self) -> str:
+        return self.order.id
+
+    @property
+    def status(self) -> OrderStatus:
+        return self.order.status
+
+    @property
+    def currency(self) -> str:
+        return self.order.currency
+
+    @property
+    def created_at(self) -> datetime:
+        return self.order.created_at
+
+
 async def vendor_orders(
     session: AsyncSession, principal: Principal, *, after: str | None, limit: int
-) -> list[tuple[Order, list[OrderLine]]]:
+) -> list[VendorOrder]:
     """Orders containing the vendor's products, each with only that vendor's lines."""
     order_ids = (
         select(OrderLine.order_id).where(OrderLine.vendor_id == principal.user_id).distinct()
@@ -281,7 +305,10 @@ async def vendor_orders(
     if after is not None:
         query = query.where(Order.id < after)
     orders = list((await session.execute(query)).scalars())
-    return [(o, [line for line in o.lines if line.vendor_id == principal.user_id]) for o in orders]
+    return [
+        VendorOrder(o, [line for line in o.lines if line.vendor_id == principal.user_id])
+        for o in orders
+    ]
 
 
 async def expire_due(
