@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from tests.accounts.helpers import Account
 from tests.commerce.helpers import Shop
@@ -18,12 +19,13 @@ from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tillpay.audit.models import AuditEvent
 from tillpay.audit.service import Actor
-from tillpay.catalog.models import Variant
+from tillpay.catalog.models import ReservationStatus, StockReservation, Variant
 from tillpay.kit import idempotency
 from tillpay.kit.db import Database, utcnow
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.orders import service
 from tillpay.orders.models import Order, OrderStatus
+from tillpay.payments.expiry import expire_unpaid_orders
 
 # Each test signs in several accounts; the per-IP auth policy is not what is tested here.
 RELAXED_AUTH = {"auth": "1000/minute"}
@@ -64,7 +66,7 @@ async def mark_paid(shop: Shop, order_id: str) -> None:
 
 async def expire_due_later(shop: Shop) -> int:
     async with database(shop).session() as session, session.begin():
-        return await service.expire_due(session, now=utcnow() + timedelta(days=1))
+        return await expire_unpaid_orders(session, now=utcnow() + timedelta(days=1))
 
 
 async def filled_cart(shop: Shop, customer: Account, **product: Any) -> dict[str, Any]:
@@ -398,7 +400,7 @@ async def test_an_order_not_yet_due_does_not_expire(shop: Shop) -> None:
     customer = await shop.customer()
     order = await shop.order(customer, stock=2)
     async with database(shop).session() as session, session.begin():
-        assert await service.expire_due(session, now=utcnow()) == 0
+        assert await expire_unpaid_orders(session, now=utcnow()) == 0
     assert await stock_of(shop, variant_of(order)) == 1
 
 
@@ -417,3 +419,28 @@ async def test_order_creation_and_transitions_are_audited(shop: Shop) -> None:
     assert [row.action for row in rows] == ["order.created", "order.status_changed"]
     assert all(row.actor_id == customer.user_id for row in rows)
     assert rows[1].details == {"from": "pending_payment", "to": "cancelled", "reason": "cancelled"}
+
+
+async def test_a_reservation_status_is_one_of_the_known_ones(shop: Shop) -> None:
+    order = await shop.order(await shop.customer())
+    async with database(shop).session() as session:
+        held = (
+            await session.execute(
+                select(StockReservation.status).where(StockReservation.order_id == order["id"])
+            )
+        ).scalar_one()
+        assert held is ReservationStatus.ACTIVE
+    # The database refuses a status the enum does not know (CHECK constraint).
+    async with database(shop).session() as session:
+        with pytest.raises(IntegrityError):
+            async with session.begin():
+                await session.execute(
+                    text("UPDATE stock_reservations SET status = 'lost' WHERE order_id = :o"),
+                    {"o": order["id"]},
+                )
+    async with database(shop).session() as session, session.begin():
+        await session.execute(
+            update(StockReservation)
+            .where(StockReservation.order_id == order["id"])
+            .values(status=ReservationStatus.COMMITTED)
+        )

@@ -24,10 +24,10 @@ from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
-from tillpay.catalog.models import StockReservation, Variant
+from tillpay.catalog.models import ReservationStatus, StockReservation, Variant
 from tillpay.kit.db import Database, utcnow
-from tillpay.orders import service
 from tillpay.orders.models import Order, OrderEvent
+from tillpay.payments.expiry import expire_unpaid_orders
 
 pytestmark = pytest.mark.postgres
 
@@ -121,7 +121,7 @@ async def count(database: Database, query: Any) -> int:
 
 async def expire_in_own_session(database: Database) -> int:
     async with database.session() as session, session.begin():
-        return await service.expire_due(session, now=utcnow() + timedelta(days=1))
+        return await expire_unpaid_orders(session, now=utcnow() + timedelta(days=1))
 
 
 async def test_twenty_checkouts_for_the_last_unit_sell_it_once(shop: Shop, backend: str) -> None:
@@ -142,7 +142,8 @@ async def test_twenty_checkouts_for_the_last_unit_sell_it_once(shop: Shop, backe
     assert await stock_of(database, variant_id) == 0
     assert await count(database, select(func.count()).select_from(Order)) == 1
     active = select(func.count()).where(
-        StockReservation.variant_id == variant_id, StockReservation.status == "active"
+        StockReservation.variant_id == variant_id,
+        StockReservation.status == ReservationStatus.ACTIVE,
     )
     assert await count(database, active) == 1
     assert_raced(backend, seen, 20)

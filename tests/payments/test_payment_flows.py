@@ -29,8 +29,8 @@ from tillpay.audit.models import AuditEvent
 from tillpay.kit import signing
 from tillpay.kit.db import utcnow
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.orders import service as orders
 from tillpay.payments import service as payments
+from tillpay.payments.expiry import expire_unpaid_orders
 from tillpay.payments.models import Payment, PaymentAttempt, WebhookEvent
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxSession, SandboxWebhook
@@ -162,7 +162,7 @@ async def _cancelled(checkout: Checkout, customer: Account) -> str:
 async def _expired(checkout: Checkout, customer: Account) -> str:
     order = await checkout.shop.order(customer)
     async with checkout.app.state.database.session() as session, session.begin():
-        await orders.expire_due(session, now=utcnow() + timedelta(days=1))
+        await expire_unpaid_orders(session, now=utcnow() + timedelta(days=1))
     return str(order["id"])
 
 

@@ -10,8 +10,7 @@ from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.carts import service
-from tillpay.carts.models import Cart
-from tillpay.carts.schemas import CartLineOut, CartOut, LineIn, QuantityIn
+from tillpay.carts.schemas import CartOut, LineIn, QuantityIn
 from tillpay.kit.db import DbSession
 
 router = APIRouter(prefix="/v1/cart", tags=["cart"])
@@ -19,39 +18,10 @@ Shopper = Annotated[Principal, Depends(require_permission(Permission.CART_USE))]
 LineId = Annotated[str, Path(max_length=40)]
 
 
-async def cart_out(session: DbSession, cart: Cart) -> CartOut:
-    views = await service.view(session, cart)
-    lines = [
-        CartLineOut(
-            id=v.line.id,
-            product_id=v.product.id,
-            variant_id=v.variant.id,
-            title=v.product.title + (f" — {v.variant.title}" if v.variant.title else ""),
-            sku=v.variant.sku,
-            quantity=v.line.quantity,
-            unit_price_amount=v.unit_price,
-            line_total_amount=v.total,
-            price_changed=v.unit_price != v.line.unit_price_seen,
-            available=v.available,
-            in_stock=v.in_stock,
-        )
-        for v in views
-    ]
-    summary = service.summarize(cart, views)
-    return CartOut(
-        id=cart.id,
-        currency=cart.currency,
-        lines=lines,
-        subtotal_amount=summary.subtotal,
-        checkout_ready=summary.checkout_ready,
-        not_ready_reasons=summary.not_ready_reasons,
-    )
-
-
 @router.get("", response_model=CartOut, summary="The cart")
 async def get_cart(principal: Shopper, session: DbSession) -> CartOut:
     """Current prices; lines are flagged when the price changed or the item is unavailable."""
-    return await cart_out(session, await service.get_cart(session, principal))
+    return CartOut.model_validate(await service.view_cart(session, principal))
 
 
 @router.post("/lines", response_model=CartOut, summary="Add an item")
@@ -66,7 +36,7 @@ async def add_line(
         variant_id=body.variant_id,
         quantity=body.quantity,
     )
-    return await cart_out(session, cart)
+    return CartOut.model_validate(cart)
 
 
 @router.patch("/lines/{line_id}", response_model=CartOut, summary="Change a quantity")
@@ -76,16 +46,14 @@ async def set_quantity(
     cart = await service.set_quantity(
         session, request.app.state.settings, principal, line_id, body.quantity
     )
-    return await cart_out(session, cart)
+    return CartOut.model_validate(cart)
 
 
 @router.delete("/lines/{line_id}", response_model=CartOut, summary="Remove an item")
 async def remove_line(line_id: LineId, principal: Shopper, session: DbSession) -> CartOut:
-    return await cart_out(session, await service.remove_line(session, principal, line_id))
+    return CartOut.model_validate(await service.remove_line(session, principal, line_id))
 
 
 @router.delete("", response_model=CartOut, summary="Empty the cart")
 async def clear_cart(principal: Shopper, session: DbSession) -> CartOut:
-    cart = await service.get_cart(session, principal, lock=True)
-    await service.clear(session, cart)
-    return await cart_out(session, cart)
+    return CartOut.model_validate(await service.empty_cart(session, principal))

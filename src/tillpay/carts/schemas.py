@@ -26,6 +26,9 @@ class QuantityIn(BaseModel):
 
 
 class CartLineOut(BaseModel):
+    # Built from tillpay.carts.summary.LineView (a docstring would enter the OpenAPI).
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     product_id: str
     variant_id: str
@@ -42,6 +45,9 @@ class CartLineOut(BaseModel):
 
 
 class CartOut(BaseModel):
+    # Built from tillpay.carts.summary.CartView.
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     currency: str | None
     lines: list[CartLineOut]

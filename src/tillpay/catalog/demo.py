@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.models import Role, User
 from tillpay.catalog.models import Product, Variant
-from tillpay.demo import demo_loader
 from tillpay.kit.db import utcnow
 from tillpay.settings import Settings
 
@@ -40,8 +39,8 @@ PRODUCTS: list[tuple[str, str, str, list[DemoVariant]]] = [
 ]
 
 
-@demo_loader("catalog")
 async def load_catalog(session: AsyncSession, settings: Settings) -> None:
+    """The demo vendor and products (run by :mod:`tillpay.demo`)."""
     vendor = (
         await session.execute(select(User).where(User.email == DEMO_VENDOR_EMAIL))
     ).scalar_one_or_none()

@@ -3,6 +3,7 @@ live on the variant (a simple product has exactly one)."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -75,6 +77,12 @@ class Variant(TimestampMixin, Base):
     product: Mapped[Product] = relationship(back_populates="variants")
 
 
+class ReservationStatus(enum.StrEnum):
+    ACTIVE = "active"  # units held for an unpaid order
+    COMMITTED = "committed"  # the order was paid: the units are sold
+    RELEASED = "released"  # cancelled or expired: the units went back to stock
+
+
 class StockReservation(Base):
     """Units held for an order until it is paid (committed), cancelled or expired
     (released). The status moves once, by a conditional update, so stock is returned
@@ -83,7 +91,10 @@ class StockReservation(Base):
     __tablename__ = "stock_reservations"
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
-        CheckConstraint("status IN ('active', 'committed', 'released')", name="status_known"),
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s.value}'" for s in ReservationStatus)),
+            name="status_known",
+        ),
         Index("ix_stock_reservations_status_expires", "status", "expires_at"),
     )
 
@@ -95,7 +106,17 @@ class StockReservation(Base):
         IdColumn, ForeignKey("variants.id", ondelete="RESTRICT"), nullable=False
     )
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    status: Mapped[ReservationStatus] = mapped_column(
+        Enum(
+            ReservationStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        nullable=False,
+        default=ReservationStatus.ACTIVE,
+    )
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -11,19 +11,17 @@ from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.catalog import service
-from tillpay.catalog.models import Product
 from tillpay.catalog.schemas import (
     ProductCreate,
     ProductOut,
     ProductPage,
     ProductUpdate,
     VariantIn,
-    VariantOut,
     VariantUpdate,
 )
 from tillpay.kit.db import DbSession
 from tillpay.kit.money import CurrencyCode
-from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 
 router = APIRouter(tags=["catalog"])
 
@@ -35,42 +33,6 @@ ProductId = Annotated[
 ]
 VariantId = Annotated[str, Path(max_length=40, pattern=ID_PATTERN)]
 Writer = Annotated[Principal, Depends(require_permission(Permission.CATALOG_WRITE_OWN))]
-
-
-def product_out(product: Product) -> ProductOut:
-    return ProductOut(
-        id=product.id,
-        vendor_id=product.vendor_id,
-        title=product.title,
-        description=product.description,
-        currency=product.currency,
-        active=product.active,
-        image_urls=list(product.image_urls),
-        attributes=dict(product.attributes),
-        variants=[
-            VariantOut(
-                id=v.id,
-                sku=v.sku,
-                title=v.title,
-                price_amount=v.price_amount,
-                stock=v.stock,
-                active=v.active,
-                attributes=dict(v.attributes),
-            )
-            for v in product.variants
-        ],
-        created_at=product.created_at,
-        updated_at=product.updated_at,
-    )
-
-
-def _page(products: list[Product], limit: int) -> ProductPage:
-    page = products[:limit]
-    more = len(products) > limit
-    return ProductPage(
-        items=[product_out(p) for p in page],
-        next_cursor=encode_cursor(page[-1].id) if more and page else None,
-    )
 
 
 @router.get("/v1/products", response_model=ProductPage, summary="List and search products")
@@ -89,12 +51,14 @@ async def list_products(
         vendor_id=vendor_id, currency=currency, min_price=min_price, max_price=max_price, text=q
     )
     after = decode_cursor(cursor) if cursor else None
-    return _page(await service.list_products(session, filters, after=after, limit=limit), limit)
+    return ProductPage.of(
+        await service.list_products(session, filters, after=after, limit=limit), limit
+    )
 
 
 @router.get("/v1/products/{product_id}", response_model=ProductOut, summary="A product")
 async def get_product(product_id: ProductId, session: DbSession) -> ProductOut:
-    return product_out(await service.get_product(session, None, product_id))
+    return ProductOut.model_validate(await service.get_product(session, None, product_id))
 
 
 @router.get("/v1/vendor/products", response_model=ProductPage, summary="The vendor's own products")
@@ -107,7 +71,9 @@ async def vendor_products(
     """Including inactive ones."""
     filters = service.ProductFilter(vendor_id=principal.user_id, include_inactive=True)
     after = decode_cursor(cursor) if cursor else None
-    return _page(await service.list_products(session, filters, after=after, limit=limit), limit)
+    return ProductPage.of(
+        await service.list_products(session, filters, after=after, limit=limit), limit
+    )
 
 
 @router.post(
@@ -118,7 +84,7 @@ async def vendor_products(
 )
 async def create_product(body: ProductCreate, principal: Writer, session: DbSession) -> ProductOut:
     """Vendors own what they create; `vendor_id`, prices as floats or strings are refused."""
-    return product_out(await service.create_product(session, principal, body))
+    return ProductOut.model_validate(await service.create_product(session, principal, body))
 
 
 @router.patch("/v1/products/{product_id}", response_model=ProductOut, summary="Change a product")
@@ -126,7 +92,9 @@ async def update_product(
     product_id: ProductId, body: ProductUpdate, principal: Writer, session: DbSession
 ) -> ProductOut:
     """`active: false` deactivates (it disappears from listings and carts flag it)."""
-    return product_out(await service.update_product(session, principal, product_id, body))
+    return ProductOut.model_validate(
+        await service.update_product(session, principal, product_id, body)
+    )
 
 
 @router.post(
@@ -138,7 +106,9 @@ async def update_product(
 async def add_variant(
     product_id: ProductId, body: VariantIn, principal: Writer, session: DbSession
 ) -> ProductOut:
-    return product_out(await service.add_variant(session, principal, product_id, body))
+    return ProductOut.model_validate(
+        await service.add_variant(session, principal, product_id, body)
+    )
 
 
 @router.patch(
@@ -153,6 +123,5 @@ async def update_variant(
     principal: Writer,
     session: DbSession,
 ) -> ProductOut:
-    return product_out(
-        await service.update_variant(session, principal, product_id, variant_id, body)
-    )
+    product = await service.update_variant(session, principal, product_id, variant_id, body)
+    return ProductOut.model_validate(product)

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from tillpay.catalog.models import Product
 from tillpay.kit.money import AmountMinor, CurrencyCode
+from tillpay.kit.pagination import next_cursor
 
 MAX_STOCK = 1_000_000
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")]
@@ -120,6 +122,8 @@ class VariantUpdate(Strict):
 
 
 class VariantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     sku: str
     title: str | None
@@ -130,6 +134,9 @@ class VariantOut(BaseModel):
 
 
 class ProductOut(BaseModel):
+    # Built from a Product with its variants (a docstring would enter the OpenAPI).
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     vendor_id: str | None
     title: str
@@ -146,3 +153,11 @@ class ProductOut(BaseModel):
 class ProductPage(BaseModel):
     items: list[ProductOut]
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, products: list[Product], limit: int) -> ProductPage:
+        """A page from ``limit + 1`` rows (the extra one says another page follows)."""
+        return cls(
+            items=[ProductOut.model_validate(p) for p in products[:limit]],
+            next_cursor=next_cursor(products, limit),
+        )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
+from typing import Protocol
 
 from tillpay.kit.errors import BadRequest
 
@@ -33,3 +35,13 @@ def decode_cursor(cursor: str) -> str:
     if not raw.startswith(_PREFIX) or not _KEY.match(raw[len(_PREFIX) :]):
         raise BadRequest("The cursor is invalid.", code="invalid_cursor")
     return raw[len(_PREFIX) :]
+
+
+class Keyed(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def next_cursor(rows: Sequence[Keyed], limit: int) -> str | None:
+    """The cursor after a page read as ``limit + 1`` rows (the extra one says more follow)."""
+    return encode_cursor(rows[limit - 1].id) if len(rows) > limit else None

@@ -12,16 +12,14 @@ from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession
-from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from tillpay.orders import service
-from tillpay.orders.models import Order, OrderLine, OrderStatus
+from tillpay.orders.models import OrderStatus
 from tillpay.orders.schemas import (
     CheckoutIn,
     OrderEventOut,
-    OrderLineOut,
     OrderOut,
     OrderPage,
-    VendorOrderOut,
     VendorOrderPage,
 )
 
@@ -37,43 +35,6 @@ Fulfiller = Annotated[Principal, Depends(require_permission(Permission.ORDERS_FU
 IdempotencyKey = Annotated[str, Depends(idempotency.idempotency_key_header)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-
-
-def line_out(line: OrderLine) -> OrderLineOut:
-    return OrderLineOut(
-        id=line.id,
-        product_id=line.product_id,
-        variant_id=line.variant_id,
-        vendor_id=line.vendor_id,
-        title=line.title,
-        sku=line.sku,
-        unit_price_amount=line.unit_price_amount,
-        quantity=line.quantity,
-        line_total_amount=line.line_total_amount,
-    )
-
-
-def order_out(order: Order) -> OrderOut:
-    return OrderOut(
-        id=order.id,
-        status=order.status,
-        currency=order.currency,
-        subtotal_amount=order.subtotal_amount,
-        total_amount=order.total_amount,
-        refunded_amount=order.refunded_amount,
-        expires_at=order.expires_at,
-        paid_at=order.paid_at,
-        created_at=order.created_at,
-        lines=[line_out(line) for line in order.lines],
-    )
-
-
-def _page(orders: list[Order], limit: int) -> OrderPage:
-    page = orders[:limit]
-    return OrderPage(
-        items=[order_out(o) for o in page],
-        next_cursor=encode_cursor(page[-1].id) if len(orders) > limit and page else None,
-    )
 
 
 @router.post(
@@ -106,7 +67,7 @@ async def checkout(
     if claim.replay is not None:
         return claim.replay
     order = await service.checkout(session, request.app.state.settings, principal)
-    payload = order_out(order).model_dump(mode="json")
+    payload = OrderOut.model_validate(order).model_dump(mode="json")
     idempotency.complete(claim, status=201, body=payload)
     return JSONResponse(payload, status_code=201)
 
@@ -123,12 +84,12 @@ async def list_orders(
     orders = await service.list_orders(
         session, customer_id=principal.user_id, status=status_filter, after=after, limit=limit
     )
-    return _page(orders, limit)
+    return OrderPage.of(orders, limit)
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut, summary="An order")
 async def get_order(order_id: OrderId, principal: Customer, session: DbSession) -> OrderOut:
-    return order_out(await service.get_order(session, principal, order_id))
+    return OrderOut.model_validate(await service.get_order(session, principal, order_id))
 
 
 @router.get(
@@ -138,16 +99,7 @@ async def order_events(
     order_id: OrderId, principal: Customer, session: DbSession
 ) -> list[OrderEventOut]:
     rows = await service.events(session, principal, order_id)
-    return [
-        OrderEventOut(
-            from_status=e.from_status,
-            to_status=e.to_status,
-            actor_id=e.actor_id,
-            reason=e.reason,
-            occurred_at=e.occurred_at,
-        )
-        for e in rows
-    ]
+    return [OrderEventOut.model_validate(e) for e in rows]
 
 
 @router.post(
@@ -155,7 +107,7 @@ async def order_events(
 )
 async def cancel_order(order_id: OrderId, principal: Customer, session: DbSession) -> OrderOut:
     """Only `pending_payment` orders; the reserved stock returns at once."""
-    return order_out(await service.cancel(session, principal, order_id))
+    return OrderOut.model_validate(await service.cancel(session, principal, order_id))
 
 
 @router.get(
@@ -166,20 +118,7 @@ async def vendor_orders(
 ) -> VendorOrderPage:
     after = decode_cursor(cursor) if cursor else None
     rows = await service.vendor_orders(session, principal, after=after, limit=limit)
-    page = rows[:limit]
-    return VendorOrderPage(
-        items=[
-            VendorOrderOut(
-                id=o.id,
-                status=o.status,
-                currency=o.currency,
-                created_at=o.created_at,
-                lines=[line_out(line) for line in lines],
-            )
-            for o, lines in page
-        ],
-        next_cursor=encode_cursor(page[-1][0].id) if len(rows) > limit and page else None,
-    )
+    return VendorOrderPage.of(rows, limit)
 
 
 @admin.get("/orders", response_model=OrderPage, summary="All orders")
@@ -195,11 +134,11 @@ async def admin_orders(
     orders = await service.list_orders(
         session, customer_id=customer_id, status=status_filter, after=after, limit=limit
     )
-    return _page(orders, limit)
+    return OrderPage.of(orders, limit)
 
 
 @admin.post(
     "/orders/{order_id}/fulfil", response_model=OrderOut, summary="Mark a paid order fulfilled"
 )
 async def fulfil_order(order_id: OrderId, principal: Fulfiller, session: DbSession) -> OrderOut:
-    return order_out(await service.fulfil(session, principal, order_id))
+    return OrderOut.model_validate(await service.fulfil(session, principal, order_id))

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from tillpay.orders.models import OrderStatus
+from tillpay.kit.pagination import next_cursor
+from tillpay.orders.models import Order, OrderStatus
+
+if TYPE_CHECKING:
+    from tillpay.orders.service import VendorOrder
 
 
 class CheckoutIn(BaseModel):
@@ -17,6 +22,8 @@ class CheckoutIn(BaseModel):
 
 
 class OrderLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     product_id: str
     variant_id: str
@@ -29,6 +36,9 @@ class OrderLineOut(BaseModel):
 
 
 class OrderOut(BaseModel):
+    # Built from an Order with its lines (a docstring would enter the OpenAPI).
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     status: OrderStatus
     currency: str
@@ -45,9 +55,20 @@ class OrderPage(BaseModel):
     items: list[OrderOut]
     next_cursor: str | None
 
+    @classmethod
+    def of(cls, orders: list[Order], limit: int) -> OrderPage:
+        """A page from ``limit + 1`` rows (the extra one says another page follows)."""
+        return cls(
+            items=[OrderOut.model_validate(o) for o in orders[:limit]],
+            next_cursor=next_cursor(orders, limit),
+        )
+
 
 class VendorOrderOut(BaseModel):
     """What a vendor sees: the order's status and only their own lines (no customer data)."""
+
+    # Built from tillpay.orders.service.VendorOrder.
+    model_config = ConfigDict(from_attributes=True)
 
     id: str
     status: OrderStatus
@@ -60,8 +81,18 @@ class VendorOrderPage(BaseModel):
     items: list[VendorOrderOut]
     next_cursor: str | None
 
+    @classmethod
+    def of(cls, orders: list[VendorOrder], limit: int) -> VendorOrderPage:
+        """A page from ``limit + 1`` rows (the extra one says another page follows)."""
+        return cls(
+            items=[VendorOrderOut.model_validate(o) for o in orders[:limit]],
+            next_cursor=next_cursor(orders, limit),
+        )
+
 
 class OrderEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     from_status: str | None
     to_status: str
     actor_id: str | None

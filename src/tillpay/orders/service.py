@@ -1,36 +1,31 @@
 """Checkout and order rules.
 
 Lock order (one place, to stay deadlock-free): cart → variants in ascending id → order.
-Stock moves only through conditional updates (``stock >= :q``) backed by a CHECK
-constraint, and a reservation's status changes once (``WHERE status = 'active'``), so
-stock is taken and returned exactly once whatever the concurrency.
+Stock is taken, held and returned by :mod:`tillpay.catalog.inventory`, exactly once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.audit.service import Actor, record
 from tillpay.carts import service as carts
-from tillpay.catalog import pricing
+from tillpay.catalog import inventory, pricing
 from tillpay.catalog.models import Product, Variant
-from tillpay.catalog.models import StockReservation as Reservation
+from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
 from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
-
-
-class OutOfStock(Conflict):
-    code, title = "out_of_stock", "Not enough stock"
 
 
 class EmptyCart(Conflict):
@@ -69,15 +64,7 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     if not cart.lines:
         raise EmptyCart("Add items to the cart before checking out.")
     quantities = {line.variant_id: line.quantity for line in cart.lines}
-    rows = (
-        await session.execute(
-            select(Variant, Product)
-            .join(Product, Product.id == Variant.product_id)
-            .where(Variant.id.in_(sorted(quantities)))
-            .order_by(Variant.id)
-            .with_for_update(of=Variant)
-        )
-    ).all()
+    rows = await inventory.lock_variants(session, quantities)
     priced = [PricedLine(variant, product, quantities[variant.id]) for variant, product in rows]
     problems = [
         {"variant_id": p.variant.id, "reason": "unavailable"}
@@ -94,7 +81,7 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     now = utcnow()
     expires_at = now + timedelta(seconds=settings.reservation_ttl_seconds)
     for line in priced:
-        await _take_stock(session, line.variant.id, line.quantity)
+        await inventory.take_stock(session, line.variant.id, line.quantity)
     order = Order(
         customer_id=principal.user_id,
         status=OrderStatus.PENDING_PAYMENT,
@@ -120,15 +107,13 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
                 line_total_amount=line.total.amount,
             )
         )
-        session.add(
-            Reservation(
-                order_id=order.id,
-                variant_id=line.variant.id,
-                quantity=line.quantity,
-                status="active",
-                expires_at=expires_at,
-                created_at=now,
-            )
+        inventory.reserve(
+            session,
+            order_id=order.id,
+            variant_id=line.variant.id,
+            quantity=line.quantity,
+            expires_at=expires_at,
+            now=now,
         )
     session.add(
         OrderEvent(
@@ -153,45 +138,14 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     return order
 
 
-async def _take_stock(session: AsyncSession, variant_id: str, quantity: int) -> None:
-    result = await session.execute(
-        update(Variant)
-        .where(Variant.id == variant_id, Variant.stock >= quantity)
-        .values(stock=Variant.stock - quantity)
-        .returning(Variant.id)
-    )
-    if result.scalar_one_or_none() is None:
-        raise OutOfStock(
-            "Not enough stock for an item in the cart.", extra={"variant_id": variant_id}
-        )
-
-
 async def release_reservations(session: AsyncSession, order_id: str) -> int:
-    """Return the order's held stock, once: only active reservations are released."""
-    released = (
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.status == "active")
-            .values(status="released", settled_at=utcnow())
-            .returning(Reservation.variant_id, Reservation.quantity)
-        )
-    ).all()
-    for variant_id, quantity in sorted(released):
-        await session.execute(
-            update(Variant).where(Variant.id == variant_id).values(stock=Variant.stock + quantity)
-        )
-    return len(released)
+    """The order will not be paid: its held stock returns to the catalog, once."""
+    return await inventory.release_reservations(session, order_id)
 
 
 async def commit_reservations(session: AsyncSession, order_id: str) -> int:
     """The order was paid: its held stock is sold for good."""
-    result = await session.execute(
-        update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.status == "active")
-        .values(status="committed", settled_at=utcnow())
-        .returning(Reservation.id)
-    )
-    return len(result.all())
+    return await inventory.commit_reservations(session, order_id)
 
 
 async def lock_order(session: AsyncSession, order_id: str) -> Order | None:
@@ -212,8 +166,11 @@ async def transition(
     *,
     actor: Actor,
     reason: str,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    """Move a locked order along the state table, recording the event and an audit row."""
+    """Move a locked order along the state table, recording the event, an audit row and
+    the ``order.<status>`` outbox event (``data`` adds to its payload). The one place
+    that emits ``order.*`` events."""
     check_transition(order.status, target)
     previous = order.status
     order.status = target
@@ -235,6 +192,19 @@ async def transition(
         target_type="order",
         target_id=order.id,
         details={"from": previous.value, "to": target.value, "reason": reason},
+    )
+    await emit(
+        session,
+        f"order.{target.value}",
+        subject_type="order",
+        subject_id=order.id,
+        data={
+            "order_id": order.id,
+            "from": previous.value,
+            "to": target.value,
+            "reason": reason,
+            **(data or {}),
+        },
     )
 
 
@@ -300,9 +270,33 @@ async def list_orders(
     return list((await session.execute(query)).scalars())
 
 
+@dataclass(frozen=True)
+class VendorOrder:
+    """An order as its vendor sees it: only the vendor's own lines."""
+
+    order: Order
+    lines: list[OrderLine]
+
+    @property
+    def id(self) -> str:
+        return self.order.id
+
+    @property
+    def status(self) -> OrderStatus:
+        return self.order.status
+
+    @property
+    def currency(self) -> str:
+        return self.order.currency
+
+    @property
+    def created_at(self) -> datetime:
+        return self.order.created_at
+
+
 async def vendor_orders(
     session: AsyncSession, principal: Principal, *, after: str | None, limit: int
-) -> list[tuple[Order, list[OrderLine]]]:
+) -> list[VendorOrder]:
     """Orders containing the vendor's products, each with only that vendor's lines."""
     order_ids = (
         select(OrderLine.order_id).where(OrderLine.vendor_id == principal.user_id).distinct()
@@ -311,28 +305,24 @@ async def vendor_orders(
     if after is not None:
         query = query.where(Order.id < after)
     orders = list((await session.execute(query)).scalars())
-    return [(o, [line for line in o.lines if line.vendor_id == principal.user_id]) for o in orders]
+    return [
+        VendorOrder(o, [line for line in o.lines if line.vendor_id == principal.user_id])
+        for o in orders
+    ]
 
 
 async def expire_due(
-    session: AsyncSession, *, now: datetime | None = None, batch: int = 100
+    session: AsyncSession,
+    *,
+    awaiting_payment: Exists,
+    now: datetime | None = None,
+    batch: int = 100,
 ) -> int:
     """Expire pending orders whose payment window passed and return their stock, once:
-    the order row is locked and its status re-checked. An order whose payment is still
-    open waits for that payment's outcome (money may be moving)."""
-    from tillpay.payments.models import Payment, PaymentStatus
-
+    the order row is locked and its status re-checked. An order for which
+    ``awaiting_payment`` (a clause correlated on ``orders.id``, given by payments) holds
+    waits for that payment's outcome (money may be moving)."""
     moment = now or utcnow()
-    open_payment = (
-        select(Payment.id)
-        .where(
-            Payment.order_id == Order.id,
-            Payment.status.in_(
-                (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.UNKNOWN)
-            ),
-        )
-        .exists()
-    )
     due = (
         (
             await session.execute(
@@ -340,7 +330,7 @@ async def expire_due(
                 .where(
                     Order.status == OrderStatus.PENDING_PAYMENT,
                     Order.expires_at <= moment,
-                    ~open_payment,
+                    ~awaiting_payment,
                 )
                 .order_by(Order.expires_at)
                 .limit(batch)
@@ -355,7 +345,7 @@ async def expire_due(
         if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
             continue
         # Re-checked under the order lock: a payment may have started meanwhile.
-        if (await session.execute(select(open_payment).where(Order.id == order.id))).scalar():
+        if (await session.execute(select(awaiting_payment).where(Order.id == order.id))).scalar():
             continue
         await transition(
             session,

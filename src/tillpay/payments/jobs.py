@@ -1,11 +1,16 @@
-"""Background jobs of the payments domain: webhook processing and the janitor."""
+"""Background jobs of the payments domain: webhook processing, the janitor, and order
+expiry (which waits for open payments)."""
 
 from __future__ import annotations
 
 from tillpay.kit.jobs import JobContext, job
+from tillpay.kit.logging import get_logger
 from tillpay.payments import service
+from tillpay.payments.expiry import expire_unpaid_orders
 from tillpay.payments.runtime import PaymentsRuntime, build_payments_runtime
 from tillpay.settings import Settings
+
+log = get_logger(__name__)
 
 
 def payments_runtime(context: JobContext[Settings]) -> PaymentsRuntime:
@@ -23,3 +28,12 @@ async def process_webhooks(context: JobContext[Settings]) -> None:
 @job("payments.janitor", interval=30.0)
 async def janitor(context: JobContext[Settings]) -> None:
     await service.janitor_pass(context.shared(payments_runtime))
+
+
+@job("orders.expire", interval=30.0)
+async def expire_orders(context: JobContext[Settings]) -> None:
+    """Expire unpaid orders past their window and release their stock."""
+    async with context.database.session() as session, session.begin():
+        count = await expire_unpaid_orders(session)
+    if count:
+        log.info("orders.expired", count=count)

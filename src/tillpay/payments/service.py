@@ -280,7 +280,12 @@ async def _sync_payment(
         if order.status is OrderStatus.PENDING_PAYMENT:
             payment.applied = True
             await orders.transition(
-                session, order, OrderStatus.PAID, actor=Actor.system(), reason="payment_succeeded"
+                session,
+                order,
+                OrderStatus.PAID,
+                actor=Actor.system(),
+                reason="payment_succeeded",
+                data={"payment_id": payment.id},
             )
             await orders.commit_reservations(session, order.id)
             await ledger.post(
@@ -297,13 +302,6 @@ async def _sync_payment(
                         )
                     ],
                 ],
-            )
-            await emit(
-                session,
-                "order.paid",
-                subject_type="order",
-                subject_id=order.id,
-                data={"order_id": order.id, "payment_id": payment.id},
             )
         else:
             # Money moved for an order that can no longer take it (expired, cancelled,
