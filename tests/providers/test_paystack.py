@@ -28,7 +28,6 @@ from tillpay.kit.db import utcnow
 from tillpay.kit.ids import new_id
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.payments import service as payments
 from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
 from tillpay.payments.providers.paystack import (
     PAYMENT_STATUS,
@@ -39,6 +38,8 @@ from tillpay.payments.providers.paystack import (
     verify_signature,
     webhook_signature,
 )
+from tillpay.payments.sync import janitor_pass
+from tillpay.payments.webhooks import process_due_webhooks
 from tillpay.settings import ConfigurationError, Settings
 
 SECRET = "sk_test_5b1f0c9e7d3a4b2c8e6f1a0d9c7b5e3f2a1d0c9b"
@@ -391,7 +392,7 @@ async def test_lost_initialize_answer_is_unknown_until_the_janitor_verifies(
     assert list(ps.emulator.transactions) == [reference(payment)]
     ps.emulator.clear_faults()
     await ps.emulator.complete(reference(payment))
-    assert await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1)) >= 1
+    assert await janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1)) >= 1
     assert (await ps.payment(customer, payment["id"]))["status"] == "succeeded"
     assert await ps.order_status(customer, order["id"]) == "paid"
 
@@ -404,7 +405,7 @@ async def test_provider_5xx_leaves_the_attempt_unknown_never_failed(ps: Paystack
     assert created.status_code == 503, created.text
     ps.emulator.clear_faults()
     # Paystack has no such transaction: verify answers 404, which proves nothing yet.
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
     assert (await ps.payment(customer, created.json()["id"]))["status"] == "unknown"
 
 
@@ -676,7 +677,7 @@ async def test_lost_refund_answer_is_found_again_not_refunded_twice(ps: Paystack
     created = await _refund(ps, admin, payment["id"], "r-1")
     assert created.status_code == 503, created.text
     assert created.json()["status"] == "unknown"
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
     assert len(ps.emulator.refunds) == 1
     refunds = (
         await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -701,7 +702,7 @@ async def test_lost_refund_answer_is_found_behind_a_page_of_newer_refunds(ps: Pa
     created = await _refund(ps, admin, payment["id"], "r-1", amount=100000)
     assert created.status_code == 503, created.text
     ps.emulator.other_refunds(150)  # newer refunds push ours past the first page of 100
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
     assert _refund_creations(ps) == 1
     refunds = (
         await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -741,7 +742,7 @@ async def test_refund_stays_unknown_when_too_many_refunds_hide_an_earlier_try(
     created = await _refund(ps, admin, payment["id"], "r-1")
     assert created.status_code == 503, created.text
     ps.emulator.other_refunds(1100)
-    await payments.janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(ps.runtime, now=utcnow() + timedelta(hours=1))
     assert _refund_creations(ps) == 1
     refunds = (
         await ps.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -765,7 +766,7 @@ async def test_no_secret_or_card_data_in_logs_or_attempt_summaries(
         ps.emulator.fail("GET", "/transaction/verify/", "error")  # a logged provider failure
         await ps.emulator.complete(reference(payment))
         await ps.checkout.process_webhooks()
-        await payments.process_due_webhooks(ps.runtime)
+        await process_due_webhooks(ps.runtime)
         admin = await ps.accounts.admin()
         await _refund(ps, admin, payment["id"], "r-1")
         authorization_code = ps.emulator.transactions[reference(payment)].authorization_code

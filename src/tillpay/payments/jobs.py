@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tillpay.payments import service
+from tillpay.payments import sync, webhooks
 from tillpay.payments.runtime import PaymentsRuntime, build_payments_runtime
 from tillpay.worker import JobContext, job
 
@@ -19,9 +19,9 @@ def _runtime(context: JobContext) -> PaymentsRuntime:
 
 @job("payments.process_webhooks", interval=1.0)
 async def process_webhooks(context: JobContext) -> None:
-    await service.process_due_webhooks(_runtime(context))
+    await webhooks.process_due_webhooks(_runtime(context))
 
 
 @job("payments.janitor", interval=30.0)
 async def janitor(context: JobContext) -> None:
-    await service.janitor_pass(_runtime(context))
+    await sync.janitor_pass(_runtime(context))

@@ -23,7 +23,8 @@ from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
-from tillpay.payments import ignored_events, service
+from tillpay.payments import create, ignored_events, queries, refunds, sync
+from tillpay.payments import webhooks as webhook_service
 from tillpay.payments.models import Payment, PaymentStatus, Refund, WebhookEvent
 from tillpay.payments.result_page import result_page
 from tillpay.payments.runtime import PaymentsRuntime
@@ -148,7 +149,7 @@ def _event_out(event: WebhookEvent) -> WebhookEventOut:
     )
 
 
-def _answer(answer: service.Answer) -> JSONResponse:
+def _answer(answer: create.Answer) -> JSONResponse:
     response = JSONResponse(answer.body, status_code=answer.status_code)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -188,7 +189,7 @@ async def create_payment(
 ) -> JSONResponse:
     """Returns what the client needs next: `next_action.redirect_url` for hosted checkout.
     Retrying with the same `Idempotency-Key` returns the original answer."""
-    answer = await service.create_payment(
+    answer = await create.create_payment(
         rt,
         principal,
         order_id=order_id,
@@ -206,14 +207,14 @@ async def create_payment(
 async def list_order_payments(
     order_id: OrderId, principal: Customer, session: DbSession
 ) -> list[dict[str, Any]]:
-    return [payment_out(p) for p in await service.order_payments(session, principal, order_id)]
+    return [payment_out(p) for p in await queries.order_payments(session, principal, order_id)]
 
 
 @router.get("/v1/payments/{payment_id}", response_model=PaymentOut, summary="A payment")
 async def get_payment(
     payment_id: PaymentId, principal: Customer, session: DbSession
 ) -> dict[str, Any]:
-    return payment_out(await service.get_payment(session, principal, payment_id))
+    return payment_out(await queries.get_payment(session, principal, payment_id))
 
 
 @router.get(
@@ -228,7 +229,7 @@ async def payment_return(payment_id: PaymentId, request: Request, rt: Runtime) -
     ignored: the status is synchronised with the provider server-side, then the browser
     goes to the shop's allow-listed return URL with only the payment id; without one, a
     result page tells the shopper the synchronised outcome."""
-    payment = await service.sync_payment(rt, payment_id, source="return")
+    payment = await sync.sync_payment(rt, payment_id, source="return")
     if payment is None:
         raise NotFound("No such payment.")
     if payment.return_url:
@@ -255,7 +256,7 @@ async def create_refund(
     key: IdempotencyKey,
 ) -> JSONResponse:
     """Admins (or, when enabled, the vendor of every line) with a recent authentication."""
-    answer = await service.create_refund(
+    answer = await refunds.create_refund(
         rt,
         principal,
         payment_id=payment_id,
@@ -275,7 +276,7 @@ async def create_refund(
 async def list_refunds(
     payment_id: PaymentId, principal: Customer, session: DbSession
 ) -> list[dict[str, Any]]:
-    return [refund_out(r) for r in await service.list_refunds(session, principal, payment_id)]
+    return [refund_out(r) for r in await queries.list_refunds(session, principal, payment_id)]
 
 
 @webhooks.post(
@@ -327,7 +328,7 @@ async def receive_webhook(
     if notice is None:
         stored = await ignored_events.store_ignored_webhook(session, provider, body, reason=reason)
     else:
-        stored = await service.store_webhook(session, provider, notice, body)
+        stored = await webhook_service.store_webhook(session, provider, notice, body)
     return WebhookAck(received=True, duplicate=not stored)
 
 
@@ -372,7 +373,7 @@ async def webhook_events(
 async def replay_webhook_event(
     event_id: Annotated[str, Path(max_length=40)], principal: Operator, session: DbSession
 ) -> WebhookEventOut:
-    return _event_out(await service.replay_webhook(session, principal, event_id))
+    return _event_out(await webhook_service.replay_webhook(session, principal, event_id))
 
 
 @admin.get(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tillpay.kit.errors import BadRequest, NotFound
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
-from tillpay.payments import service
+from tillpay.payments import sync
 from tillpay.payments.models import Payment, PaymentStatus
 from tillpay.payments.providers.razorpay import RazorpayAdapter
 from tillpay.payments.runtime import PaymentsRuntime
@@ -85,7 +85,7 @@ async def razorpay_callback(
     ):
         security_log.warning("razorpay.callback_signature_invalid", payment_id=payment_id)
         raise BadRequest("Invalid Razorpay signature.", code="invalid_signature")
-    synced = await service.sync_payment(rt, payment_id, source="callback")
+    synced = await sync.sync_payment(rt, payment_id, source="callback")
     if synced is None:
         raise NotFound("No such payment.")
     return RazorpayCallbackOut(payment_id=synced.id, order_id=synced.order_id, status=synced.status)
