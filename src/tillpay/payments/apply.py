@@ -373,7 +373,11 @@ async def _refund_lines(session: AsyncSession, payment: Payment, amount: int) ->
     """Reverse ``amount`` of what the payment's capture posted, account by account, over
     what the earlier refunds left: vendors (or ``unapplied_payments``) give back only what
     they still hold, and a full refund brings every account of the capture back to zero."""
-    capture = await ledger.posted(session, kind="payment", reference_ids=[payment.id])
-    refunds = select(Refund.id).where(Refund.payment_id == payment.id)
-    earlier = await ledger.posted(session, kind="refund", reference_ids=refunds)
-    return ledger.reversal(capture, {line.account: line.amount for line in earlier}, amount)
+    return await ledger.reversal_lines(
+        session,
+        original_kind="payment",
+        original_id=payment.id,
+        reversal_kind="refund",
+        reversal_ids=select(Refund.id).where(Refund.payment_id == payment.id),
+        amount=amount,
+    )
