@@ -32,9 +32,9 @@ from tests.conftest import REDIS_TEST_PREFIX, SESSION_SECRET, ClientFactory
 from tests.payments.helpers import Checkout
 from tests.payments.test_payment_flows import checkout_with, fetch, ledger_transactions
 from tillpay.kit.db import utcnow
+from tillpay.kit.idempotency import STALE_CLAIM
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.ledger import service as ledger
-from tillpay.payments.create import STALE_CLAIM
 from tillpay.payments.models import Refund
 from tillpay.payments.sync import janitor_pass
 from tillpay.sandbox.models import SandboxRefund, SandboxSession

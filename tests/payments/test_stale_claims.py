@@ -28,9 +28,9 @@ from tests.payments.test_refunds import refund
 from tests.transport import RoutingTransport
 from tillpay.kit import idempotency
 from tillpay.kit.db import utcnow
+from tillpay.kit.idempotency import STALE_CLAIM
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.ledger import service as ledger
-from tillpay.payments.create import STALE_CLAIM
 from tillpay.payments.models import Payment, PaymentAttempt, Refund
 from tillpay.payments.sync import janitor_pass
 from tillpay.sandbox.models import SandboxRefund, SandboxSession

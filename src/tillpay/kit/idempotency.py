@@ -132,7 +132,7 @@ class Answer:
     body: Any
     replayed: bool = False
 
-    def response(self) -> Response:
+    def response(self) -> JSONResponse:
         response = JSONResponse(self.body, status_code=self.status_code)
         if self.replayed:
             response.headers["Idempotent-Replayed"] = "true"

@@ -19,17 +19,8 @@ from tillpay.ledger import service as ledger
 from tillpay.orders import service as orders
 from tillpay.orders.models import Order, OrderStatus
 from tillpay.payments import state as fsm
-from tillpay.payments.models import (
-    Payment,
-    PaymentAttempt,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-)
-from tillpay.payments.providers.base import (
-    ProviderState,
-    RefundState,
-)
+from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus, Refund, RefundStatus
+from tillpay.payments.providers.base import ProviderState, RefundState
 from tillpay.settings import Settings
 
 log = get_logger(__name__)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +15,7 @@ from tillpay.audit.service import record
 from tillpay.kit import idempotency
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
+from tillpay.kit.idempotency import Answer, IdempotentRequest
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
 from tillpay.orders import service as orders
@@ -30,22 +29,13 @@ from tillpay.payments.apply import (
     sync_payment_status,
 )
 from tillpay.payments.errors import PaymentNotPossible
-from tillpay.payments.models import (
-    Payment,
-    PaymentAttempt,
-    PaymentStatus,
-)
-from tillpay.payments.providers.base import (
-    CreateRequest,
-    ProviderAdapter,
-    ProviderState,
-)
+from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus
+from tillpay.payments.providers.base import CreateRequest, ProviderAdapter, ProviderState
 from tillpay.payments.runtime import PaymentsRuntime
+from tillpay.payments.schemas import PaymentOut
 from tillpay.settings import Settings
 
 log = get_logger(__name__)
-
-STALE_CLAIM = timedelta(minutes=5)
 
 
 def return_url_allowed(settings: Settings, url: str) -> bool:
@@ -70,14 +60,8 @@ def return_url_allowed(settings: Settings, url: str) -> bool:
     return False
 
 
-@dataclass
-class Answer:
-    status_code: int
-    body: Any
-    replayed: bool = False
-
-
-Render = Callable[[Payment], dict[str, Any]]
+def _body(payment: Payment) -> dict[str, Any]:
+    return PaymentOut.model_validate(payment).model_dump(mode="json")
 
 
 @dataclass
@@ -102,12 +86,11 @@ class _Outcome:
 async def create_payment(
     rt: PaymentsRuntime,
     principal: Principal,
+    request: IdempotentRequest,
     *,
     order_id: str,
     provider: str,
     return_url: str | None,
-    key: str,
-    render: Render,
 ) -> Answer:
     """Create a payment and its first attempt at ``provider``; see the module docstring.
 
@@ -117,23 +100,15 @@ async def create_payment(
     if return_url is not None and not return_url_allowed(settings, return_url):
         raise Unprocessable("return_url is not an allowed shop URL.", code="return_url_not_allowed")
     adapter = rt.adapter(provider)
-    operation = f"POST /v1/orders/{order_id}/payments"
     async with rt.database.transaction() as session:
-        claim = await idempotency.claim(
-            session,
-            scope=principal.user_id,
-            key=key,
-            operation=operation,
-            payload={"provider": provider, "return_url": return_url},
-            stale_after=STALE_CLAIM,
-        )
-        if claim.replay is not None:
-            return Answer(claim.stored_status, claim.stored_body, replayed=True)
+        claim = await idempotency.begin(session, request, stale_after=idempotency.STALE_CLAIM)
+        if claim.answer is not None:
+            return claim.answer
         if claim.resumed:
-            started = await _resume_payment(session, settings, claim, render)
+            started = await _resume_payment(session, settings, claim)
         else:
             started = await _start_payment(
-                session, settings, principal, claim, adapter, order_id, provider, return_url, render
+                session, settings, principal, claim, adapter, order_id, provider, return_url
             )
         if isinstance(started, Answer):
             return started
@@ -142,7 +117,7 @@ async def create_payment(
         outcome = await _call_resume(adapter, started)
     else:
         outcome = await _call_create(adapter, started)
-    return await _finish_payment(rt, started, outcome, render)
+    return await _finish_payment(rt, started, outcome)
 
 
 async def _start_payment(
@@ -154,7 +129,6 @@ async def _start_payment(
     order_id: str,
     provider: str,
     return_url: str | None,
-    render: Render,
 ) -> _Started | Answer:
     order = await orders.lock_order(session, order_id)
     if order is None or order.customer_id != principal.user_id:
@@ -184,9 +158,7 @@ async def _start_payment(
                 code="payment_in_progress",
                 extra={"payment_id": open_payment.id},
             )
-        body = render(open_payment)
-        idempotency.complete(claim, status=200, body=body)
-        return Answer(200, body)
+        return idempotency.finish(claim, Answer(200, _body(open_payment)))
     payment = Payment(
         order_id=order.id,
         customer_id=principal.user_id,
@@ -253,7 +225,7 @@ async def _create_request(
 
 
 async def _resume_payment(
-    session: AsyncSession, settings: Settings, claim: idempotency.Claim, render: Render
+    session: AsyncSession, settings: Settings, claim: idempotency.Claim
 ) -> _Started | Answer:
     """The payment a stale claim created: its state when the provider's outcome is known
     already (the janitor or a webhook got there first), else its open attempt to re-drive."""
@@ -261,9 +233,7 @@ async def _resume_payment(
     order, payment = await lock_payment(session, claim.resource_id)
     attempt = await lock_attempt(session, payment.attempts[-1].id)
     if attempt.status not in fsm.OPEN or attempt.redirect_url or attempt.client_data:
-        body = render(payment)
-        idempotency.complete(claim, status=201, body=body)
-        return Answer(201, body)
+        return idempotency.finish(claim, Answer(201, _body(payment)))
     return _Started(
         claim.record.id,
         payment.id,
@@ -309,9 +279,7 @@ async def _call_resume(adapter: ProviderAdapter, started: _Started) -> _Outcome:
     return await _call_create(adapter, started)
 
 
-async def _finish_payment(
-    rt: PaymentsRuntime, started: _Started, outcome: _Outcome, render: Render
-) -> Answer:
+async def _finish_payment(rt: PaymentsRuntime, started: _Started, outcome: _Outcome) -> Answer:
     settings = rt.settings
     async with rt.database.transaction() as session:
         order, payment = await lock_payment(session, started.payment_id)
@@ -341,8 +309,5 @@ async def _finish_payment(
         else:
             attempt.summary = {**attempt.summary, "create": {"outcome": "unknown"}}
         await session.refresh(payment, ["attempts"])
-        body = render(payment)
-        await idempotency.complete_by_id(
-            session, started.record_id, status=outcome.status_code, body=body
-        )
-    return Answer(outcome.status_code, body)
+        answer = Answer(outcome.status_code, _body(payment))
+        return await idempotency.finish_by_id(session, started.record_id, answer)

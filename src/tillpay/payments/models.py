@@ -113,6 +113,23 @@ class Payment(TimestampMixin, Base):
         back_populates="payment", order_by="PaymentAttempt.attempt_no", lazy="selectin"
     )
 
+    @property
+    def next_action(self) -> dict[str, Any]:
+        """What the client does next (the shape of ``NextAction``): ``redirect`` the
+        browser, open the provider's ``client_sdk``, or ``none``."""
+        latest = self.attempts[-1] if self.attempts else None
+        if latest is None or self.status is not PaymentStatus.REQUIRES_ACTION:
+            return {"type": "none"}
+        if latest.redirect_url:
+            return {
+                "type": "redirect",
+                "redirect_url": latest.redirect_url,
+                "client_data": dict(latest.client_data),
+            }
+        if latest.client_data:
+            return {"type": "client_sdk", "client_data": dict(latest.client_data)}
+        return {"type": "none"}
+
 
 class PaymentAttempt(TimestampMixin, Base):
     """One call to a provider. ``reference`` (``{payment_id}_{n}``) is what the provider

@@ -1,4 +1,4 @@
-"""Reading payments and refunds as a principal may see them."""
+"""Reading payments, refunds and stored webhook events as a principal may see them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.kit.errors import NotFound
 from tillpay.orders import service as orders
-from tillpay.payments.models import (
-    Payment,
-    Refund,
-)
+from tillpay.payments.models import Payment, Refund, WebhookEvent
 
 
 async def get_payment(session: AsyncSession, principal: Principal, payment_id: str) -> Payment:
@@ -42,3 +39,23 @@ async def list_refunds(
         select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.created_at, Refund.id)
     )
     return list(rows.scalars())
+
+
+async def admin_payments(
+    session: AsyncSession, *, needs_review: bool | None, limit: int
+) -> list[Payment]:
+    """The newest payments, optionally only those (not) needing review (for operators)."""
+    query = select(Payment).order_by(Payment.created_at.desc()).limit(limit)
+    if needs_review is not None:
+        query = query.where(Payment.needs_review.is_(needs_review))
+    return list((await session.execute(query)).scalars())
+
+
+async def webhook_events(
+    session: AsyncSession, *, status: str | None, limit: int
+) -> list[WebhookEvent]:
+    """The newest stored provider webhooks, optionally of one status (for operators)."""
+    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(WebhookEvent.status == status)
+    return list((await session.execute(query)).scalars())

@@ -9,14 +9,8 @@ from tillpay.audit.service import Actor, record
 from tillpay.kit.logging import get_logger
 from tillpay.payments.apply import flag_for_review, reserve_refund_row
 from tillpay.payments.errors import RetryLater
-from tillpay.payments.models import (
-    Payment,
-    Refund,
-    RefundStatus,
-)
-from tillpay.payments.providers.base import (
-    RefundState,
-)
+from tillpay.payments.models import Payment, Refund, RefundStatus
+from tillpay.payments.providers.base import RefundState
 
 log = get_logger(__name__)
 

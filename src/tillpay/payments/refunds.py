@@ -3,10 +3,8 @@ and the janitor's re-read of an open refund."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,21 +14,15 @@ from tillpay.audit.service import record
 from tillpay.kit import idempotency
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, Forbidden, NotFound
+from tillpay.kit.idempotency import Answer, IdempotentRequest
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
 from tillpay.orders.models import Order
 from tillpay.payments.apply import apply_refund_state, lock_payment, lock_refund, reserve_refund_row
-from tillpay.payments.create import STALE_CLAIM, Answer
 from tillpay.payments.errors import RefundExceedsCaptured
-from tillpay.payments.models import (
-    PaymentAttempt,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-)
-from tillpay.payments.providers.base import (
-    RefundState,
-)
+from tillpay.payments.models import PaymentAttempt, PaymentStatus, Refund, RefundStatus
+from tillpay.payments.providers.base import RefundState
 from tillpay.payments.runtime import PaymentsRuntime
+from tillpay.payments.schemas import RefundOut
 from tillpay.settings import Settings
 
 
@@ -62,22 +54,19 @@ class _RefundCall:
     resumed: bool = False
 
 
-RefundRender = Callable[[Refund], dict[str, Any]]
-
-
-def _refund_status_code(refund: Refund) -> int:
-    return {RefundStatus.FAILED: 502, RefundStatus.UNKNOWN: 503}.get(refund.status, 201)
+def _answer(refund: Refund) -> Answer:
+    status_code = {RefundStatus.FAILED: 502, RefundStatus.UNKNOWN: 503}.get(refund.status, 201)
+    return Answer(status_code, RefundOut.model_validate(refund).model_dump(mode="json"))
 
 
 async def create_refund(
     rt: PaymentsRuntime,
     principal: Principal,
+    request: IdempotentRequest,
     *,
     payment_id: str,
     amount: int | None,
     reason: str,
-    key: str,
-    render: RefundRender,
 ) -> Answer:
     """Reserve under the payment lock, call the provider, finalise. The sum of pending and
     succeeded refunds can never exceed the captured amount (lock + CHECK constraint).
@@ -85,18 +74,11 @@ async def create_refund(
     A retry whose first try died during the provider call (a stale claim) resumes the
     same Refund: the provider sees the same idempotency key (the Refund id) again."""
     async with rt.database.transaction() as session:
-        claim = await idempotency.claim(
-            session,
-            scope=principal.user_id,
-            key=key,
-            operation=f"POST /v1/payments/{payment_id}/refunds",
-            payload={"amount": amount, "reason": reason},
-            stale_after=STALE_CLAIM,
-        )
-        if claim.replay is not None:
-            return Answer(claim.stored_status, claim.stored_body, replayed=True)
+        claim = await idempotency.begin(session, request, stale_after=idempotency.STALE_CLAIM)
+        if claim.answer is not None:
+            return claim.answer
         if claim.resumed:
-            call = await _resume_refund(session, claim, render)
+            call = await _resume_refund(session, claim)
         else:
             call = await _reserve_refund(
                 session, rt.settings, principal, claim, payment_id, amount, reason
@@ -149,10 +131,7 @@ async def create_refund(
         elif refund.status is RefundStatus.PENDING:
             # Outcome unknown; never over a state the janitor settled meanwhile.
             refund.status = RefundStatus.UNKNOWN
-        body = render(refund)
-        status_code = _refund_status_code(refund)
-        await idempotency.complete_by_id(session, call.record_id, status=status_code, body=body)
-    return Answer(status_code, body)
+        return await idempotency.finish_by_id(session, call.record_id, _answer(refund))
 
 
 async def _reserve_refund(
@@ -207,9 +186,7 @@ async def _reserve_refund(
     )
 
 
-async def _resume_refund(
-    session: AsyncSession, claim: idempotency.Claim, render: RefundRender
-) -> _RefundCall | Answer:
+async def _resume_refund(session: AsyncSession, claim: idempotency.Claim) -> _RefundCall | Answer:
     """The Refund a stale claim reserved: its final state when known (the janitor or a
     webhook got there first), else the same provider call again."""
     assert claim.resource_id is not None
@@ -218,10 +195,7 @@ async def _resume_refund(
     _, payment = await lock_payment(session, refund.payment_id)
     refund = await lock_refund(session, refund.id)
     if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
-        body = render(refund)
-        status_code = _refund_status_code(refund)
-        idempotency.complete(claim, status=status_code, body=body)
-        return Answer(status_code, body)
+        return idempotency.finish(claim, _answer(refund))
     attempt = await session.get(PaymentAttempt, refund.attempt_id)
     assert attempt is not None
     return _RefundCall(

@@ -16,16 +16,8 @@ from tillpay.payments.apply import (
     schedule_next_check,
     sync_payment_status,
 )
-from tillpay.payments.models import (
-    Payment,
-    PaymentAttempt,
-    PaymentStatus,
-    Refund,
-    RefundStatus,
-)
-from tillpay.payments.providers.base import (
-    ProviderState,
-)
+from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus, Refund, RefundStatus
+from tillpay.payments.providers.base import ProviderState
 from tillpay.payments.refunds import sync_refund
 from tillpay.payments.runtime import PaymentsRuntime
 

@@ -3,18 +3,22 @@ locks), retry, dead-letter and replay."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.principal import Principal
 from tillpay.audit.service import record
 from tillpay.kit.db import utcnow
-from tillpay.kit.errors import Conflict, NotFound
+from tillpay.kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
+from tillpay.payments import ignored_events
 from tillpay.payments.apply import (
     apply_provider_state,
     apply_refund_state,
@@ -30,16 +34,57 @@ from tillpay.payments.models import (
     WebhookEvent,
     WebhookEventStatus,
 )
-from tillpay.payments.providers.base import (
-    ProviderAdapter,
-    WebhookNotice,
-)
+from tillpay.payments.providers.base import ProviderAdapter, WebhookNotice
 from tillpay.payments.refund_matching import match_refund, record_external_refund
 from tillpay.payments.runtime import PaymentsRuntime
 
 log = get_logger(__name__)
 
+ingest_log = get_logger("tillpay.payments")
+security_log = get_logger("tillpay.security")
+
 WEBHOOK_MAX_ATTEMPTS = 10
+
+
+async def receive_webhook(
+    session: AsyncSession,
+    provider: str,
+    adapter: ProviderAdapter,
+    *,
+    source_ip: str | None,
+    read_body: Callable[[], Awaitable[bytes]],
+    headers: Mapping[str, str],
+) -> bool:
+    """Verify a delivery and store it once (False for a duplicate). A verified event tillpay
+    does not act on is stored as ``ignored``; only a bad signature, a refused source or a
+    body that is not JSON is refused."""
+    # Optional source allow-list (defence in depth, never the gate): the client address
+    # comes from the trusted-proxy middleware, not from a header the caller controls.
+    allowed_source = getattr(adapter, "allowed_source", None)
+    if allowed_source is not None and not allowed_source(source_ip):
+        security_log.warning("webhook.source_refused", provider=provider, ip=source_ip)
+        raise Forbidden("Webhook source not allowed.", code="webhook_source_refused")
+    body = await read_body()
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if not adapter.verify_webhook(body, lowered):
+        security_log.warning("webhook.signature_invalid", provider=provider, size=len(body))
+        raise BadRequest("Invalid webhook signature.", code="invalid_signature")
+    try:
+        # UTF-8 only (json.loads would also take UTF-16, whose NUL bytes no backend
+        # stores); valid JSON then holds no raw control characters.
+        json.loads(body.decode("utf-8"))
+    except ValueError:  # not UTF-8 or not JSON: nothing could ever read it
+        security_log.warning("webhook.payload_malformed", provider=provider, size=len(body))
+        raise BadRequest("Malformed webhook payload.", code="malformed_webhook") from None
+    reason = ignored_events.NOT_HANDLED
+    try:
+        notice = adapter.parse_webhook(body, lowered)
+    except Exception:  # noqa: BLE001 - a signed event of a shape this adapter cannot read
+        ingest_log.warning("webhook.payload_unexpected_shape", provider=provider, size=len(body))
+        notice, reason = None, ignored_events.UNEXPECTED_SHAPE
+    if notice is None:
+        return await ignored_events.store_ignored_webhook(session, provider, body, reason=reason)
+    return await store_webhook(session, provider, notice, body)
 
 
 async def store_webhook(
@@ -55,8 +100,6 @@ async def store_webhook(
     ).scalar_one_or_none()
     if existing is not None:
         return False
-    from sqlalchemy.exc import IntegrityError
-
     try:
         async with session.begin_nested():
             session.add(
