@@ -28,8 +28,9 @@ from tillpay.audit.models import AuditEvent
 from tillpay.kit.db import Database, utcnow
 from tillpay.ledger.models import LedgerTransaction
 from tillpay.orders.models import OrderEvent
-from tillpay.payments import service as payments
 from tillpay.payments.models import Payment, WebhookEvent
+from tillpay.payments.sync import janitor_pass
+from tillpay.payments.webhooks import process_due_webhooks
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxWebhook
 
@@ -122,7 +123,7 @@ async def test_one_webhook_delivered_ten_times_is_stored_and_applied_once(
 
     await warm_pool(db, 20)
     with overlap(db) as seen:
-        await race(*(payments.process_due_webhooks(checkout.runtime) for _ in range(5)))
+        await race(*(process_due_webhooks(checkout.runtime) for _ in range(5)))
 
     await assert_paid_once(db, order["id"], payment["id"])
     async with db.session() as session:
@@ -232,8 +233,8 @@ async def test_janitor_racing_the_webhook_processor_applies_the_success_once(
     await warm_pool(db, 20)
     with overlap(db) as seen:
         await race(
-            *(payments.process_due_webhooks(checkout.runtime) for _ in range(3)),
-            *(payments.janitor_pass(checkout.runtime, now=later) for _ in range(3)),
+            *(process_due_webhooks(checkout.runtime) for _ in range(3)),
+            *(janitor_pass(checkout.runtime, now=later) for _ in range(3)),
         )
 
     await assert_paid_once(db, order["id"], payment["id"])

@@ -20,8 +20,8 @@ from tests.payments.helpers import Checkout
 from tests.payments.test_external_refunds import refund_at_sandbox, refunds_of
 from tests.payments.test_payment_flows import fetch
 from tests.payments.test_unapplied_payments import balances
-from tillpay.payments import service as payments
 from tillpay.payments.models import Payment, WebhookEvent
+from tillpay.payments.webhooks import process_due_webhooks, process_webhook
 
 pytestmark = pytest.mark.postgres
 
@@ -54,7 +54,7 @@ async def drain_webhooks(checkout: Checkout) -> None:
         if not pending:
             break
         for event_id in pending:
-            assert await payments.process_webhook(checkout.runtime, event_id) != "dead"
+            assert await process_webhook(checkout.runtime, event_id) != "dead"
     async with checkout.app.state.database.session() as session:
         statuses = set((await session.execute(select(WebhookEvent.status))).scalars())
     assert statuses <= {"processed"}
@@ -74,7 +74,7 @@ async def test_a_dashboard_refund_racing_tillpays_own_refund_books_each_once(
     with overlap(db) as seen:
         answers = await race(
             refund(checkout, admin, payment["id"], 50),
-            *(payments.process_due_webhooks(checkout.runtime) for _ in range(3)),
+            *(process_due_webhooks(checkout.runtime) for _ in range(3)),
         )
     assert answers[0].status_code == 201, answers[0].text
     await drain_webhooks(checkout)
@@ -127,7 +127,7 @@ async def test_events_of_one_dashboard_refund_processed_in_parallel_book_it_once
 
     await warm_pool(db, 20)
     with overlap(db) as seen:
-        await race(*(payments.process_webhook(checkout.runtime, e) for e in event_ids))
+        await race(*(process_webhook(checkout.runtime, e) for e in event_ids))
     await drain_webhooks(checkout)
 
     [booked] = await refunds_of(checkout, payment["id"])

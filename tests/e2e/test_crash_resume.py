@@ -32,10 +32,11 @@ from tests.conftest import REDIS_TEST_PREFIX, SESSION_SECRET, ClientFactory
 from tests.payments.helpers import Checkout
 from tests.payments.test_payment_flows import checkout_with, fetch, ledger_transactions
 from tillpay.kit.db import utcnow
+from tillpay.kit.idempotency import STALE_CLAIM
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.ledger import service as ledger
-from tillpay.payments import service as payments
 from tillpay.payments.models import Refund
+from tillpay.payments.sync import janitor_pass
 from tillpay.sandbox.models import SandboxRefund, SandboxSession
 
 SERVER_START_TIMEOUT = 60.0
@@ -250,10 +251,10 @@ async def test_a_refund_killed_in_flight_and_retried_refunds_once(
                 await session.execute(
                     update(IdempotencyRecord)
                     .where(IdempotencyRecord.key == key)
-                    .values(created_at=utcnow() - payments.STALE_CLAIM - timedelta(seconds=1))
+                    .values(created_at=utcnow() - STALE_CLAIM - timedelta(seconds=1))
                 )
             resumed = await http.post(f"{base}{path}", json=body, headers=headers)
-            await payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
+            await janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
         finally:
             emulator.release.set()
             servers.stop_all()

@@ -11,8 +11,8 @@ import httpx
 from tests.accounts.helpers import Account
 from tests.commerce.helpers import Shop
 from tillpay.kit.jobs import JobContext
-from tillpay.payments import service as payments
 from tillpay.payments.runtime import PaymentsRuntime
+from tillpay.payments.webhooks import process_due_webhooks
 from tillpay.sandbox import jobs as sandbox_jobs
 
 GOOD_CARD = "4242 4242 4242 4242"
@@ -66,7 +66,7 @@ class Checkout:
         return await sandbox_jobs.deliver_due(context)
 
     async def process_webhooks(self) -> int:
-        return await payments.process_due_webhooks(self.runtime)
+        return await process_due_webhooks(self.runtime)
 
     async def paid_order(
         self, customer: Account, **product: Any

@@ -25,8 +25,8 @@ from tests.conftest import ClientFactory
 from tests.emulators import cryptomus, paystack, razorpay, stripe
 from tests.http.test_errors import assert_problem
 from tillpay.kit import signing
-from tillpay.payments import service as payments
 from tillpay.payments.models import WebhookEvent
+from tillpay.payments.webhooks import process_due_webhooks
 from tillpay.sandbox import psp
 
 SAMPLES: dict[str, Any] = json.loads(
@@ -237,7 +237,7 @@ async def test_ignored_events_are_listed_for_admins_and_never_processed(
     ):
         assert (await _post(client, signed(*case, client))).status_code == 200
     runtime = client.app.state.payments  # type: ignore[attr-defined]
-    assert await payments.process_due_webhooks(runtime) == 0
+    assert await process_due_webhooks(runtime) == 0
     admin = await Accounts(client, mail_dir).admin()
     listed = await client.get(
         "/v1/admin/webhook-events", params={"status": "ignored"}, headers=admin.headers

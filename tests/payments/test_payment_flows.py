@@ -29,9 +29,10 @@ from tillpay.audit.models import AuditEvent
 from tillpay.kit import signing
 from tillpay.kit.db import utcnow
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.payments import service as payments
 from tillpay.payments.expiry import expire_unpaid_orders
 from tillpay.payments.models import Payment, PaymentAttempt, WebhookEvent
+from tillpay.payments.sync import janitor_pass
+from tillpay.payments.webhooks import WEBHOOK_MAX_ATTEMPTS, process_webhook
 from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxSession, SandboxWebhook
 
@@ -254,11 +255,11 @@ async def test_a_pending_card_is_resolved_by_the_janitor(
         customer, payment = await started(checkout)
         await checkout.submit_card(payment, PENDING_CARD)
         assert await checkout.deliver_webhooks() == 0  # pending cards announce nothing
-        assert await payments.janitor_pass(checkout.runtime) == 0  # not due yet
+        assert await janitor_pass(checkout.runtime) == 0  # not due yet
         state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
         assert state["status"] in ("requires_action", "processing")
         later = utcnow() + timedelta(hours=1)
-        assert await payments.janitor_pass(checkout.runtime, now=later) == 1
+        assert await janitor_pass(checkout.runtime, now=later) == 1
         state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
         assert state["status"] == "succeeded"
         order = await fetch(checkout, customer, f"/v1/orders/{payment['order_id']}")
@@ -297,7 +298,7 @@ async def test_a_create_timeout_stays_unknown_until_the_provider_proves_it_never
         assert payment["status"] == "unknown"
         flaky[0].down = False
         # The sandbox has no such session, but a young attempt may still be in flight.
-        assert await payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=2))
+        assert await janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=2))
         state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
         assert state["status"] == "unknown"
         async with checkout.app.state.database.session() as session, session.begin():
@@ -306,7 +307,7 @@ async def test_a_create_timeout_stays_unknown_until_the_provider_proves_it_never
                 .where(PaymentAttempt.payment_id == payment["id"])
                 .values(created_at=utcnow() - timedelta(hours=2))
             )
-        assert await payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(days=2))
+        assert await janitor_pass(checkout.runtime, now=utcnow() + timedelta(days=2))
         state = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
         assert state["status"] == "failed"
         assert state["attempts"][0]["error_code"] == "not_created"
@@ -418,8 +419,8 @@ async def test_a_refund_event_for_no_known_payment_retries_then_dies_and_can_be_
         ).scalar_one()
     assert (event.status, event.attempts) == ("pending", 1)
     outcome = "retry"
-    for _ in range(payments.WEBHOOK_MAX_ATTEMPTS - 1):
-        outcome = await payments.process_webhook(checkout.runtime, event.id)
+    for _ in range(WEBHOOK_MAX_ATTEMPTS - 1):
+        outcome = await process_webhook(checkout.runtime, event.id)
     assert outcome == "dead"
     admin = await checkout.shop.accounts.admin()
     dead = await fetch(checkout, admin, "/v1/admin/webhook-events?status=dead")

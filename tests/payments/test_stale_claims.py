@@ -28,10 +28,11 @@ from tests.payments.test_refunds import refund
 from tests.transport import RoutingTransport
 from tillpay.kit import idempotency
 from tillpay.kit.db import utcnow
+from tillpay.kit.idempotency import STALE_CLAIM
 from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.ledger import service as ledger
-from tillpay.payments import service as payments
 from tillpay.payments.models import Payment, PaymentAttempt, Refund
+from tillpay.payments.sync import janitor_pass
 from tillpay.sandbox.models import SandboxRefund, SandboxSession
 
 
@@ -84,7 +85,7 @@ async def make_stale(checkout: Checkout, key: str) -> None:
         await session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.key == key)
-            .values(created_at=utcnow() - payments.STALE_CLAIM - timedelta(seconds=1))
+            .values(created_at=utcnow() - STALE_CLAIM - timedelta(seconds=1))
         )
 
 
@@ -128,7 +129,7 @@ async def test_a_stale_refund_retry_resumes_the_same_refund(checkout: Checkout) 
     resumed = await refund(checkout, admin, payment["id"], key=key, amount=3000)
     assert resumed.status_code == 201, resumed.text
     assert (resumed.json()["id"], resumed.json()["status"]) == (started["id"], "succeeded")
-    await payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
     assert await count(checkout, Refund) == 1
     # The provider saw one refund, keyed by the same Refund id both times.
     async with checkout.app.state.database.session() as session:
@@ -149,7 +150,7 @@ async def test_a_stale_refund_retry_after_the_janitor_finished_reports_the_refun
     checkout: Checkout,
 ) -> None:
     customer, admin, payment, key = await crashed_refund(checkout)
-    await payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1))
     await make_stale(checkout, key)
     resumed = await refund(checkout, admin, payment["id"], key=key, amount=3000)
     assert resumed.status_code == 201, resumed.text
@@ -165,7 +166,7 @@ async def test_a_resumed_refund_racing_the_janitor_moves_money_once(checkout: Ch
     await make_stale(checkout, key)
     resumed, _ = await asyncio.gather(
         refund(checkout, admin, payment["id"], key=key, amount=3000),
-        payments.janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1)),
+        janitor_pass(checkout.runtime, now=utcnow() + timedelta(hours=1)),
     )
     assert resumed.status_code == 201, resumed.text
     assert await count(checkout, Refund) == 1
@@ -276,7 +277,7 @@ async def test_a_stale_claim_that_remembers_nothing_is_never_rerun(checkout: Che
                     f"POST /v1/payments/{payment['id']}/refunds",
                     {"amount": 3000, "reason": "requested_by_customer"},
                 ),
-                created_at=utcnow() - payments.STALE_CLAIM - timedelta(minutes=1),
+                created_at=utcnow() - STALE_CLAIM - timedelta(minutes=1),
                 expires_at=utcnow() + idempotency.TTL,
             )
         )

@@ -28,7 +28,6 @@ from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.kit.outbound import ProviderError
 from tillpay.ledger import service as ledger
-from tillpay.payments import service as payments
 from tillpay.payments.models import PaymentStatus, RefundStatus
 from tillpay.payments.providers.cryptomus import (
     PAYMENT_STATUS,
@@ -38,6 +37,7 @@ from tillpay.payments.providers.cryptomus import (
     verify_webhook_body,
     webhook_sign,
 )
+from tillpay.payments.sync import janitor_pass
 from tillpay.settings import ConfigurationError, Settings
 
 # Cryptomus's published samples (copied from shared/reference/samples; `_sources` says
@@ -395,7 +395,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_invoi
     assert len(env.emulator.invoices) == 1, "retries reuse the invoice of the same order_id"
 
     await env.emulator.control(reference, "paid", webhook="none")
-    await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
     state = await env.payment(customer, payment["id"])
     assert (state["status"], state["amount_captured"]) == ("succeeded", 1200)
     assert (await env.order(customer, order["id"]))["status"] == "paid"
@@ -503,7 +503,7 @@ async def test_a_wrong_payment_is_flagged_and_audited_never_fulfilled(
     assert (await env.order(customer, order["id"]))["status"] == "pending_payment"
     assert await _review_audits(env, payment["id"]) == [{"reason": reason, "source": "webhook"}]
     # The janitor keeps watching the invoice without flagging (or auditing) it again.
-    await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
     assert len(await _review_audits(env, payment["id"])) == 1
     assert (await env.order(customer, order["id"]))["status"] == "pending_payment"
     summary = (await env.attempt(payment["id"])).summary["webhook"]
@@ -686,7 +686,7 @@ async def test_no_secret_reaches_the_logs_or_the_attempt_summaries(
         await env.emulator.control(f"{payment['id']}_1", "paid")
         await env.checkout.process_webhooks()
         await env.post_webhook(b'{"sign":"x"}')
-        await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+        await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
         assert (await env.payment(customer, payment["id"]))["status"] == "succeeded"
         attempt = await env.attempt(payment["id"])
     output = capsys.readouterr().out

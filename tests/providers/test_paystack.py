@@ -26,7 +26,6 @@ from tillpay.kit.db import utcnow
 from tillpay.kit.ids import new_id
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.payments import service as payments
 from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
 from tillpay.payments.providers.paystack import (
     PAYMENT_STATUS,
@@ -37,6 +36,8 @@ from tillpay.payments.providers.paystack import (
     verify_signature,
     webhook_signature,
 )
+from tillpay.payments.sync import janitor_pass
+from tillpay.payments.webhooks import process_due_webhooks
 from tillpay.settings import ConfigurationError, Settings
 
 SECRET = "sk_test_5b1f0c9e7d3a4b2c8e6f1a0d9c7b5e3f2a1d0c9b"
@@ -352,7 +353,7 @@ async def test_lost_initialize_answer_is_unknown_until_the_janitor_verifies(
     assert list(env.emulator.transactions) == [reference(payment)]
     env.emulator.faults.clear()
     await env.emulator.complete(reference(payment))
-    assert await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1)) >= 1
+    assert await janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1)) >= 1
     assert (await env.payment(customer, payment["id"]))["status"] == "succeeded"
     assert await env.order_status(order["id"]) == "paid"
 
@@ -365,7 +366,7 @@ async def test_provider_5xx_leaves_the_attempt_unknown_never_failed(env: Env) ->
     assert created.status_code == 503, created.text
     env.emulator.faults.clear()
     # Paystack has no such transaction: verify answers 404, which proves nothing yet.
-    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
     assert (await env.payment(customer, created.json()["id"]))["status"] == "unknown"
 
 
@@ -625,7 +626,7 @@ async def test_lost_refund_answer_is_found_again_not_refunded_twice(env: Env) ->
     created = await env.refund(admin, payment["id"], key="r-1")
     assert created.status_code == 503, created.text
     assert created.json()["status"] == "unknown"
-    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
     assert len(env.emulator.refunds) == 1
     refunds = (
         await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -650,7 +651,7 @@ async def test_lost_refund_answer_is_found_behind_a_page_of_newer_refunds(env: E
     created = await env.refund(admin, payment["id"], key="r-1", amount=100000)
     assert created.status_code == 503, created.text
     env.emulator.other_refunds(150)  # newer refunds push ours past the first page of 100
-    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
     assert _refund_creations(env) == 1
     refunds = (
         await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -690,7 +691,7 @@ async def test_refund_stays_unknown_when_too_many_refunds_hide_an_earlier_try(
     created = await env.refund(admin, payment["id"], key="r-1")
     assert created.status_code == 503, created.text
     env.emulator.other_refunds(1100)
-    await payments.janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.runtime, now=utcnow() + timedelta(hours=1))
     assert _refund_creations(env) == 1
     refunds = (
         await env.client.get(f"/v1/payments/{payment['id']}/refunds", headers=customer.headers)
@@ -712,7 +713,7 @@ async def test_no_secret_or_card_data_in_logs_or_attempt_summaries(
         env.emulator.fail("GET", "/transaction/verify/.+", "error")  # a logged provider failure
         await env.emulator.complete(reference(payment))
         await env.checkout.process_webhooks()
-        await payments.process_due_webhooks(env.runtime)
+        await process_due_webhooks(env.runtime)
         admin = await env.accounts.admin()
         await env.refund(admin, payment["id"], key="r-1")
         authorization_code = env.emulator.transactions[reference(payment)].authorization_code

@@ -31,7 +31,6 @@ from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
-from tillpay.payments import service as payments
 from tillpay.payments.models import Payment, PaymentStatus, Refund, WebhookEvent
 from tillpay.payments.providers.razorpay import (
     RazorpayAdapter,
@@ -39,6 +38,7 @@ from tillpay.payments.providers.razorpay import (
     order_state,
     webhook_signature,
 )
+from tillpay.payments.sync import janitor_pass
 from tillpay.settings import Settings
 
 KEY_ID = "rzp_test_TillpayEmulat0r"
@@ -577,7 +577,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_order
     [rp_order] = env.emulator.orders.values()
     assert rp_order["receipt"] == f"{payment['id']}_1"
     await env.emulator.pay(rp_order["id"])
-    resolved = await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    resolved = await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
     assert resolved == 1
     # Found by its receipt.
     assert f"GET /v1/orders?receipt={payment['id']}_1&count=100" in env.emulator.calls
@@ -599,7 +599,7 @@ async def test_a_create_that_never_reached_razorpay_stays_unknown_never_failed(
     assert created.status_code == 503
     assert env.emulator.orders == {}
     assert env.emulator.calls == ["POST /v1/orders"]  # no blind retry of a create
-    await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
     assert (await env.payment(customer, created.json()["id"]))["status"] == "unknown"
 
 
@@ -788,7 +788,7 @@ async def test_a_refund_whose_answer_was_lost_is_replayed_by_the_janitor_not_dup
     assert lost.status_code == 503
     assert lost.json()["status"] == "unknown"
     assert len(env.emulator.refunds) == 1
-    await payments.janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(env.checkout.runtime, now=utcnow() + timedelta(hours=1))
     refund = await env.stored(Refund, lost.json()["id"])
     assert str(refund.status) == "succeeded"
     assert refund.provider_refund_id == next(iter(env.emulator.refunds))

@@ -27,7 +27,6 @@ from tests.providers.external_refunds import assert_booked_as_external_once
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.ledger import service as ledger
-from tillpay.payments import service as payments
 from tillpay.payments.models import (
     PaymentAttempt,
     PaymentStatus,
@@ -46,6 +45,7 @@ from tillpay.payments.providers.stripe import (
     to_stripe_amount,
     verify_signature,
 )
+from tillpay.payments.sync import janitor_pass
 from tillpay.settings import Settings
 
 KEY = "sk_test_51TillpayEmulatorKey0000000000"
@@ -721,7 +721,7 @@ async def test_a_lost_create_answer_is_unknown_until_the_janitor_finds_the_inten
     assert payment["status"] == "unknown"
     assert len(elements.emulator.intents) == 1, "the retry reused the idempotency key"
 
-    await payments.janitor_pass(elements.checkout.runtime, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(elements.checkout.runtime, now=utcnow() + timedelta(hours=1))
     assert elements.emulator.calls("GET", "/v1/payment_intents/search")
     state = await elements.payment(customer, payment["id"])
     assert state["status"] == "requires_action"
@@ -741,7 +741,7 @@ async def test_a_create_that_never_reached_stripe_fails_once_an_hour_shows_nothi
     assert env.emulator.sessions == {}
 
     rt = env.checkout.runtime
-    await payments.janitor_pass(rt, now=utcnow() + timedelta(hours=1))
+    await janitor_pass(rt, now=utcnow() + timedelta(hours=1))
     assert (await env.payment(customer, payment["id"]))["status"] == "unknown"
 
     async with env.database.session() as session, session.begin():
@@ -750,7 +750,7 @@ async def test_a_create_that_never_reached_stripe_fails_once_an_hour_shows_nothi
             .where(PaymentAttempt.payment_id == payment["id"])
             .values(created_at=utcnow() - timedelta(hours=2))
         )
-    await payments.janitor_pass(rt, now=utcnow() + timedelta(days=1))
+    await janitor_pass(rt, now=utcnow() + timedelta(days=1))
     state = await env.payment(customer, payment["id"])
     assert (state["status"], state["attempts"][0]["error_code"]) == ("failed", "not_created")
     again = await env.pay(customer, order["id"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -207,6 +208,13 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed when the block ends (also by ``return``),
+        rolled back when it raises."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
 
 
 async def lock_row(session: AsyncSession, model: type[M], row_id: str) -> M:

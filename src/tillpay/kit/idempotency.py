@@ -17,13 +17,18 @@ remembers the resource its request created (:func:`remember`, in the same transa
 that row). If the process dies during the provider call, a retry after ``stale_after``
 takes the claim over and must *resume* that resource (``Claim.resumed``), never create a
 second one.
+
+Every money route uses it the same way: it names its request (:class:`IdempotentRequest`),
+gets an :class:`Answer` (from :func:`once` around one transaction's work, or from a service
+that claims with :func:`begin` and finishes with :func:`finish` / :func:`finish_by_id`
+across transactions) and returns ``answer.response()``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -34,7 +39,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import AppError, BadRequest, Conflict
@@ -42,6 +47,9 @@ from tillpay.kit.idempotency_models import IdempotencyRecord
 from tillpay.kit.ids import new_id
 
 TTL = timedelta(hours=72)
+STALE_CLAIM = timedelta(minutes=5)
+"""How long a claim committed before a provider call may stay unfinished before a retry
+takes it over (``stale_after`` of the two-transaction routes)."""
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -97,6 +105,38 @@ class Claim:
     @property
     def stored_body(self) -> Any:
         return self.record.response_body
+
+    @property
+    def answer(self) -> Answer | None:
+        """The stored answer to replay; None when this request owns the key."""
+        if self.replay is None:
+            return None
+        return Answer(self.stored_status, self.stored_body, replayed=True)
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """What one money request is, for its key: who asks, the key, and what is asked."""
+
+    scope: str
+    key: str
+    operation: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A money route's status and JSON body: stored with the key, replayed on a retry."""
+
+    status_code: int
+    body: Any
+    replayed: bool = False
+
+    def response(self) -> JSONResponse:
+        response = JSONResponse(self.body, status_code=self.status_code)
+        if self.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
 
 
 def _insert(session: AsyncSession, values: Mapping[str, Any]) -> Any:
@@ -221,6 +261,42 @@ async def complete_by_id(session: AsyncSession, record_id: str, *, status: int, 
     if record is not None:
         record.response_status = status
         record.response_body = body
+
+
+async def begin(
+    session: AsyncSession, request: IdempotentRequest, *, stale_after: timedelta | None = None
+) -> Claim:
+    """:func:`claim` the key of ``request`` (``claim.answer`` is set for a replay)."""
+    return await claim(
+        session,
+        scope=request.scope,
+        key=request.key,
+        operation=request.operation,
+        payload=request.payload,
+        stale_after=stale_after,
+    )
+
+
+def finish(claim_: Claim, answer: Answer) -> Answer:
+    """Store ``answer`` for the key (in the same transaction as the work itself)."""
+    complete(claim_, status=answer.status_code, body=answer.body)
+    return answer
+
+
+async def finish_by_id(session: AsyncSession, record_id: str, answer: Answer) -> Answer:
+    """Store ``answer`` for a key claimed in an earlier transaction."""
+    await complete_by_id(session, record_id, status=answer.status_code, body=answer.body)
+    return answer
+
+
+async def once(
+    session: AsyncSession, request: IdempotentRequest, work: Callable[[], Awaitable[Answer]]
+) -> Answer:
+    """Run ``work`` once per key in the session's transaction: a retry gets its answer."""
+    claim_ = await begin(session, request)
+    if claim_.answer is not None:
+        return claim_.answer
+    return finish(claim_, await work())
 
 
 async def purge_expired(session: AsyncSession) -> int:

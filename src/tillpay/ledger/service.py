@@ -217,3 +217,20 @@ def reversal(
             replace(line, amount=-sign * part) for line, part in zip(side, parts, strict=True)
         ]
     return [line for line in lines if line.amount]
+
+
+async def reversal_lines(
+    session: AsyncSession,
+    *,
+    original_kind: str,
+    original_id: str,
+    reversal_kind: str,
+    reversal_ids: Any,
+    amount: int,
+) -> list[Line]:
+    """Lines reversing ``amount`` of the posted ``original_kind`` transaction of
+    ``original_id``, over what the ``reversal_kind`` transactions of ``reversal_ids`` (a list
+    or a scalar subquery) already reversed (see :func:`reversal`)."""
+    original = await posted(session, kind=original_kind, reference_ids=[original_id])
+    earlier = await posted(session, kind=reversal_kind, reference_ids=reversal_ids)
+    return reversal(original, {line.account: line.amount for line in earlier}, amount)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from tillpay.accounts.deps import VerifiedPrincipal, require_permission
 from tillpay.accounts.permissions import Permission
@@ -57,19 +56,15 @@ async def checkout(
 ) -> Response:
     """Prices and totals come from the catalog; stock is reserved until `expires_at`.
     Retrying with the same `Idempotency-Key` returns the original order."""
-    claim = await idempotency.claim(
-        session,
-        scope=principal.user_id,
-        key=key,
-        operation="POST /v1/checkout",
-        payload=body.model_dump() if body else {},
+    idempotent = idempotency.IdempotentRequest(
+        principal.user_id, key, "POST /v1/checkout", body.model_dump() if body else {}
     )
-    if claim.replay is not None:
-        return claim.replay
-    order = await service.checkout(session, request.app.state.settings, principal)
-    payload = OrderOut.model_validate(order).model_dump(mode="json")
-    idempotency.complete(claim, status=201, body=payload)
-    return JSONResponse(payload, status_code=201)
+
+    async def work() -> idempotency.Answer:
+        order = await service.checkout(session, request.app.state.settings, principal)
+        return idempotency.Answer(201, OrderOut.model_validate(order).model_dump(mode="json"))
+
+    return (await idempotency.once(session, idempotent, work)).response()
 
 
 @router.get("/v1/orders", response_model=OrderPage, summary="The customer's orders")

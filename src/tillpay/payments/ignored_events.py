@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.kit.db import utcnow
-from tillpay.payments.models import WebhookEvent
+from tillpay.payments.models import WebhookEvent, WebhookEventStatus
 
 __all__ = ["IGNORED", "NOT_HANDLED", "UNEXPECTED_SHAPE", "store_ignored_webhook"]
 
-IGNORED: Final = "ignored"
+IGNORED: Final = WebhookEventStatus.IGNORED
 NOT_HANDLED: Final = "not_handled"
 UNEXPECTED_SHAPE: Final = "unexpected_shape"
 

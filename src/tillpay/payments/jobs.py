@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tillpay.kit.jobs import JobContext, job
 from tillpay.kit.logging import get_logger
-from tillpay.payments import service
+from tillpay.payments import sync, webhooks
 from tillpay.payments.expiry import expire_unpaid_orders
 from tillpay.payments.runtime import PaymentsRuntime, build_payments_runtime
 from tillpay.settings import Settings
@@ -22,12 +22,12 @@ def payments_runtime(context: JobContext[Settings]) -> PaymentsRuntime:
 
 @job("payments.process_webhooks", interval=1.0)
 async def process_webhooks(context: JobContext[Settings]) -> None:
-    await service.process_due_webhooks(context.shared(payments_runtime))
+    await webhooks.process_due_webhooks(context.shared(payments_runtime))
 
 
 @job("payments.janitor", interval=30.0)
 async def janitor(context: JobContext[Settings]) -> None:
-    await service.janitor_pass(context.shared(payments_runtime))
+    await sync.janitor_pass(context.shared(payments_runtime))
 
 
 @job("orders.expire", interval=30.0)

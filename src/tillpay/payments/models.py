@@ -113,6 +113,23 @@ class Payment(TimestampMixin, Base):
         back_populates="payment", order_by="PaymentAttempt.attempt_no", lazy="selectin"
     )
 
+    @property
+    def next_action(self) -> dict[str, Any]:
+        """What the client does next (the shape of ``NextAction``): ``redirect`` the
+        browser, open the provider's ``client_sdk``, or ``none``."""
+        latest = self.attempts[-1] if self.attempts else None
+        if latest is None or self.status is not PaymentStatus.REQUIRES_ACTION:
+            return {"type": "none"}
+        if latest.redirect_url:
+            return {
+                "type": "redirect",
+                "redirect_url": latest.redirect_url,
+                "client_data": dict(latest.client_data),
+            }
+        if latest.client_data:
+            return {"type": "client_sdk", "client_data": dict(latest.client_data)}
+        return {"type": "none"}
+
 
 class PaymentAttempt(TimestampMixin, Base):
     """One call to a provider. ``reference`` (``{payment_id}_{n}``) is what the provider
@@ -175,6 +192,16 @@ class Refund(TimestampMixin, Base):
     check_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
+class WebhookEventStatus(enum.StrEnum):
+    """pending → processed | dead (after the retries ran out; replayable by admins);
+    ``ignored``: verified but not acted on (see :mod:`tillpay.payments.ignored_events`)."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    DEAD = "dead"
+    IGNORED = "ignored"
+
+
 class WebhookEvent(Base):
     """A verified provider webhook, stored before it is answered; processed by the worker."""
 
@@ -182,6 +209,9 @@ class WebhookEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "dedupe_key", name="uq_webhook_events_provider_dedupe_key"),
         Index("ix_webhook_events_status_next_attempt", "status", "next_attempt_at"),
+        CheckConstraint(
+            "status IN ('pending', 'processed', 'dead', 'ignored')", name="status_known"
+        ),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("whe"))
@@ -191,8 +221,9 @@ class WebhookEvent(Base):
     reference: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[str] = mapped_column(Text, nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
-    # pending → processed | dead (after the retries ran out; replayable by admins)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    status: Mapped[WebhookEventStatus] = mapped_column(
+        _enum(WebhookEventStatus, 16), nullable=False, default=WebhookEventStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     last_error: Mapped[str | None] = mapped_column(String(255))

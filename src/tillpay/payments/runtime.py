@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import httpx
 
 from tillpay.kit.db import Database
+from tillpay.kit.errors import Unprocessable
+from tillpay.payments.providers.base import ProviderAdapter
 from tillpay.payments.providers.registry import ProviderRegistry, build_registry
 from tillpay.settings import Settings
 
@@ -16,6 +18,15 @@ class PaymentsRuntime:
     settings: Settings
     database: Database
     providers: ProviderRegistry
+
+    def adapter(self, name: str) -> ProviderAdapter:
+        """The enabled adapter called ``name`` (422 when it is not enabled)."""
+        adapter = self.providers.get(name)
+        if adapter is None:
+            raise Unprocessable(
+                f"The provider {name!r} is not enabled.", code="provider_unavailable"
+            )
+        return adapter
 
     async def aclose(self) -> None:
         await self.providers.aclose()

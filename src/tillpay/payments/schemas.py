@@ -1,4 +1,5 @@
-"""Payment and refund bodies."""
+"""Payment, refund, webhook and ledger bodies; the response schemas build themselves from
+the models (``from_attributes``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class PaymentCreate(BaseModel):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     attempt_no: int
     status: PaymentStatus
@@ -42,6 +45,8 @@ class NextAction(BaseModel):
 
 
 class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # next_action: Payment.next_action
+
     id: str
     order_id: str
     provider: str
@@ -82,6 +87,8 @@ class RefundCreate(BaseModel):
 
 
 class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     payment_id: str
     amount: int
@@ -104,6 +111,8 @@ class WebhookAck(BaseModel):
 
 
 class WebhookEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     provider: str
     event_type: str
@@ -115,7 +124,9 @@ class WebhookEventOut(BaseModel):
 
 
 class LedgerBalanceOut(BaseModel):
-    account: str
+    model_config = ConfigDict(from_attributes=True)
+
+    account: str = Field(validation_alias="code")  # the ledger's account code
     kind: str
     owner_id: str | None
     currency: str

@@ -2,9 +2,7 @@
 
 Razorpay Checkout hands the page ``razorpay_order_id``, ``razorpay_payment_id`` and
 ``razorpay_signature`` (HMAC-SHA256 of ``order_id|payment_id`` with the key secret). The
-page posts them here as JSON. The signature only proves the browser saw a Razorpay
-payment; the payment's state is then read from Razorpay's API, exactly as the janitor
-would, so the callback can never mark anything paid by itself.
+page posts them here as JSON; :mod:`.razorpay_checkout` checks and syncs.
 """
 
 from __future__ import annotations
@@ -14,12 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tillpay.kit.errors import BadRequest, NotFound
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
-from tillpay.payments import service
-from tillpay.payments.models import Payment, PaymentStatus
-from tillpay.payments.providers.razorpay import RazorpayAdapter
+from tillpay.payments.models import PaymentStatus
+from tillpay.payments.providers.razorpay_checkout import confirm_checkout
 from tillpay.payments.runtime import PaymentsRuntime
 
 security_log = get_logger("tillpay.security")
@@ -40,7 +36,9 @@ class RazorpayCallback(BaseModel):
 
 
 class RazorpayCallbackOut(BaseModel):
-    payment_id: str
+    model_config = ConfigDict(from_attributes=True)
+
+    payment_id: str = Field(validation_alias="id")
     order_id: str
     status: PaymentStatus
 
@@ -65,27 +63,11 @@ async def razorpay_callback(
     """Public on purpose (it carries its own proof). The signature is checked against the
     order id tillpay saved for the payment's latest attempt, then the payment is synced
     with Razorpay's API; the answer is the synced status."""
-    adapter = rt.providers.get("razorpay")
-    if not isinstance(adapter, RazorpayAdapter):
-        raise NotFound("No such payment.")
-    async with rt.database.session() as session:
-        payment = await session.get(Payment, payment_id)
-        if payment is None or payment.provider != "razorpay":
-            raise NotFound("No such payment.")
-        latest = payment.attempts[-1] if payment.attempts else None
-        saved_order_id = latest.provider_object_id if latest is not None else None
-    if (
-        saved_order_id is None
-        or body.razorpay_order_id != saved_order_id
-        or not adapter.verify_checkout_signature(
-            order_id=saved_order_id,
-            payment_id=body.razorpay_payment_id,
-            signature=body.razorpay_signature,
-        )
-    ):
-        security_log.warning("razorpay.callback_signature_invalid", payment_id=payment_id)
-        raise BadRequest("Invalid Razorpay signature.", code="invalid_signature")
-    synced = await service.sync_payment(rt, payment_id, source="callback")
-    if synced is None:
-        raise NotFound("No such payment.")
-    return RazorpayCallbackOut(payment_id=synced.id, order_id=synced.order_id, status=synced.status)
+    payment = await confirm_checkout(
+        rt,
+        payment_id,
+        razorpay_order_id=body.razorpay_order_id,
+        razorpay_payment_id=body.razorpay_payment_id,
+        signature=body.razorpay_signature,
+    )
+    return RazorpayCallbackOut.model_validate(payment)
