@@ -6,7 +6,7 @@
     python3 dev.py test      # install test dependencies and run the whole test suite
                              # (parallel workers; extra arguments go to pytest)
     python3 dev.py check     # ruff, ruff format --check, mypy (strict on src, then tests),
-                             # alembic check
+                             # lint-imports (the package contract), alembic check
     python3 dev.py docs      # regenerate openapi.json and the README configuration table
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
 
@@ -95,6 +95,7 @@ def check() -> None:
     _run(BIN / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
     _run(BIN / "mypy")  # src/, strict
     _run(BIN / "mypy", "tests")  # non-strict ([[tool.mypy.overrides]] for tests.*)
+    _run(BIN / "lint-imports")  # [tool.importlinter] in pyproject.toml
     env = dict(os.environ)
     database = ROOT / "var" / "alembic-check.db"
     database.parent.mkdir(exist_ok=True)
