@@ -51,7 +51,7 @@ from tillpay.payments import routes as payments_routes
 from tillpay.payments.jobs import payments_runtime
 from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
-from tillpay.sandbox import psp as sandbox_psp
+from tillpay.sandbox import routes as sandbox_routes
 from tillpay.settings import Settings, load_settings
 from tillpay.worker import Worker
 
@@ -242,8 +242,8 @@ def create_app(
     app.include_router(payments_routes.admin)
     app.include_router(admin_routes.router)
     if settings.sandbox_on:
-        app.include_router(sandbox_psp.api)
-        app.include_router(sandbox_psp.page)
+        app.include_router(sandbox_routes.api)
+        app.include_router(sandbox_routes.page)
 
     if settings.docs_on:
         app.include_router(docs_routes.router)
