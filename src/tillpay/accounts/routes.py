@@ -16,10 +16,10 @@ from tillpay.accounts.deps import (
     Runtime,
     require_permission,
 )
-from tillpay.accounts.errors import Outcome
-from tillpay.accounts.models import AuthSession, Role, User
+from tillpay.accounts.models import AuthSession, Role
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
+from tillpay.accounts.responses import REFRESH_COOKIE, deliver, token_response
 from tillpay.accounts.schemas import (
     Accepted,
     AdminUserOut,
@@ -52,11 +52,10 @@ from tillpay.kit.errors import BadRequest
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.logging import get_logger
-from tillpay.kit.pagination import decode_cursor, encode_cursor
+from tillpay.kit.pagination import decode_cursor, next_cursor
 
 log = get_logger(__name__)
 
-REFRESH_COOKIE = "__Host-tillpay_refresh"
 AUTH_LIMIT = [Depends(RateLimit("auth"))]
 ACCEPTED = "If the address can be used, we have sent an email with the next step."
 
@@ -70,53 +69,6 @@ UserManager = Annotated[Principal, Depends(require_permission(Permission.USERS_M
 
 def _ip(request: Request) -> str:
     return client_ip(request.scope)
-
-
-def _deliver(rt: Runtime, background: BackgroundTasks, outcome: Outcome) -> None:
-    """Mail leaves after the response (and so after the commit)."""
-    for message in outcome.mail:
-        background.add_task(_send_quietly, rt, message)
-
-
-async def _send_quietly(rt: Runtime, message: Any) -> None:
-    try:
-        await rt.mailer.send(message)
-    except Exception:
-        log.exception("mail.delivery_failed", category=message.category)
-
-
-def _token_response(request: Request, rt: Runtime, issued: IssuedSession) -> JSONResponse:
-    body = TokenPair(
-        access_token=issued.access_token,
-        expires_in=issued.expires_in,
-        refresh_token=issued.refresh_token,
-        refresh_expires_at=issued.refresh_expires_at,
-        session_id=issued.session_id,
-    )
-    response = JSONResponse(body.model_dump(mode="json"))
-    if rt.settings.refresh_cookie_enabled:
-        response.set_cookie(
-            REFRESH_COOKIE,
-            issued.refresh_token,
-            max_age=rt.settings.session_absolute_ttl_seconds,
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite="strict",
-        )
-    return response
-
-
-def _user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        email_verified=user.email_verified,
-        role=user.role,
-        display_name=user.display_name,
-        totp_enabled=user.totp_enabled,
-        created_at=user.created_at,
-    )
 
 
 # ----------------------------------------------------------------------------- auth
@@ -137,7 +89,7 @@ async def register(
     outcome = await registration.register(
         session, rt, email=body.email, password=body.password, ip=_ip(request)
     )
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return Accepted(detail=ACCEPTED)
 
 
@@ -161,7 +113,7 @@ async def verify_email(
 async def resend_verification(
     principal: CurrentPrincipal, session: DbSession, rt: Runtime, background: BackgroundTasks
 ) -> Accepted:
-    _deliver(rt, background, await registration.resend_verification(session, rt, principal))
+    deliver(rt, background, await registration.resend_verification(session, rt, principal))
     return Accepted(detail=ACCEPTED)
 
 
@@ -182,7 +134,7 @@ async def login(body: LoginIn, request: Request, session: DbSession, rt: Runtime
         user_agent=request.headers.get("user-agent"),
     )
     if isinstance(result, IssuedSession):
-        return _token_response(request, rt, result)
+        return token_response(rt, result)
     return JSONResponse(MfaRequired(**result).model_dump(mode="json"))
 
 
@@ -201,8 +153,8 @@ async def login_mfa(
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    _deliver(rt, background, outcome)
-    return _token_response(request, rt, outcome.payload)
+    deliver(rt, background, outcome)
+    return token_response(rt, outcome.payload)
 
 
 @auth.post("/refresh", response_model=TokenPair, summary="Rotate the refresh token")
@@ -215,7 +167,7 @@ async def refresh(
     if not token:
         raise BadRequest("Send the refresh token.", code="missing_refresh_token")
     issued = await sessions.refresh(session, rt, refresh_token=token, ip=_ip(request))
-    return _token_response(request, rt, issued)
+    return token_response(rt, issued)
 
 
 @auth.post("/logout", status_code=204, summary="End this session")
@@ -230,18 +182,7 @@ async def logout(principal: CurrentPrincipal, session: DbSession, rt: Runtime) -
 @auth.get("/sessions", response_model=list[SessionOut], summary="List active sessions")
 async def list_sessions(principal: CurrentPrincipal, session: DbSession) -> list[SessionOut]:
     rows: list[AuthSession] = await sessions.list_sessions(session, principal)
-    return [
-        SessionOut(
-            id=r.id,
-            created_at=r.created_at,
-            last_used_at=r.last_used_at,
-            ip=r.ip,
-            user_agent=r.user_agent,
-            mfa=r.mfa,
-            current=r.id == principal.session_id,
-        )
-        for r in rows
-    ]
+    return [SessionOut.of(r, current=principal.session_id) for r in rows]
 
 
 @auth.delete("/sessions/{session_id}", status_code=204, summary="Revoke one session")
@@ -278,7 +219,7 @@ async def forgot_password(
     rt: Runtime,
     background: BackgroundTasks,
 ) -> Accepted:
-    _deliver(
+    deliver(
         rt,
         background,
         await passwords.forgot_password(session, rt, email=body.email, ip=_ip(request)),
@@ -302,7 +243,7 @@ async def reset_password(
     outcome = await passwords.reset_password(
         session, rt, token=body.token, new_password=body.new_password, ip=_ip(request)
     )
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return Response(status_code=204)
 
 
@@ -323,7 +264,7 @@ async def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
     )
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return Response(status_code=204)
 
 
@@ -365,7 +306,7 @@ async def totp_confirm(
     background: BackgroundTasks,
 ) -> Response:
     outcome = await totp.totp_confirm(session, rt, principal, code=body.code)
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 
 
@@ -380,7 +321,7 @@ async def totp_disable(
     outcome = await totp.totp_disable(
         session, rt, principal, password=body.password, code=body.code
     )
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return Response(status_code=204)
 
 
@@ -398,7 +339,7 @@ async def regenerate_recovery_codes(
     background: BackgroundTasks,
 ) -> Response:
     outcome = await totp.regenerate_recovery_codes(session, rt, principal, code=body.code)
-    _deliver(rt, background, outcome)
+    deliver(rt, background, outcome)
     return JSONResponse(RecoveryCodesOut(**outcome.payload).model_dump())
 
 
@@ -413,7 +354,7 @@ async def jwks(rt: Runtime) -> dict[str, Any]:
 
 @me.get("", response_model=UserOut, summary="The signed-in user")
 async def get_me(principal: CurrentPrincipal, session: DbSession) -> UserOut:
-    return _user_out(await users.get_user(session, principal.user_id))
+    return UserOut.model_validate(await users.get_user(session, principal.user_id))
 
 
 @me.patch("", response_model=UserOut, summary="Update the profile")
@@ -421,7 +362,7 @@ async def patch_me(
     body: ProfileUpdateIn, principal: CurrentPrincipal, session: DbSession
 ) -> UserOut:
     """Only profile fields; role, email, verification and 2FA are not settable here (422)."""
-    return _user_out(
+    return UserOut.model_validate(
         await profile.update_profile(session, principal, display_name=body.display_name)
     )
 
@@ -435,7 +376,7 @@ async def change_email(
     background: BackgroundTasks,
 ) -> Accepted:
     """Needs a recent authentication; the new address must be verified before it applies."""
-    _deliver(
+    deliver(
         rt,
         background,
         await profile.request_email_change(session, rt, principal, new_email=body.new_email),
@@ -444,12 +385,6 @@ async def change_email(
 
 
 # ----------------------------------------------------------------------------- admin
-
-
-def _admin_user_out(user: User) -> AdminUserOut:
-    return AdminUserOut(
-        **_user_out(user).model_dump(), is_active=user.is_active, last_login_at=user.last_login_at
-    )
 
 
 @admin.get("/users", response_model=AdminUserPage, summary="Search users")
@@ -463,10 +398,9 @@ async def admin_list_users(
 ) -> AdminUserPage:
     after = decode_cursor(cursor) if cursor else None
     found = await user_admin.list_users(session, query=q, role=role, after=after, limit=limit)
-    page, more = found[:limit], len(found) > limit
     return AdminUserPage(
-        items=[_admin_user_out(u) for u in page],
-        next_cursor=encode_cursor(page[-1].id) if more and page else None,
+        items=[AdminUserOut.model_validate(u) for u in found[:limit]],
+        next_cursor=next_cursor(found, limit),
     )
 
 
@@ -485,7 +419,7 @@ async def admin_update_user(
     user = await user_admin.admin_update_user(
         session, rt, principal, user_id, role=body.role, is_active=body.is_active
     )
-    return _admin_user_out(user)
+    return AdminUserOut.model_validate(user)
 
 
 @admin.post(

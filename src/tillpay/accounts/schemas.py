@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tillpay.accounts.models import Role
+from tillpay.accounts.models import AuthSession, Role
 
 Email = Annotated[str, Field(min_length=3, max_length=320, examples=["ada@shop.example"])]
 Password = Annotated[
@@ -118,6 +118,19 @@ class SessionOut(BaseModel):
     mfa: bool
     current: bool
 
+    @classmethod
+    def of(cls, row: AuthSession, *, current: str) -> SessionOut:
+        """``row`` as its owner sees it; ``current`` is the caller's own session id."""
+        return cls(
+            id=row.id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            mfa=row.mfa,
+            current=row.id == current,
+        )
+
 
 class TotpEnrollOut(BaseModel):
     secret: str = Field(description="Base32 secret, for manual entry.")
@@ -139,6 +152,8 @@ class RecoveryCodesOut(BaseModel):
 
 
 class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     email: str
     email_verified: bool
