@@ -27,10 +27,10 @@ from tillpay.kit.ids import new_id
 from tillpay.ledger import service as ledger
 from tillpay.ledger.models import LedgerTransaction
 from tillpay.payments.models import PaymentAttempt, PaymentStatus, RefundStatus, WebhookEvent
-from tillpay.payments.providers.paystack import (
+from tillpay.payments.providers.paystack import PaystackAdapter
+from tillpay.payments.providers.paystack_wire import (
     PAYMENT_STATUS,
     REFUND_STATUS,
-    PaystackAdapter,
     paystack_reference,
     tillpay_reference,
     verify_signature,

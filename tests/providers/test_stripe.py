@@ -33,11 +33,10 @@ from tillpay.payments.models import (
     RefundStatus,
     WebhookEvent,
 )
-from tillpay.payments.providers.stripe import (
+from tillpay.payments.providers.stripe import StripeAdapter, checkout_lifetime
+from tillpay.payments.providers.stripe_wire import (
     PAYMENT_INTENT_STATUS,
     REFUND_STATUS,
-    StripeAdapter,
-    checkout_lifetime,
     from_stripe_amount,
     intent_state,
     refund_state,

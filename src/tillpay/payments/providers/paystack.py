@@ -1,14 +1,11 @@
 """Adapter for Paystack, spoken to over its REST API with httpx.
 
 pypaystack2 (the maintained async SDK) compares webhook signatures with ``==``, so the few
-wire rules live here instead, pinned by known-answer tests (docs/providers/paystack.md):
+wire rules are tillpay's own: the pure ones (references, amounts, statuses, signatures) live
+in :mod:`tillpay.payments.providers.paystack_wire`; the calls live here:
 
 - every call carries ``Authorization: Bearer <secret key>``; answers are envelopes
   ``{"status": bool, "message": str, "data": …}``;
-- amounts are integers in the currency's subunit (kobo, pesewas, cents);
-- ``reference`` may only hold letters, digits, ``-``, ``.`` and ``=``, so tillpay's attempt
-  reference ``{payment_id}_{attempt_no}`` travels with ``_`` written as ``-``
-  (:func:`paystack_reference`); tillpay ids never contain ``-``, so the mapping is exact;
 - Paystack rejects a reused reference ("Duplicate Transaction Reference"), which makes
   retrying ``transaction/initialize`` safe: a retry can never open a second transaction;
 - refunds have no idempotency key: each carries ``merchant_note = "tillpay refund <id>"``
@@ -17,9 +14,7 @@ wire rules live here instead, pinned by known-answer tests (docs/providers/payst
   ``to`` and pages with ``perPage``/``page`` (``meta.pageCount``); it has no transaction
   filter. The look-up therefore pages through every refund created since the tillpay
   refund (its id carries its creation time), bounded by :data:`REFUND_LOOKUP_PAGES`;
-  past the bound an earlier refund cannot be ruled out and nothing is created;
-- webhooks: ``x-paystack-signature`` is the hex HMAC-SHA512 of the raw body keyed with the
-  secret key; there is no timestamp and no event id.
+  past the bound an earlier refund cannot be ruled out and nothing is created.
 
 A webhook is only a hint: the payment service re-reads ``transaction/verify`` and checks
 amount, currency and reference before anything is marked paid.
@@ -27,11 +22,8 @@ amount, currency and reference before anything is marked paid.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import json
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Final
@@ -42,64 +34,24 @@ import httpx
 from tillpay.kit.ids import id_created_at
 from tillpay.kit.money import FIAT_EXPONENTS
 from tillpay.kit.outbound import ProviderClient, ProviderError, ProviderUnavailable
-from tillpay.payments.models import PaymentStatus, RefundStatus
-from tillpay.payments.providers.base import (
-    CreateRequest,
-    ProviderState,
-    RefundState,
-    WebhookNotice,
-    tillpay_refund_id,
+from tillpay.payments.models import PaymentStatus
+from tillpay.payments.providers.base import CreateRequest, ProviderState, RefundState, WebhookNotice
+from tillpay.payments.providers.paystack_wire import (
+    PAYMENT_STATUS,
+    REFUND_EVENTS,
+    REFUND_STATUS,
+    SIGNATURE_HEADER,
+    paystack_reference,
+    refund_marker,
+    refund_state,
+    subunit_amount,
+    tillpay_reference,
+    transaction_state,
+    verify_signature,
 )
 from tillpay.settings import ConfigurationError, Settings
 
-__all__ = [
-    "PAYMENT_STATUS",
-    "REFUND_EVENTS",
-    "REFUND_LOOKUP_PAGES",
-    "REFUND_STATUS",
-    "SIGNATURE_HEADER",
-    "PaystackAdapter",
-    "paystack_reference",
-    "tillpay_reference",
-    "verify_signature",
-    "webhook_signature",
-]
-
-SIGNATURE_HEADER: Final = "x-paystack-signature"
-
-# Paystack transaction status → (tillpay attempt status, review reason). A review reason
-# flags the payment for a person (see ProviderState.needs_review).
-PAYMENT_STATUS: Final[Mapping[str, tuple[PaymentStatus, str | None]]] = {
-    "success": (PaymentStatus.SUCCEEDED, None),
-    "failed": (PaymentStatus.FAILED, None),
-    # What verify reports for a transaction the payer has not completed yet; tillpay's own
-    # order deadline ends it.
-    "abandoned": (PaymentStatus.REQUIRES_ACTION, None),
-    "ongoing": (PaymentStatus.PROCESSING, None),
-    "pending": (PaymentStatus.PROCESSING, None),
-    "processing": (PaymentStatus.PROCESSING, None),
-    "queued": (PaymentStatus.PROCESSING, None),
-    # Money came and went back (a reversal): never fulfil; a person looks at it.
-    "reversed": (PaymentStatus.FAILED, "reversed_at_provider"),
-}
-REFUND_STATUS: Final[Mapping[str, RefundStatus]] = {
-    "pending": RefundStatus.PENDING,
-    "processing": RefundStatus.PENDING,
-    # Paystack needs the customer's bank details (dashboard or retry endpoint); the money
-    # has not moved yet, so the refund stays pending while the janitor keeps polling.
-    "needs-attention": RefundStatus.PENDING,
-    "processed": RefundStatus.SUCCEEDED,
-    "failed": RefundStatus.FAILED,
-}
-REFUND_EVENTS: Final = frozenset(
-    {
-        "refund.pending",
-        "refund.processing",
-        "refund.processed",
-        "refund.failed",
-        "refund.needs-attention",
-    }
-)
+__all__ = ["REFUND_LOOKUP_PAGES", "PaystackAdapter"]
 
 # The refund look-up reads at most this many pages of 100 refunds created since the
 # refund (1,000 refunds); past it the refund stays unknown rather than risk a second one.
@@ -108,60 +60,8 @@ _REFUND_PAGE_SIZE: Final = 100
 # Listed from this long before the refund's id time: covers clock skew between tillpay and
 # Paystack (the refund row is written before the first create is sent).
 _REFUND_LOOKUP_SLACK: Final = timedelta(hours=1)
-
-_OUR_REFERENCE: Final = re.compile(r"[a-z]{2,8}_[0-9A-Z]{26}_[0-9]{1,9}")
-_THEIR_REFERENCE: Final = re.compile(r"[a-z]{2,8}-[0-9A-Z]{26}-[0-9]{1,9}")
 _DUPLICATE_REFERENCE: Final = "duplicate transaction reference"
 _REFERENCE_NOT_FOUND: Final = "transaction reference not found"
-
-
-def webhook_signature(body: bytes, secret_key: str) -> str:
-    """The ``x-paystack-signature`` value Paystack sends for ``body``."""
-    return hmac.new(secret_key.encode(), body, hashlib.sha512).hexdigest()
-
-
-def verify_signature(body: bytes, signature: str | None, secret_key: str) -> bool:
-    """Constant-time check of an ``x-paystack-signature`` over the raw body."""
-    if not signature or not signature.isascii():
-        return False
-    return hmac.compare_digest(webhook_signature(body, secret_key), signature)
-
-
-def paystack_reference(reference: str) -> str:
-    """tillpay's attempt reference as Paystack accepts it (``_`` → ``-``)."""
-    if not _OUR_REFERENCE.fullmatch(reference):
-        raise ValueError(f"not a tillpay attempt reference: {reference!r}")
-    return reference.replace("_", "-")
-
-
-def tillpay_reference(reference: str) -> str | None:
-    """The tillpay attempt reference behind a Paystack reference; ``None`` for references
-    tillpay did not make (other integrations on the same Paystack account)."""
-    if not _THEIR_REFERENCE.fullmatch(reference):
-        return None
-    return reference.replace("-", "_")
-
-
-def _int(value: Any) -> int | None:
-    """Paystack's samples send amounts as numbers or digit strings."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-def _code(text: Any, default: str) -> str:
-    """A short machine code from Paystack's free text ("Insufficient Funds" →
-    ``insufficient_funds``)."""
-    slug = re.sub(r"[^a-z0-9]+", "_", str(text or "").lower()).strip("_")
-    return slug[:64] or default
-
-
-def _refund_marker(refund_id: str) -> str:
-    return f"tillpay refund {refund_id}"
 
 
 class PaystackAdapter:
@@ -317,40 +217,7 @@ class PaystackAdapter:
             raise ProviderError("not_found")
         if response.status_code >= 400:
             raise self._refused(response)
-        return self._state(self._data(response))
-
-    @staticmethod
-    def _state(data: Mapping[str, Any]) -> ProviderState:
-        provider_status = str(data.get("status"))
-        status, review = PAYMENT_STATUS.get(provider_status, (PaymentStatus.UNKNOWN, None))
-        raw_reference = str(data.get("reference") or "")
-        # A reference tillpay did not make is reported as is, so it can never match.
-        reference = tillpay_reference(raw_reference) or raw_reference
-        authorization = data.get("authorization")
-        card = authorization if isinstance(authorization, dict) else {}
-        currency = data.get("currency")
-        return ProviderState(
-            status=status,
-            provider_status=provider_status,
-            provider_object_id=str(data["id"]) if data.get("id") is not None else None,
-            amount=_int(data.get("amount")),
-            currency=str(currency).upper() if currency else None,
-            reference=reference,
-            decline_code=(
-                _code(data.get("gateway_response"), "declined")
-                if status is PaymentStatus.FAILED
-                else None
-            ),
-            needs_review=review,
-            # Never the authorization_code (a reusable card token) or the customer.
-            summary={
-                "status": provider_status,
-                "gateway_response": data.get("gateway_response"),
-                "channel": data.get("channel"),
-                "card_brand": card.get("brand"),
-                "card_last4": card.get("last4"),
-            },
-        )
+        return transaction_state(self._data(response))
 
     # ------------------------------------------------------------------------- refunds
 
@@ -364,12 +231,12 @@ class PaystackAdapter:
         currency: str,
         reason: str,
     ) -> RefundState:
-        marker = _refund_marker(refund_id)
+        marker = refund_marker(refund_id)
         # No idempotency key at Paystack: an earlier try whose answer was lost must be
         # found before a second refund can be created.
         existing = await self._find_refund(marker, refund_id)
         if existing is not None:
-            return self._refund_state(existing)
+            return refund_state(existing)
         response = await self.client.request(
             "POST",
             "/refund",
@@ -382,7 +249,7 @@ class PaystackAdapter:
         )
         if response.status_code >= 400:
             raise self._refused(response)
-        return self._refund_state(self._data(response))
+        return refund_state(self._data(response))
 
     async def refund_payment_reference(self, notice: WebhookNotice) -> str | None:
         return None  # refund events carry the transaction reference
@@ -391,10 +258,10 @@ class PaystackAdapter:
         self, *, refund_id: str, provider_refund_id: str | None, provider_object_id: str
     ) -> RefundState:
         if provider_refund_id is None:
-            found = await self._find_refund(_refund_marker(refund_id), refund_id)
+            found = await self._find_refund(refund_marker(refund_id), refund_id)
             if found is None:
                 raise ProviderError("refund_id_unknown")
-            return self._refund_state(found)
+            return refund_state(found)
         response = await self.client.request(
             "GET", f"/refund/{quote(provider_refund_id, safe='')}", retry_safe=True
         )
@@ -402,7 +269,7 @@ class PaystackAdapter:
             raise ProviderError("not_found")
         if response.status_code >= 400:
             raise self._refused(response)
-        return self._refund_state(self._data(response))
+        return refund_state(self._data(response))
 
     async def transaction_refunds(
         self, *, provider_object_id: str, reference: str
@@ -426,7 +293,7 @@ class PaystackAdapter:
                 txn = item.get("transaction")
                 txn_id = txn.get("id") if isinstance(txn, dict) else txn
                 if str(txn_id) == provider_object_id:
-                    found.append(self._refund_state(item))
+                    found.append(refund_state(item))
             if page >= page_count:
                 return found
             if page >= REFUND_LOOKUP_PAGES:
@@ -479,21 +346,6 @@ class PaystackAdapter:
             raise ProviderUnavailable("paystack: malformed refund list")
         return items, page_count
 
-    @staticmethod
-    def _refund_state(data: Mapping[str, Any]) -> RefundState:
-        provider_status = str(data.get("status"))
-        status = REFUND_STATUS.get(provider_status, RefundStatus.UNKNOWN)
-        return RefundState(
-            status=status,
-            provider_refund_id=str(data["id"]) if data.get("id") is not None else None,
-            amount=_int(data.get("amount")),
-            provider_status=provider_status,
-            failure_code="refund_failed" if status is RefundStatus.FAILED else None,
-            tillpay_refund_id=tillpay_refund_id(
-                str(data.get("merchant_note") or "").removeprefix(_refund_marker(""))
-            ),
-        )
-
     # ------------------------------------------------------------------------- webhooks
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> bool:
@@ -528,7 +380,7 @@ class PaystackAdapter:
                 reference=reference,
                 provider_object_id=str(data["id"]) if data.get("id") is not None else None,
                 status=status[0] if status else None,
-                amount=_int(data.get("amount")),
+                amount=subunit_amount(data.get("amount")),
                 currency=str(currency).upper() if currency else None,
             )
         if name in REFUND_EVENTS:
@@ -554,6 +406,6 @@ class PaystackAdapter:
                 provider_object_id=None,
                 refund_status=REFUND_STATUS.get(str(data.get("status"))),
                 provider_refund_id=str(refund_id) if refund_id is not None else None,
-                amount=_int(data.get("amount")),
+                amount=subunit_amount(data.get("amount")),
             )
         return None
