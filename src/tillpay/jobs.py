@@ -1,8 +1,22 @@
-"""Imports every module that registers worker jobs."""
+"""The worker's schedule: every periodic job, its name and how often it runs (seconds).
+
+Each job's body lives with its domain; whether a run overlaps another process's run is
+each job's own concern (row locks, ``SKIP LOCKED``), not the schedule's.
+"""
+
+from __future__ import annotations
 
 from tillpay.events import jobs as events_jobs
 from tillpay.kit import idempotency_jobs
+from tillpay.kit.jobs import Job
 from tillpay.payments import jobs as payments_jobs
 from tillpay.sandbox import jobs as sandbox_jobs
 
-__all__ = ["events_jobs", "idempotency_jobs", "payments_jobs", "sandbox_jobs"]
+SCHEDULE: tuple[Job, ...] = (
+    Job("events.relay", 2.0, events_jobs.relay),
+    Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
+    Job("payments.process_webhooks", 1.0, payments_jobs.process_webhooks),
+    Job("payments.janitor", 30.0, payments_jobs.janitor),
+    Job("orders.expire", 30.0, payments_jobs.expire_orders),
+    Job("sandbox.deliver_webhooks", 1.0, sandbox_jobs.deliver_webhooks),
+)

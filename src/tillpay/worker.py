@@ -1,6 +1,6 @@
 """The background worker: periodic jobs run in-process by default or by `tillpay worker`.
 
-Domains register jobs with :func:`tillpay.kit.jobs.job`. Every run gets a fresh database
+The schedule is ``tillpay/jobs.py``. Every run gets a fresh database
 session of its own and commits only when the job returned normally; a failing job is
 logged and retried at its next interval, never taking the loop down.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tillpay.kit.jobs import Job, JobContext, registered
+from tillpay.kit.jobs import Job, JobContext
 from tillpay.kit.logging import get_logger
 from tillpay.settings import Settings
 
@@ -18,10 +18,10 @@ log = get_logger(__name__)
 
 
 def registered_jobs() -> list[Job]:
-    """Every job the domains register (importing them registers them)."""
-    import tillpay.jobs  # noqa: F401 - registration side effect
+    """Every scheduled job (``tillpay/jobs.py``)."""
+    from tillpay.jobs import SCHEDULE  # the schedule imports every domain: only when run
 
-    return registered()
+    return list(SCHEDULE)
 
 
 class Worker:

@@ -37,7 +37,7 @@ def test_a_provided_collaborator_is_used_instead_of_building_one() -> None:
     assert context.shared(build) == "the app's own"
 
 
-def test_every_domain_registers_its_jobs_with_their_schedules() -> None:
+def test_the_schedule_lists_every_job_with_its_interval() -> None:
     schedule = {job.name: job.interval for job in registered_jobs()}
     assert schedule == {
         "events.relay": 2.0,

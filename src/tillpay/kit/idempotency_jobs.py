@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from tillpay.kit import idempotency
-from tillpay.kit.jobs import JobContext, job
+from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import get_logger
 
 log = get_logger(__name__)
 
 
-@job("idempotency.purge", interval=3600.0)
 async def purge_idempotency_keys(context: JobContext[Any]) -> None:
     """Forget idempotency keys older than their retention (72 h)."""
     async with context.database.session() as session, session.begin():

@@ -46,7 +46,6 @@ class JobContext(Generic[SettingsT]):
 
 
 JobFunc = Callable[[JobContext[Any]], Awaitable[None]]
-F = TypeVar("F", bound=JobFunc)
 
 
 @dataclass(frozen=True)
@@ -54,21 +53,3 @@ class Job:
     name: str
     interval: float
     func: JobFunc
-
-
-_REGISTRY: dict[str, Job] = {}
-
-
-def job(name: str, *, interval: float) -> Callable[[F], F]:
-    """Register the decorated function to run every ``interval`` seconds as ``name``."""
-
-    def decorator(func: F) -> F:
-        _REGISTRY[name] = Job(name, interval, func)
-        return func
-
-    return decorator
-
-
-def registered() -> list[Job]:
-    """The jobs registered so far, in registration order."""
-    return list(_REGISTRY.values())

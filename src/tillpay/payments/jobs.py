@@ -3,7 +3,7 @@ expiry (which waits for open payments)."""
 
 from __future__ import annotations
 
-from tillpay.kit.jobs import JobContext, job
+from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import get_logger
 from tillpay.payments import sync, webhooks
 from tillpay.payments.expiry import expire_unpaid_orders
@@ -20,17 +20,14 @@ def payments_runtime(context: JobContext[Settings]) -> PaymentsRuntime:
     )
 
 
-@job("payments.process_webhooks", interval=1.0)
 async def process_webhooks(context: JobContext[Settings]) -> None:
     await webhooks.process_due_webhooks(context.shared(payments_runtime))
 
 
-@job("payments.janitor", interval=30.0)
 async def janitor(context: JobContext[Settings]) -> None:
     await sync.janitor_pass(context.shared(payments_runtime))
 
 
-@job("orders.expire", interval=30.0)
 async def expire_orders(context: JobContext[Settings]) -> None:
     """Expire unpaid orders past their window and release their stock."""
     async with context.database.session() as session, session.begin():

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from tillpay.kit.db import utcnow
-from tillpay.kit.jobs import JobContext, job
+from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import tls_context
 from tillpay.sandbox import psp
@@ -78,6 +78,5 @@ async def deliver_due(context: JobContext[Settings], *, limit: int = 20) -> int:
     return delivered
 
 
-@job("sandbox.deliver_webhooks", interval=1.0)
 async def deliver_webhooks(context: JobContext[Settings]) -> None:
     await deliver_due(context)
