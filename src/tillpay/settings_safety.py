@@ -31,6 +31,9 @@ class Risk:
 #: Each override and when it is legitimate (README and docs/operations.md describe them).
 OVERRIDES = {
     "i_understand_database_without_tls": "a sidecar or the network encrypts database traffic",
+    "i_understand_database_tls_unverified": (
+        "the database's certificate cannot be verified and the network path is trusted"
+    ),
     "i_understand_redis_without_tls": "a sidecar or the network encrypts Redis traffic",
     "i_understand_broker_without_tls": "a sidecar or the network encrypts broker traffic",
     "i_understand_ratelimit_disabled": "a gateway in front enforces rate limits",
@@ -164,15 +167,22 @@ def production_risks(settings: Settings) -> Iterator[Risk]:
 
 def _plaintext_risks(settings: Settings) -> Iterator[Risk]:
     dsn = settings.database_dsn
-    if (
-        dsn.startswith("postgresql")
-        and settings.database_ssl_mode == "disable"
-        and not all(is_local_host(host) for host in postgres_hosts(dsn))
-    ):
+    remote_postgres = dsn.startswith("postgresql") and not all(
+        is_local_host(host) for host in postgres_hosts(dsn)
+    )
+    if remote_postgres and settings.database_ssl_mode == "disable":
         yield Risk(
             "TILLPAY_DATABASE_SSL_MODE: `disable` sends database traffic unencrypted to "
             "another host; use `verify-full`",
             override="i_understand_database_without_tls",
+        )
+    if remote_postgres and settings.database_ssl_mode == "require":
+        # Checklist item 62: TLS to PostgreSQL *with certificate validation*; `require`
+        # accepts any certificate, so whoever sits on the path can read and change traffic.
+        yield Risk(
+            "TILLPAY_DATABASE_SSL_MODE: `require` encrypts but accepts any server "
+            "certificate; use `verify-full` (with TILLPAY_DATABASE_SSL_ROOT_CERT)",
+            override="i_understand_database_tls_unverified",
         )
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     if redis_url and _remote_plaintext(redis_url, tls={"rediss"}, local={"unix"}):

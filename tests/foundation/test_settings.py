@@ -184,6 +184,22 @@ def test_production_accepts_plaintext_postgresql_on_this_host(url: str) -> None:
     Settings(**{**SAFE_PRODUCTION, "database_url": url, "database_ssl_mode": "disable"})
 
 
+def test_production_refuses_unverified_tls_to_postgresql_on_another_host() -> None:
+    """`require` encrypts but takes any certificate: a machine in the middle can read it."""
+    with pytest.raises(ConfigurationError, match="TILLPAY_I_UNDERSTAND_DATABASE_TLS_UNVERIFIED"):
+        Settings(**{**SAFE_PRODUCTION, "database_ssl_mode": "require"})
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_production_accepts_verified_tls_to_postgresql(mode: str) -> None:
+    Settings(**{**SAFE_PRODUCTION, "database_ssl_mode": mode})
+
+
+def test_production_accepts_unverified_tls_to_postgresql_on_this_host() -> None:
+    local = "postgresql+asyncpg://tillpay@127.0.0.1/tillpay"
+    Settings(**{**SAFE_PRODUCTION, "database_url": local, "database_ssl_mode": "require"})
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -223,6 +239,11 @@ def test_a_refusal_that_has_an_override_names_it() -> None:
         (
             {"database_ssl_mode": "disable"},
             "i_understand_database_without_tls",
+            "TILLPAY_DATABASE_SSL_MODE",
+        ),
+        (
+            {"database_ssl_mode": "require"},
+            "i_understand_database_tls_unverified",
             "TILLPAY_DATABASE_SSL_MODE",
         ),
         (

@@ -15,6 +15,11 @@ class AcceptedRiskSettings(BaseModel):
         description="Production: accept `DATABASE_SSL_MODE=disable` to another host (TLS "
         "by a sidecar or the network). Logged as a warning at every start.",
     )
+    i_understand_database_tls_unverified: bool = Field(
+        False,
+        description="Production: accept `DATABASE_SSL_MODE=require` to another host (TLS "
+        "without checking the server certificate). Logged as a warning at every start.",
+    )
     i_understand_redis_without_tls: bool = Field(
         False,
         description="Production: accept `redis://` to another host (TLS by a sidecar or the "
