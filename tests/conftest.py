@@ -319,7 +319,7 @@ def accounts(client: httpx.AsyncClient, mail_dir: Path) -> Any:
 
 
 def app_of(client: httpx.AsyncClient) -> FastAPI:
-    return client.app  # type: ignore[attr-defined,no-any-return]
+    return client.app  # type: ignore[attr-defined]
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -72,7 +72,7 @@ class Accounts:
 
     @property
     def database(self) -> Database:
-        return self.client.app.state.database  # type: ignore[attr-defined,no-any-return]
+        return self.client.app.state.database  # type: ignore[attr-defined]
 
     async def register(self, email: str | None = None, password: str = PASSWORD) -> Account:
         account = Account(email=email or unique_email(), password=password)

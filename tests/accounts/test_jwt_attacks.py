@@ -42,7 +42,7 @@ def encode_segment(value: dict[str, Any]) -> str:
 
 
 def decode_segment(segment: str) -> dict[str, Any]:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))  # type: ignore[no-any-return]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
 def hs256(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:

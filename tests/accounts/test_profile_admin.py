@@ -45,7 +45,7 @@ async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[ht
 async def _me(accounts: Accounts, account: Account) -> dict[str, object]:
     response = await accounts.client.get("/v1/me", headers=account.headers)
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 async def _make_auth_stale(accounts: Accounts, account: Account) -> None:

@@ -17,7 +17,7 @@ from tillpay.kit.db import utcnow
 async def _me(accounts: Accounts, account: Account) -> dict[str, object]:
     response = await accounts.client.get("/v1/me", headers=account.headers)
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 async def _update_session(accounts: Accounts, session_id: str, **values: object) -> None:

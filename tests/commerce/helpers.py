@@ -44,7 +44,7 @@ class Shop:
         }
         response = await self.client.post("/v1/products", json=body, headers=vendor.headers)
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     async def add_to_cart(
         self, customer: Account, variant_id: str, quantity: int = 1
@@ -71,4 +71,4 @@ class Shop:
         assert added.status_code == 200, added.text
         response = await self.checkout(customer)
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()

@@ -27,7 +27,7 @@ async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[ht
 async def cart_of(shop: Shop, customer: Account) -> dict[str, Any]:
     response = await shop.client.get("/v1/cart", headers=customer.headers)
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 async def variant_in_cart(

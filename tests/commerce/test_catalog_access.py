@@ -37,7 +37,7 @@ async def send(
 async def public_view(shop: Shop, product: dict[str, Any]) -> dict[str, Any]:
     response = await shop.client.get(f"/v1/products/{product['id']}")
     assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 async def test_customer_cannot_create_or_change_products(shop: Shop) -> None:

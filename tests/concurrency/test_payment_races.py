@@ -50,7 +50,7 @@ def checkout(client: httpx.AsyncClient, mail_dir: Path) -> Checkout:
 
 
 def database(checkout: Checkout) -> Database:
-    return checkout.app.state.database  # type: ignore[no-any-return]
+    return checkout.app.state.database
 
 
 async def warm_pool(db: Database, connections: int) -> None:

@@ -130,7 +130,7 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 node[name] = value
             else:
                 node = node.setdefault(name, {})
-    return _lists(root)  # type: ignore[no-any-return]
+    return _lists(root)
 
 
 def _lists(node: Any) -> Any:

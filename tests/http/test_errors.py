@@ -18,7 +18,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
     assert body["status"] == status
     assert body["instance"] == f"urn:request:{response.headers['x-request-id']}"
     assert str(body["type"]).startswith("https://")
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:

@@ -31,7 +31,7 @@ async def test_body_at_the_limit_is_accepted(make_client: ClientFactory) -> None
 async def test_streamed_body_without_length_is_cut_at_the_limit(
     make_client: ClientFactory,
 ) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks():
         for _ in range(200):
             yield b"y" * 1024
 
@@ -110,7 +110,7 @@ async def test_nul_byte_in_path_or_query_is_400(make_client: ClientFactory) -> N
 
 
 async def test_nul_character_in_a_json_string_never_causes_a_500(
-    accounts,  # type: ignore[no-untyped-def]
+    accounts,
 ) -> None:
     account = await accounts.user()
     response = await accounts.client.patch(

@@ -7,7 +7,7 @@ from tests.payments.helpers import Checkout
 
 
 @pytest.fixture
-def shop(accounts):  # type: ignore[no-untyped-def]
+def shop(accounts):
     return Shop(accounts)
 
 

@@ -33,7 +33,7 @@ class Checkout:
 
     @property
     def runtime(self) -> PaymentsRuntime:
-        return self.app.state.payments  # type: ignore[no-any-return]
+        return self.app.state.payments
 
     async def pay(
         self, customer: Account, order_id: str, *, key: str | None = None, **body: Any

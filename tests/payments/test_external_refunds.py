@@ -38,7 +38,7 @@ async def refund_at_sandbox(
         headers={**api, "Idempotency-Key": key},
     )
     assert refunded.status_code == 201, refunded.text
-    return refunded.json()  # type: ignore[no-any-return]
+    return refunded.json()
 
 
 async def refunds_of(checkout: Checkout, payment_id: str) -> list[Refund]:

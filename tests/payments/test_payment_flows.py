@@ -81,7 +81,7 @@ async def queued_body(checkout: Checkout) -> dict[str, Any]:
             .first()
         )
     assert body is not None
-    return json.loads(body)  # type: ignore[no-any-return]
+    return json.loads(body)
 
 
 def signed(checkout: Checkout, event: dict[str, Any]) -> tuple[bytes, str]:

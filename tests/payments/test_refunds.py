@@ -46,7 +46,7 @@ async def paid_order_of(
     await checkout.process_webhooks()
     paid = await fetch(checkout, customer, f"/v1/payments/{payment['id']}")
     assert paid["status"] == "succeeded"
-    return paid  # type: ignore[no-any-return]
+    return paid
 
 
 async def test_partial_refunds_add_up(checkout: Checkout) -> None:

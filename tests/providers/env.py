@@ -86,11 +86,11 @@ class ProviderEnv(Generic[EmulatorT]):
 
     async def payment(self, customer: Account, payment_id: str) -> Json:
         response = await self.client.get(f"/v1/payments/{payment_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     async def order(self, customer: Account, order_id: str) -> Json:
         response = await self.client.get(f"/v1/orders/{order_id}", headers=customer.headers)
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     # ------------------------------------------------------------------ the admin
 
