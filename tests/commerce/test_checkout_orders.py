@@ -19,6 +19,7 @@ from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tillpay.audit.models import AuditEvent
 from tillpay.audit.service import Actor
+from tillpay.catalog import inventory
 from tillpay.catalog.models import ReservationStatus, StockReservation, Variant
 from tillpay.kit import idempotency
 from tillpay.kit.db import Database, utcnow
@@ -61,7 +62,7 @@ async def mark_paid(shop: Shop, order_id: str) -> None:
         await service.transition(
             session, order, OrderStatus.PAID, actor=Actor.system(), reason="test"
         )
-        await service.commit_reservations(session, order_id)
+        await inventory.commit_reservations(session, order_id)
 
 
 async def expire_due_later(shop: Shop) -> int:

@@ -138,16 +138,6 @@ async def checkout(session: AsyncSession, settings: Settings, principal: Princip
     return order
 
 
-async def release_reservations(session: AsyncSession, order_id: str) -> int:
-    """The order will not be paid: its held stock returns to the catalog, once."""
-    return await inventory.release_reservations(session, order_id)
-
-
-async def commit_reservations(session: AsyncSession, order_id: str) -> int:
-    """The order was paid: its held stock is sold for good."""
-    return await inventory.commit_reservations(session, order_id)
-
-
 async def lock_order(session: AsyncSession, order_id: str) -> Order | None:
     return (
         await session.execute(
@@ -228,7 +218,7 @@ async def cancel(session: AsyncSession, principal: Principal, order_id: str) -> 
     await transition(
         session, order, OrderStatus.CANCELLED, actor=principal.actor(), reason="cancelled"
     )
-    await release_reservations(session, order.id)
+    await inventory.release_reservations(session, order.id)
     return order
 
 
@@ -354,6 +344,6 @@ async def expire_due(
             actor=Actor.system(),
             reason="payment_window_passed",
         )
-        await release_reservations(session, order.id)
+        await inventory.release_reservations(session, order.id)
         expired += 1
     return expired

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.audit.service import Actor, record
+from tillpay.catalog import inventory
 from tillpay.events.service import emit
 from tillpay.kit.db import lock_row, utcnow
 from tillpay.kit.errors import NotFound
@@ -211,7 +212,7 @@ async def sync_payment_status(
                 reason="payment_succeeded",
                 data={"payment_id": payment.id},
             )
-            await orders.commit_reservations(session, order.id)
+            await inventory.commit_reservations(session, order.id)
             await ledger.post(
                 session,
                 kind="payment",
