@@ -281,7 +281,8 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
         app.state.provider_transport = routing
         if setup is not None:
             setup(app)
-        async with LifespanManager(app):
+        # Generous timeouts: a loaded 2-core machine can take seconds to start an app.
+        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
             # The app itself, not manager.app: asgi-lifespan would hand every request the
             # same scope["state"] dict, so parallel requests would overwrite each other's
             # request id (servers copy it per request; tillpay keeps no lifespan state).

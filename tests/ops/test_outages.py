@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import asyncpg
+import httpx
 import pytest
 
-from tests.conftest import REDIS_TEST_PREFIX, REDIS_TEST_URL, ClientFactory
+from tests.conftest import PG_ADMIN_DSN, REDIS_TEST_PREFIX, REDIS_TEST_URL, ClientFactory
 from tillpay.kit.ratelimit import RateLimiter
 
 CLOSED_PORT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/gone"
@@ -81,3 +83,29 @@ async def test_redis_pool_exhaustion_is_not_treated_as_an_outage() -> None:
     assert busy.degraded
     assert after.allowed
     assert not after.degraded
+
+
+async def test_pooled_connections_the_server_closed_are_replaced_without_failing_requests(
+    client: httpx.AsyncClient, backend: str, database_url: str
+) -> None:
+    """PostgreSQL restarted or an operator ended the backends: the next requests get fresh
+    connections instead of errors (no per-checkout ping round trip is needed for this)."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no server to close connections")
+    for _ in range(3):
+        assert (await client.get("/v1/products")).status_code == 200
+    name = database_url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            name,
+        )
+    finally:
+        await conn.close()
+    assert ended >= 1
+    await asyncio.sleep(0.2)  # the server's goodbye reaches the pooled sockets
+
+    statuses = [(await client.get("/v1/products")).status_code for _ in range(5)]
+
+    assert statuses == [200] * 5

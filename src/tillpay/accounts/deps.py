@@ -29,7 +29,7 @@ from tillpay.kit.logging import get_logger
 log = get_logger("tillpay.authz")
 
 
-def get_runtime(request: Request) -> AccountsRuntime:
+async def get_runtime(request: Request) -> AccountsRuntime:
     runtime: AccountsRuntime = request.app.state.accounts
     return runtime
 
@@ -116,10 +116,10 @@ async def current_principal(request: Request, rt: Runtime) -> Principal:
     session_id = claims.get("sid")
     if not isinstance(session_id, str):
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
-    # A short session of its own, closed before the route runs: the request's unit of
-    # work is neither begun nor committed here, and SQLite's lock (every transaction takes
-    # it) is released before routes that talk to providers open their own transactions.
-    async with rt.database.session() as db:
+    # A read session of its own, closed before the route runs: one statement, no
+    # transaction (no BEGIN/ROLLBACK round trips, no SQLite write lock), and the request's
+    # unit of work is neither begun nor committed here.
+    async with rt.database.read_session() as db:
         state = await _load_state(db, session_id)
     reason = _rejection(state, claims)
     if reason is not None or state is None:

@@ -47,7 +47,7 @@ from tillpay.accounts.schemas import (
     UserOut,
 )
 from tillpay.accounts.sessions import IssuedSession
-from tillpay.kit.db import DbSession
+from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.errors import BadRequest
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
@@ -180,7 +180,7 @@ async def logout(principal: CurrentPrincipal, session: DbSession, rt: Runtime) -
 
 
 @auth.get("/sessions", response_model=list[SessionOut], summary="List active sessions")
-async def list_sessions(principal: CurrentPrincipal, session: DbSession) -> list[SessionOut]:
+async def list_sessions(principal: CurrentPrincipal, session: ReadSession) -> list[SessionOut]:
     rows: list[AuthSession] = await sessions.list_sessions(session, principal)
     return [SessionOut.of(r, current=principal.session_id) for r in rows]
 
@@ -353,7 +353,7 @@ async def jwks(rt: Runtime) -> dict[str, Any]:
 
 
 @me.get("", response_model=UserOut, summary="The signed-in user")
-async def get_me(principal: CurrentPrincipal, session: DbSession) -> UserOut:
+async def get_me(principal: CurrentPrincipal, session: ReadSession) -> UserOut:
     return UserOut.model_validate(await users.get_user(session, principal.user_id))
 
 
@@ -390,7 +390,7 @@ async def change_email(
 @admin.get("/users", response_model=AdminUserPage, summary="Search users")
 async def admin_list_users(
     principal: UserReader,
-    session: DbSession,
+    session: ReadSession,
     q: Annotated[str | None, Query(max_length=100)] = None,
     role: Role | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -12,7 +12,7 @@ from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.audit.queries import AuditFilter, list_events
-from tillpay.kit.db import DbSession
+from tillpay.kit.db import ReadSession
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -42,7 +42,7 @@ class AuditPage(BaseModel):
 @router.get("/audit-events", response_model=AuditPage, summary="The audit trail, newest first")
 async def audit_events(
     principal: Annotated[Principal, Depends(require_permission(Permission.AUDIT_READ))],
-    session: DbSession,
+    session: ReadSession,
     action: Annotated[str | None, Query(max_length=64)] = None,
     actor_id: Annotated[str | None, Query(max_length=40)] = None,
     target_id: Annotated[str | None, Query(max_length=40)] = None,

@@ -19,7 +19,7 @@ from tillpay.catalog.schemas import (
     VariantIn,
     VariantUpdate,
 )
-from tillpay.kit.db import DbSession
+from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.money import CurrencyCode
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 
@@ -37,7 +37,7 @@ Writer = Annotated[Principal, Depends(require_permission(Permission.CATALOG_WRIT
 
 @router.get("/v1/products", response_model=ProductPage, summary="List and search products")
 async def list_products(
-    session: DbSession,
+    session: ReadSession,
     vendor_id: Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)] = None,
     currency: CurrencyCode | None = None,
     min_price: Annotated[int | None, Query(ge=0, le=2**53 - 1)] = None,
@@ -57,14 +57,14 @@ async def list_products(
 
 
 @router.get("/v1/products/{product_id}", response_model=ProductOut, summary="A product")
-async def get_product(product_id: ProductId, session: DbSession) -> ProductOut:
+async def get_product(product_id: ProductId, session: ReadSession) -> ProductOut:
     return ProductOut.model_validate(await service.get_product(session, None, product_id))
 
 
 @router.get("/v1/vendor/products", response_model=ProductPage, summary="The vendor's own products")
 async def vendor_products(
     principal: Writer,
-    session: DbSession,
+    session: ReadSession,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> ProductPage:

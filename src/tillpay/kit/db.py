@@ -20,13 +20,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event, select, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from tillpay.kit.config import (
@@ -147,8 +148,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: SQLite then serialises writers
     # instead of failing read-then-write transactions with SQLITE_BUSY, which is how
-    # the embedded default keeps money paths free of lost updates.
+    # the embedded default keeps money paths free of lost updates. Read sessions
+    # (autocommit) take no lock: each statement reads a committed snapshot (WAL).
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _drop_closed_connections(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    # Instead of `pool_pre_ping` (a BEGIN/ping/ROLLBACK, 3 round trips per checkout):
+    # a pooled connection whose server went away (restart, pg_terminate_backend, idle
+    # timeout) has seen the socket close, which asyncpg records without a round trip.
+    # DisconnectionError makes the pool discard it and hand out a fresh one.
+    if record.driver_connection.is_closed():
+        raise DisconnectionError("pooled connection was closed by the server")
 
 
 def create_engine(source: DatabaseConfig | HasDatabaseConfig) -> AsyncEngine:
@@ -173,17 +186,38 @@ def create_engine(source: DatabaseConfig | HasDatabaseConfig) -> AsyncEngine:
     }
     if config.statement_timeout_ms:
         connect_args["server_settings"]["statement_timeout"] = str(config.statement_timeout_ms)
-    ssl_context = build_ssl_context(config)
-    if ssl_context is not None:
-        connect_args["ssl"] = ssl_context
-    return create_async_engine(
+    # `disable` means no TLS at all: asyncpg would otherwise try (`prefer`) on every new
+    # connection, one more round trip each.
+    connect_args["ssl"] = build_ssl_context(config) or False
+    engine = create_async_engine(
         url,
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _drop_closed_connections)
+    return engine
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A read session was asked to write: a programming error, never a client's."""
+
+
+class ReadOnlySession(Session):
+    """The ORM session of :meth:`Database.read_session`: refuses to flush or run DML."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyViolation("a read session cannot write; use the unit of work")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlyViolation("a read session cannot write; use the unit of work")
 
 
 class Database:
@@ -192,6 +226,14 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        # Reads run in autocommit: no BEGIN/COMMIT round trips, no SQLite write lock; each
+        # statement sees committed data as of its start. Same pool as the writers.
+        self.read_sessionmaker = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            autoflush=False,
+            sync_session_class=ReadOnlySession,
+        )
 
     @classmethod
     def from_settings(cls, source: DatabaseConfig | HasDatabaseConfig) -> Database:
@@ -208,6 +250,11 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
+
+    def read_session(self) -> AsyncSession:
+        """A session for reads only (see :class:`ReadOnlySession`), one statement at a time:
+        a read that needs several statements to agree uses :meth:`transaction`."""
+        return self.read_sessionmaker()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -295,3 +342,13 @@ async def _commit(session: AsyncSession) -> None:
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only session for routes that only read (no unit of work to commit)."""
+    database: Database = request.app.state.database
+    async with database.read_session() as session:
+        yield session
+
+
+ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -61,7 +61,7 @@ class IdempotencyInProgress(Conflict):
     code, title = "idempotency_in_progress", "Request with this key is in progress"
 
 
-def idempotency_key_header(
+async def idempotency_key_header(
     idempotency_key: Annotated[
         str,
         Header(

@@ -36,6 +36,7 @@ from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
+from tillpay.kit.ratelimit_redis import RedisMovingWindows
 from tillpay.kit.redis_pool import bounded_pool, is_pool_busy
 
 __all__ = ["Lockout", "RateDecision", "RateLimiter", "RatePolicy", "headers"]
@@ -165,6 +166,12 @@ class RateLimiter:
         self._key_prefix = key_prefix
         self._storage = self._make_storage(storage_uri, socket_timeout, pool_size, pool_timeout)
         self._strategy: _Strategy = _STRATEGIES[strategy](self._storage)
+        # The default strategy on Redis decides in one round trip (ratelimit_redis.py).
+        self._windows = (
+            RedisMovingWindows(self._pool, key_prefix)
+            if self._pool is not None and strategy == "moving-window"
+            else None
+        )
         self._policies: dict[str, RatePolicy] = {}
         self._skip_storage_until = 0.0
         self._next_log_at = 0.0
@@ -231,8 +238,11 @@ class RateLimiter:
         if self._storage_skipped():
             return
         try:
-            for item in resolved.limits:
-                await self._strategy.clear(item, *identifiers)
+            if self._windows is not None:
+                await self._windows.clear(*identifiers, resolved.limits)
+            else:
+                for item in resolved.limits:
+                    await self._strategy.clear(item, *identifiers)
         except _STORAGE_ERRORS as exc:
             self._storage_failed(exc, resolved.name)
         else:
@@ -272,6 +282,12 @@ class RateLimiter:
         if self._storage_skipped():
             return self._unavailable_decision(resolved)
         try:
+            if self._windows is not None:
+                denied, window_stats = await self._windows.evaluate(
+                    *identifiers, resolved.limits, cost, consume=consume
+                )
+                self._storage_ok()
+                return _decide(resolved.limits, window_stats, denied, cost)
             failed: RateLimitItem | None = None
             for item in resolved.limits:
                 if consume:

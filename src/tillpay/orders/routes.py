@@ -10,7 +10,7 @@ from tillpay.accounts.deps import VerifiedPrincipal, require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
-from tillpay.kit.db import DbSession
+from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from tillpay.orders import service
 from tillpay.orders.models import OrderStatus
@@ -70,7 +70,7 @@ async def checkout(
 @router.get("/v1/orders", response_model=OrderPage, summary="The customer's orders")
 async def list_orders(
     principal: Customer,
-    session: DbSession,
+    session: ReadSession,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -83,7 +83,7 @@ async def list_orders(
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut, summary="An order")
-async def get_order(order_id: OrderId, principal: Customer, session: DbSession) -> OrderOut:
+async def get_order(order_id: OrderId, principal: Customer, session: ReadSession) -> OrderOut:
     return OrderOut.model_validate(await service.get_order(session, principal, order_id))
 
 
@@ -91,7 +91,7 @@ async def get_order(order_id: OrderId, principal: Customer, session: DbSession) 
     "/v1/orders/{order_id}/events", response_model=list[OrderEventOut], summary="Order history"
 )
 async def order_events(
-    order_id: OrderId, principal: Customer, session: DbSession
+    order_id: OrderId, principal: Customer, session: ReadSession
 ) -> list[OrderEventOut]:
     rows = await service.events(session, principal, order_id)
     return [OrderEventOut.model_validate(e) for e in rows]
@@ -109,7 +109,7 @@ async def cancel_order(order_id: OrderId, principal: Customer, session: DbSessio
     "/v1/vendor/orders", response_model=VendorOrderPage, summary="Orders with the vendor's products"
 )
 async def vendor_orders(
-    principal: Vendor, session: DbSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+    principal: Vendor, session: ReadSession, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
 ) -> VendorOrderPage:
     after = decode_cursor(cursor) if cursor else None
     rows = await service.vendor_orders(session, principal, after=after, limit=limit)
@@ -119,7 +119,7 @@ async def vendor_orders(
 @admin.get("/orders", response_model=OrderPage, summary="All orders")
 async def admin_orders(
     principal: AnyOrderReader,
-    session: DbSession,
+    session: ReadSession,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Cursor = None,

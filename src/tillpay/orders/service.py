@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
@@ -205,7 +206,16 @@ def _visible(principal: Principal, order: Order) -> bool:
 
 async def get_order(session: AsyncSession, principal: Principal, order_id: str) -> Order:
     """The customer's own order (admins: any). Anything else is 404."""
-    order = await session.get(Order, order_id)
+    # The order and its lines in one statement (one round trip, one snapshot).
+    order = (
+        (
+            await session.execute(
+                select(Order).options(joinedload(Order.lines)).where(Order.id == order_id)
+            )
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
     if order is None or not _visible(principal, order):
         raise NotFound("No such order.")
     return order

@@ -15,7 +15,7 @@ from tillpay.accounts.deps import (
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
-from tillpay.kit.db import DbSession
+from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.errors import NotFound
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
@@ -54,7 +54,7 @@ Operator = Annotated[Principal, Depends(require_permission(Permission.PAYMENTS_O
 PAYMENTS_LIMIT = [Depends(RateLimit("payments"))]
 
 
-def runtime(request: Request) -> PaymentsRuntime:
+async def runtime(request: Request) -> PaymentsRuntime:
     rt: PaymentsRuntime = request.app.state.payments
     return rt
 
@@ -116,14 +116,16 @@ async def create_payment(
     "/v1/orders/{order_id}/payments", response_model=list[PaymentOut], summary="An order's payments"
 )
 async def list_order_payments(
-    order_id: OrderId, principal: Customer, session: DbSession
+    order_id: OrderId, principal: Customer, session: ReadSession
 ) -> list[PaymentOut]:
     payments = await queries.order_payments(session, principal, order_id)
     return [PaymentOut.model_validate(p) for p in payments]
 
 
 @router.get("/v1/payments/{payment_id}", response_model=PaymentOut, summary="A payment")
-async def get_payment(payment_id: PaymentId, principal: Customer, session: DbSession) -> PaymentOut:
+async def get_payment(
+    payment_id: PaymentId, principal: Customer, session: ReadSession
+) -> PaymentOut:
     return PaymentOut.model_validate(await queries.get_payment(session, principal, payment_id))
 
 
@@ -184,7 +186,7 @@ async def create_refund(
     summary="A payment's refunds",
 )
 async def list_refunds(
-    payment_id: PaymentId, principal: Customer, session: DbSession
+    payment_id: PaymentId, principal: Customer, session: ReadSession
 ) -> list[RefundOut]:
     return [
         RefundOut.model_validate(r)
@@ -224,7 +226,7 @@ async def receive_webhook(
 
 
 @admin.get("/ledger/accounts", response_model=list[LedgerBalanceOut], summary="Ledger balances")
-async def ledger_accounts(principal: LedgerReader, session: DbSession) -> list[LedgerBalanceOut]:
+async def ledger_accounts(principal: LedgerReader, session: ReadSession) -> list[LedgerBalanceOut]:
     return [LedgerBalanceOut.model_validate(b) for b in await ledger.balances(session)]
 
 
@@ -235,7 +237,7 @@ async def ledger_accounts(principal: LedgerReader, session: DbSession) -> list[L
 )
 async def vendor_balance(
     principal: Annotated[Principal, Depends(require_permission(Permission.LEDGER_READ_OWN))],
-    session: DbSession,
+    session: ReadSession,
 ) -> list[LedgerBalanceOut]:
     """What the platform owes the vendor, per currency (credit balances are negative)."""
     return [
@@ -249,7 +251,7 @@ async def vendor_balance(
 )
 async def webhook_events(
     principal: Operator,
-    session: DbSession,
+    session: ReadSession,
     status: Annotated[str | None, Query(pattern=r"^(pending|processed|dead|ignored)$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[WebhookEventOut]:
@@ -274,7 +276,7 @@ async def replay_webhook_event(
 )
 async def admin_payments(
     principal: Operator,
-    session: DbSession,
+    session: ReadSession,
     needs_review: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[PaymentOut]:

@@ -43,7 +43,7 @@ class RazorpayCallbackOut(BaseModel):
     status: PaymentStatus
 
 
-def _runtime(request: Request) -> PaymentsRuntime:
+async def _runtime(request: Request) -> PaymentsRuntime:
     rt: PaymentsRuntime = request.app.state.payments
     return rt
 
