@@ -35,6 +35,7 @@ from tillpay.kit.jwt import (
     SigningKey,
     TokenKind,
     TokenService,
+    VerifiedTokens,
     decrypt_private_key,
     encrypt_private_key,
     generate_signing_key,
@@ -75,7 +76,12 @@ def env() -> Env:
     key = generate_signing_key(now=T0 - timedelta(days=1))
     ring = KeyRing([key])
     clock = Clock(T0)
-    return Env(key, ring, clock, TokenService(ring, issuer=ISSUER, audience=AUDIENCE, clock=clock))
+    # The remembered-verification cache is on, as in the app: every attack below must
+    # fail with it too.
+    service = TokenService(
+        ring, issuer=ISSUER, audience=AUDIENCE, clock=clock, verified=VerifiedTokens()
+    )
+    return Env(key, ring, clock, service)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -767,3 +773,52 @@ def test_a_truncated_blob_fails(env: Env) -> None:
 def test_a_short_server_secret_is_refused(env: Env) -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         encrypt_private_key(env.private_key, env.key.kid, b"short")
+
+
+# --------------------------------------------------------------------------- remembered verifications
+
+
+def _verified_twice(env: Env) -> str:
+    token = env.service.issue(ACCESS, subject="usr_1", session_id="ses_1").token
+    env.service.verify(token, ACCESS)
+    env.service.verify(token, ACCESS)
+    return token
+
+
+def test_a_remembered_token_still_expires(env: Env) -> None:
+    token = _verified_twice(env)
+    env.clock.now = T0 + ACCESS.default_ttl + timedelta(seconds=1)
+    assert rejected(env, token) == "expired"
+
+
+def test_a_remembered_token_is_refused_once_its_key_left_the_ring(env: Env) -> None:
+    token = _verified_twice(env)
+    verified = env.service._verified
+    other = generate_signing_key(now=T0)
+    service = TokenService(
+        KeyRing([other]), issuer=ISSUER, audience=AUDIENCE, clock=env.clock, verified=verified
+    )
+    with pytest.raises(InvalidToken):
+        service.verify(token, ACCESS)
+
+
+def test_a_remembered_access_token_is_still_not_another_kind(env: Env) -> None:
+    token = _verified_twice(env)
+    assert rejected(env, token, MFA_PENDING) == "wrong token type"
+
+
+def test_changing_returned_claims_does_not_change_what_is_remembered(env: Env) -> None:
+    token = _verified_twice(env)
+    env.service.verify(token, ACCESS)["sub"] = "usr_attacker"
+    assert env.service.verify(token, ACCESS)["sub"] == "usr_1"
+
+
+def test_the_remembered_tokens_are_bounded() -> None:
+    verified = VerifiedTokens(size=3)
+    key = generate_signing_key(now=T0)
+    for n in range(10):
+        verified.put(f"t{n}", ACCESS, {"n": n}, key)
+    ring = KeyRing([key])
+    assert [verified.get(f"t{n}", ACCESS, ring) is not None for n in range(10)] == [False] * 7 + [
+        True
+    ] * 3

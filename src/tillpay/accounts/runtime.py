@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from tillpay.accounts.keys import KeyStore
 from tillpay.kit.db import Database
-from tillpay.kit.jwt import TokenKind, TokenService
+from tillpay.kit.jwt import TokenKind, TokenService, VerifiedTokens
 from tillpay.kit.passwords import HashParams, PasswordHasher
 from tillpay.kit.ratelimit import Lockout, RateLimiter
 from tillpay.notifications.mail import Mailer
@@ -25,6 +25,7 @@ class AccountsRuntime:
     lockout: Lockout | None
     # Per-address budgets for account mail (policy ``account_mail``); None: limits off.
     limiter: RateLimiter | None = None
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     @property
     def secret(self) -> bytes:
@@ -32,7 +33,10 @@ class AccountsRuntime:
 
     async def tokens(self) -> TokenService:
         return TokenService(
-            await self.keys.ring(), issuer=self.settings.issuer, audience=self.settings.jwt_audience
+            await self.keys.ring(),
+            issuer=self.settings.issuer,
+            audience=self.settings.jwt_audience,
+            verified=self.verified_tokens,
         )
 
     async def verify_token(self, token: str, kind: TokenKind) -> dict[str, Any]:

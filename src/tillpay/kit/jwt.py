@@ -288,6 +288,35 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
     return value
 
 
+class VerifiedTokens:
+    """Tokens whose signature and claims already verified, so a client sending the same
+    token on every request costs one Ed25519 verification, not one per request.
+
+    Only the time-independent checks are remembered: an entry is used only while the key
+    that verified it is still in the ring, and the time claims are checked on every use.
+    Bounded (the oldest entry goes first); only valid tokens ever enter it.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._entries: dict[tuple[str, str], tuple[dict[str, Any], SigningKey]] = {}
+
+    def get(self, token: str, kind: TokenKind, keyring: KeyRing) -> dict[str, Any] | None:
+        entry = self._entries.get((token, kind.typ))
+        if entry is None:
+            return None
+        claims, key = entry
+        if keyring.get(key.kid) is not key:
+            del self._entries[(token, kind.typ)]
+            return None
+        return dict(claims)
+
+    def put(self, token: str, kind: TokenKind, claims: dict[str, Any], key: SigningKey) -> None:
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(token, kind.typ)] = (dict(claims), key)
+
+
 class TokenService:
     """Issues and verifies typed, EdDSA-signed JWTs for one issuer and API audience."""
 
@@ -299,6 +328,7 @@ class TokenService:
         audience: str,
         leeway_seconds: int = 0,
         clock: Callable[[], datetime] = _utc_now,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         if not issuer or not audience:
             raise ValueError("issuer and audience are required")
@@ -309,6 +339,7 @@ class TokenService:
         self.audience = audience
         self.leeway_seconds = leeway_seconds
         self._clock = clock
+        self._verified = verified
 
     def issue(
         self,
@@ -366,6 +397,11 @@ class TokenService:
         # Length first so no later step (regex, base64, JSON) sees unbounded input.
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long")
+        if self._verified is not None:
+            remembered = self._verified.get(token, kind, self.keyring)
+            if remembered is not None:
+                self._check_times(remembered)
+                return remembered
         if not _COMPACT_JWS_RE.fullmatch(token):
             raise InvalidToken("not compact JWS serialization")
 
@@ -405,6 +441,8 @@ class TokenService:
             raise InvalidToken("empty sub")
         if "sid" in claims and not isinstance(claims["sid"], str):
             raise InvalidToken("sid is not a string")
+        if self._verified is not None:
+            self._verified.put(token, kind, claims, signing_key)
         return claims
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:

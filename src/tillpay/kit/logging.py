@@ -181,6 +181,22 @@ def redact_text(text: str) -> str:
     """Scrub secrets and card numbers out of free text; return ``text`` if none."""
     if len(text) < _MIN_TEXT_LEN:
         return text
+    # Most logged strings repeat (event names, methods, route templates, ids of the
+    # requests in flight): a pure function of the text, so short ones are remembered.
+    if len(text) <= _REMEMBERED_TEXT_LEN:
+        return _redact_remembered(text)
+    return _redact_text(text)
+
+
+_REMEMBERED_TEXT_LEN: Final = 200
+
+
+@lru_cache(maxsize=8192)
+def _redact_remembered(text: str) -> str:
+    return _redact_text(text)
+
+
+def _redact_text(text: str) -> str:
     # Order matters: whole tokens go before anything that could split them, and card
     # numbers before "name=value", whose value stops at the first space.
     # The substring checks skip most patterns for most strings (ids, paths, messages).
@@ -221,8 +237,13 @@ def _redact_key(key: object) -> tuple[object, bool]:
     if isinstance(key, bytes | bytearray):
         key = key.decode("utf-8", "replace")
     if isinstance(key, str):
-        return redact_text(key), is_sensitive_key(key)
+        return _redact_str_key(key)
     return key, False
+
+
+@lru_cache(maxsize=4096)
+def _redact_str_key(key: str) -> tuple[str, bool]:
+    return redact_text(key), is_sensitive_key(key)
 
 
 def _redact_mapping(mapping: Mapping[Any, Any], depth: int) -> Mapping[Any, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Exists, select
+from sqlalchemy import Exists, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -204,15 +204,16 @@ def _visible(principal: Principal, order: Order) -> bool:
     return order.customer_id == principal.user_id or principal.can(Permission.ORDERS_READ_ANY)
 
 
+# The order and its lines in one statement (one round trip, one snapshot), built once.
+_ORDER_WITH_LINES = (
+    select(Order).options(joinedload(Order.lines)).where(Order.id == bindparam("order_id"))
+)
+
+
 async def get_order(session: AsyncSession, principal: Principal, order_id: str) -> Order:
     """The customer's own order (admins: any). Anything else is 404."""
-    # The order and its lines in one statement (one round trip, one snapshot).
     order = (
-        (
-            await session.execute(
-                select(Order).options(joinedload(Order.lines)).where(Order.id == order_id)
-            )
-        )
+        (await session.execute(_ORDER_WITH_LINES, {"order_id": order_id}))
         .unique()
         .scalar_one_or_none()
     )
