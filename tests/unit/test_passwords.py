@@ -17,6 +17,7 @@ from tillpay.kit.passwords import (
     PasswordHasher,
     check_password,
     common_passwords,
+    default_hash_concurrency,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -312,3 +313,8 @@ def test_bundled_list_has_at_least_10000_lowercase_entries() -> None:
     assert len(passwords) >= 10_000
     assert all(p == p.lower() and not p.startswith("#") for p in passwords)
     assert {"123456", "password", "qwerty"} <= passwords
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_by_default_hashing_uses_at_most_half_the_cores(cores: int, expected: int) -> None:
+    assert default_hash_concurrency(cores) == expected

@@ -9,7 +9,7 @@ from typing import Any
 from tillpay.accounts.keys import KeyStore
 from tillpay.kit.db import Database
 from tillpay.kit.jwt import TokenKind, TokenService, VerifiedTokens
-from tillpay.kit.passwords import HashParams, PasswordHasher
+from tillpay.kit.passwords import HashParams, PasswordHasher, default_hash_concurrency
 from tillpay.kit.ratelimit import Lockout, RateLimiter
 from tillpay.notifications.mail import Mailer
 from tillpay.settings import Settings
@@ -76,7 +76,10 @@ def build_runtime(
     return AccountsRuntime(
         settings=settings,
         database=database,
-        hasher=PasswordHasher(params),
+        hasher=PasswordHasher(
+            params,
+            max_concurrency=settings.password_hash_concurrency or default_hash_concurrency(),
+        ),
         keys=KeyStore(database, settings.secret_key.get_secret_value().encode(), keep_for=keep_for),
         mailer=mailer,
         lockout=lockout,

@@ -22,6 +22,7 @@ Policy
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 import threading
@@ -113,6 +114,18 @@ class VerifyResult:
 
 
 _FAILED: Final = VerifyResult(ok=False)
+
+
+def default_hash_concurrency(cores: int | None = None) -> int:
+    """Hashes to run at once: half the cores this process may use, at least one. Argon2
+    releases the GIL, so more would take the cores the event loop needs to keep serving
+    every other request during a login storm."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 class PasswordHasher:

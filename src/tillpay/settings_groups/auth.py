@@ -60,3 +60,10 @@ class AuthSettings(BaseModel):
     password_hash_iterations: int = Field(
         2, ge=1, description="Argon2id time cost; at least 2 except in tests."
     )
+    password_hash_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Argon2id hashes computed at once per process (default: half the CPU "
+        "cores, at least 1), so a login storm leaves the event loop a core.",
+    )
