@@ -20,8 +20,16 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL: `sqlite+aiosqlite:///…` or `postgresql+asyncpg://…`; "
         "default `sqlite+aiosqlite:///<DATA_DIR>/tillpay.db`.",
     )
-    database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL pool size.")
-    database_max_overflow: int = Field(10, ge=0, le=200, description="Extra connections.")
+    database_pool_size: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections kept open per process (size it to the "
+        "concurrent requests: connections beyond it are opened and closed per use).",
+    )
+    database_max_overflow: int = Field(
+        10, ge=0, le=200, description="Extra connections opened under bursts, closed after."
+    )
     database_pool_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for a pooled connection."
     )
