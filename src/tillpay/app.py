@@ -226,26 +226,33 @@ def create_app(
     app.state.metrics = metrics
     app.state.ratelimiter = limiter
     errors.install(app)
-    app.include_router(ops_router)
-    app.include_router(accounts_routes.auth)
-    app.include_router(accounts_routes.me)
-    app.include_router(accounts_routes.admin)
-    app.include_router(accounts_routes.wellknown)
-    app.include_router(accounts_pages.router)
-    app.include_router(catalog_routes.router)
-    app.include_router(carts_routes.router)
-    app.include_router(orders_routes.router)
-    app.include_router(orders_routes.admin)
-    app.include_router(payments_routes.router)
-    app.include_router(payments_routes.webhooks)
-    app.include_router(razorpay_routes.router)
-    app.include_router(payments_routes.admin)
-    app.include_router(admin_routes.router)
+    # Hottest first: FastAPI tries routes in order, at ~15 function calls for every route
+    # passed over (measured: order reads ~20 % cheaper than with orders included 9th).
+    # No two routes overlap (tests/perf/test_request_path.py), so order changes nothing else.
+    hot = [
+        orders_routes.router,
+        catalog_routes.router,
+        accounts_routes.me,
+        carts_routes.router,
+        payments_routes.router,
+        payments_routes.webhooks,
+    ]
     if settings.sandbox_on:
-        app.include_router(sandbox_routes.api)
-        app.include_router(sandbox_routes.page)
-
+        hot += [sandbox_routes.api, sandbox_routes.page]
+    rest = [
+        accounts_routes.auth,
+        razorpay_routes.router,
+        accounts_routes.wellknown,
+        accounts_pages.router,
+        orders_routes.admin,
+        payments_routes.admin,
+        accounts_routes.admin,
+        admin_routes.router,
+        ops_router,
+    ]
     if settings.docs_on:
-        app.include_router(docs_routes.router)
+        rest.append(docs_routes.router)
+    for router in (*hot, *rest):
+        app.include_router(router)
 
     return app

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
+from starlette.routing import Match
 
 from tests.conftest import _base_settings
 from tests.foundation.test_layout import _routes
@@ -37,3 +39,25 @@ def test_no_route_runs_a_sync_dependency_or_endpoint() -> None:
             if dependant.call is not None and not _is_async(dependant.call):
                 sync.add(f"{route.path}: {getattr(dependant.call, '__qualname__', dependant.call)}")
     assert sorted(sync) == []
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def test_no_two_routes_overlap_so_their_order_is_free() -> None:
+    """Routers are included hottest first (app.py); that is safe only while every request
+    path and method reaches the same route whatever the routers' order."""
+    app = create_app(_base_settings())
+    routes = list(_routes(app.routes))
+    shadowed = []
+    for route in routes:
+        for method in sorted(route.methods):
+            scope = {"type": "http", "method": method, "path": _concrete(route.path)}
+            matching = [r for r in routes if r.matches(scope)[0] == Match.FULL]
+            # A literal path before a parameter in one module (`/v1/payments/providers`
+            # before `/v1/payments/{payment_id}`) keeps its order whatever the routers' order.
+            same_module = {r.endpoint.__module__ for r in matching} == {route.endpoint.__module__}
+            if matching[0] is not route or (len(matching) > 1 and not same_module):
+                shadowed.append(f"{method} {route.path}: {[r.path for r in matching]}")
+    assert shadowed == []
