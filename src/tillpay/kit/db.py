@@ -22,6 +22,7 @@ from sqlalchemy import DateTime, MetaData, event, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -228,8 +229,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
         # Reads run in autocommit: no BEGIN/COMMIT round trips, no SQLite write lock; each
         # statement sees committed data as of its start. Same pool as the writers.
+        self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessionmaker = async_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            self.read_engine,
             expire_on_commit=False,
             autoflush=False,
             sync_session_class=ReadOnlySession,
@@ -250,6 +252,11 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
+
+    def read_connection(self) -> AsyncConnection:
+        """A connection for one Core read in autocommit, without an ORM session (the
+        cheapest read there is; for rows, not objects)."""
+        return self.read_engine.connect()
 
     def read_session(self) -> AsyncSession:
         """A session for reads only (see :class:`ReadOnlySession`), one statement at a time:
