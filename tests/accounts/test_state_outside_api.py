@@ -20,7 +20,6 @@ from tests.accounts.helpers import Account, Accounts
 from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tillpay.accounts import deps
-from tillpay.accounts.deps import Runtime
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.principal import Principal
 from tillpay.kit.db import utcnow
@@ -105,8 +104,8 @@ async def test_a_user_deleted_while_their_request_runs_gets_a_401_not_a_500(
     deleted: list[str] = []
 
     def setup(app: FastAPI) -> None:
-        async def check_then_delete(request: Request, rt: Runtime) -> Principal:
-            principal = await deps.current_principal(request, rt)
+        async def check_then_delete(request: Request) -> Principal:
+            principal = await deps.current_principal(request)
             if request.method == "DELETE" and not deleted:
                 async with app.state.database.session() as other, other.begin():
                     await other.execute(delete(User).where(User.id == principal.user_id))

@@ -52,7 +52,7 @@ def test_no_two_routes_overlap_so_their_order_is_free() -> None:
     routes = list(_routes(app.routes))
     shadowed = []
     for route in routes:
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             scope = {"type": "http", "method": method, "path": _concrete(route.path)}
             matching = [r for r in routes if r.matches(scope)[0] == Match.FULL]
             # A literal path before a parameter in one module (`/v1/payments/providers`
