@@ -37,6 +37,7 @@ from tillpay.kit.http.schema_guard import SchemaGuardMiddleware
 from tillpay.kit.http.security_headers import SecurityHeadersMiddleware
 from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import configure_logging, get_logger
+from tillpay.kit.memory import return_large_blocks_to_the_system
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
@@ -146,6 +147,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Argon2's 19 MiB blocks must not stay resident in every thread that hashed.
+        return_large_blocks_to_the_system()
         database = Database.from_settings(settings)
         metrics.db_pool_size.set(settings.database_pool_size)
         redis_client = (
