@@ -55,6 +55,12 @@ PIPELINE = ("sandbox.deliver_webhooks", "payments.process_webhooks", "events.rel
 SECRET = secrets.token_urlsafe(48)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def settings_for(url: str, data_dir: Path, **extra: Any) -> Settings:
     return Settings(
         environment="test",
@@ -176,9 +182,11 @@ async def measure(url: str, data_dir: Path, payments: int, workers: int) -> dict
         async with db.session() as session, session.begin():
             await session.execute(update(SandboxWebhook).values(deliver_at=utcnow()))
         started = time.perf_counter()
+        cpu_before = sum(cpu_seconds(proc.pid) for proc in procs)
         while await count(db, select(func.count()).select_from(Order).where(pending)):
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
     finally:
         for proc in procs:
             proc.terminate()
@@ -202,6 +210,7 @@ async def measure(url: str, data_dir: Path, payments: int, workers: int) -> dict
         "orders": before,
         "seconds": round(elapsed, 2),
         "events_per_s": round(before / elapsed, 1),
+        "worker_cpu_ms_per_event": round(1000 * cpu / before, 1),
         "webhook_events": events,
         "payment_postings": postings,
         "doubled": postings - distinct,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -127,8 +127,24 @@ async def process_webhook(rt: PaymentsRuntime, event_id: str) -> str:
         event = await session.get(WebhookEvent, event_id)
         if event is None or event.status is not WebhookEventStatus.PENDING:
             return WebhookEventStatus.PROCESSED
-        provider, payload = event.provider, event.payload.encode()
-    adapter = rt.providers.get(provider)
+        claim = Claim(event.id, event.provider, event.payload)
+    return await process_claimed(rt, claim)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A pending event as its processor claimed it."""
+
+    event_id: str
+    provider: str
+    payload: str
+
+
+async def process_claimed(rt: PaymentsRuntime, claim: Claim) -> str:
+    """Process a claimed event (see :func:`process_webhook`); every change is made under
+    the event's row lock, where its status is checked again."""
+    event_id, payload = claim.event_id, claim.payload.encode()
+    adapter = rt.providers.get(claim.provider)
     try:
         if adapter is None:
             raise RetryLater("provider disabled")
@@ -331,7 +347,7 @@ async def _refund_by_provider_id(
     return rows.scalars().first()
 
 
-async def claim_due_webhooks(rt: PaymentsRuntime, *, limit: int) -> list[str]:
+async def claim_due_webhooks(rt: PaymentsRuntime, *, limit: int) -> list[Claim]:
     """Claim up to ``limit`` due events for this processor, oldest first. A claim is a
     lease (the event's next attempt moves ``CLAIM_LEASE`` ahead): other processors skip
     the rows being claimed (``SKIP LOCKED``) and the events claimed, so they take
@@ -339,29 +355,26 @@ async def claim_due_webhooks(rt: PaymentsRuntime, *, limit: int) -> list[str]:
     processor that dies leaves the event to whoever finds it due once the lease lapses."""
     now = utcnow()
     async with rt.database.transaction() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(WebhookEvent.id)
-                    .where(
-                        WebhookEvent.status == WebhookEventStatus.PENDING,
-                        WebhookEvent.next_attempt_at <= now,
-                    )
-                    .order_by(WebhookEvent.received_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
+        claims = [
+            Claim(*row)
+            for row in await session.execute(
+                select(WebhookEvent.id, WebhookEvent.provider, WebhookEvent.payload)
+                .where(
+                    WebhookEvent.status == WebhookEventStatus.PENDING,
+                    WebhookEvent.next_attempt_at <= now,
                 )
+                .order_by(WebhookEvent.received_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
-            .scalars()
-            .all()
-        )
-        if ids:
+        ]
+        if claims:
             await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.id.in_(ids))
+                .where(WebhookEvent.id.in_([claim.event_id for claim in claims]))
                 .values(next_attempt_at=now + CLAIM_LEASE)
             )
-    return ids
+    return claims
 
 
 async def process_due_webhooks(
@@ -374,10 +387,10 @@ async def process_due_webhooks(
     batch = limit or width * 4
     handled = 0
     while max_events is None or handled < max_events:
-        ids = await claim_due_webhooks(rt, limit=batch)
-        await for_each(ids, lambda event_id: process_webhook(rt, event_id), width=width)
-        handled += len(ids)
-        if len(ids) < batch:
+        claims = await claim_due_webhooks(rt, limit=batch)
+        await for_each(claims, lambda claim: process_claimed(rt, claim), width=width)
+        handled += len(claims)
+        if len(claims) < batch:
             break
     return handled
 

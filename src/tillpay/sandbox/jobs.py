@@ -67,7 +67,7 @@ async def deliver_due(
     width = settings.worker_width
     batch = limit or width * 4
     base = (settings.sandbox_api_base or settings.public_base_url).rstrip("/")
-    sent: list[bool] = []
+    delivered = claimed = 0
     async with httpx.AsyncClient(
         base_url=base,
         timeout=10.0,
@@ -75,24 +75,23 @@ async def deliver_due(
         follow_redirects=False,
         verify=tls_context(),
     ) as client:
-
-        async def deliver(webhook: tuple[str, str]) -> None:
-            sent.append(await _deliver(context, client, *webhook))
-
-        claimed = 0
         while max_deliveries is None or claimed < max_deliveries:
             due = await claim_due(context.database, limit=batch)
-            await for_each(due, deliver, width=width)
+            outcomes: dict[str, int] = {}
+
+            async def post(webhook: tuple[str, str], outcomes: dict[str, int] = outcomes) -> None:
+                outcomes[webhook[0]] = await _post(settings, client, webhook[1])
+
+            await for_each(due, post, width=width)
+            delivered += await _record(context.database, outcomes)
             claimed += len(due)
             if len(due) < batch:
                 break
-    return sum(sent)
+    return delivered
 
 
-async def _deliver(
-    context: JobContext[Settings], client: httpx.AsyncClient, webhook_id: str, body: str
-) -> bool:
-    """POST one webhook and record the outcome; True when tillpay took it."""
+async def _post(settings: Settings, client: httpx.AsyncClient, body: str) -> int:
+    """POST one webhook; the HTTP status (0 when tillpay could not be reached)."""
     raw = body.encode()
     try:
         response = await client.post(
@@ -100,26 +99,48 @@ async def _deliver(
             content=raw,
             headers={
                 "content-type": "application/json",
-                psp.SIGNATURE_HEADER: psp.signature_header(context.settings, raw),
+                psp.SIGNATURE_HEADER: psp.signature_header(settings, raw),
             },
         )
-        status = response.status_code
     except httpx.HTTPError as exc:
         log.warning("sandbox.webhook_failed", error_type=type(exc).__name__)
-        status = 0
-    async with context.database.session() as session, session.begin():
-        row = await session.get(SandboxWebhook, webhook_id, with_for_update=True)
-        if row is None or row.delivered_at is not None:
-            return False
-        row.attempts += 1
-        row.last_status = status
+        return 0
+    return response.status_code
+
+
+async def _record(database: Database, outcomes: dict[str, int]) -> int:
+    """Record a batch's outcomes in one transaction: the webhooks tillpay took are
+    delivered, the others are due again after their backoff. Returns how many were
+    delivered (by this run: a row already delivered is left alone)."""
+    taken: dict[int, list[str]] = {}
+    refused: list[str] = []
+    for webhook_id, status in sorted(outcomes.items()):
         if 200 <= status < 300:
-            row.delivered_at = utcnow()
-            return True
-        row.deliver_at = utcnow() + timedelta(seconds=2**row.attempts)
-        return False
+            taken.setdefault(status, []).append(webhook_id)
+        else:
+            refused.append(webhook_id)
+    now = utcnow()
+    delivered = 0
+    async with database.session() as session, session.begin():
+        for status, ids in taken.items():
+            result = await session.execute(
+                update(SandboxWebhook)
+                .where(SandboxWebhook.id.in_(ids), SandboxWebhook.delivered_at.is_(None))
+                .values(attempts=SandboxWebhook.attempts + 1, last_status=status, delivered_at=now)
+                .returning(SandboxWebhook.id)
+            )
+            delivered += len(result.all())
+        for webhook_id in refused:
+            row = await session.get(SandboxWebhook, webhook_id, with_for_update=True)
+            if row is None or row.delivered_at is not None:
+                continue
+            row.attempts += 1
+            row.last_status = outcomes[webhook_id]
+            row.deliver_at = now + timedelta(seconds=2**row.attempts)
+    return delivered
 
 
 async def deliver_webhooks(context: JobContext[Settings]) -> bool:
-    """Deliver due sandbox webhooks; True when the run stopped with more due."""
-    return await deliver_due(context, max_deliveries=DELIVERIES_PER_RUN) >= DELIVERIES_PER_RUN
+    """Deliver due sandbox webhooks; True when it delivered any (the worker then looks
+    again at once)."""
+    return await deliver_due(context, max_deliveries=DELIVERIES_PER_RUN) > 0
