@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,11 @@ from tests.concurrency.test_commerce_races import count, race
 from tests.concurrency.test_payment_races import assert_paid_once, card_paid_at_sandbox
 from tests.conftest import ClientFactory
 from tests.payments.helpers import Checkout
-from tillpay.kit.db import Database
+from tillpay.kit.db import Database, utcnow
 from tillpay.payments.models import WebhookEvent
+from tillpay.payments.sync import janitor_pass
 from tillpay.payments.webhooks import process_due_webhooks
+from tillpay.sandbox import jobs as sandbox_jobs
 from tillpay.sandbox.models import SandboxWebhook
 
 pytestmark = pytest.mark.postgres
@@ -103,8 +106,6 @@ async def test_a_sandbox_webhook_claimed_by_a_delivery_run_is_left_to_it(
 ) -> None:
     """A claim is a lease: while it runs (here: as if that worker died mid-delivery), other
     runs do not take the webhook; once the lease lapses it is delivered."""
-    from tillpay.kit.db import utcnow
-    from tillpay.sandbox import jobs as sandbox_jobs
 
     db = database(checkout)
     await card_paid_at_sandbox(checkout)
@@ -116,3 +117,24 @@ async def test_a_sandbox_webhook_claimed_by_a_delivery_run_is_left_to_it(
     async with db.session() as session, session.begin():
         await session.execute(update(SandboxWebhook).values(deliver_at=utcnow()))
     assert await checkout.deliver_webhooks() == 1
+
+
+async def test_two_janitor_passes_at_once_reread_each_due_attempt_once(
+    checkout: Checkout,
+) -> None:
+    db = database(checkout)
+    paid = [await card_paid_at_sandbox(checkout) for _ in range(PAYMENTS)]
+    checkout.app.state.provider_transport.requests.clear()
+    later = utcnow() + timedelta(days=1)  # every open attempt is due for a check
+
+    handled = await race(
+        janitor_pass(checkout.runtime, now=later, limit=2),
+        janitor_pass(checkout.runtime, now=later, limit=2),
+    )
+
+    assert sum(handled) == PAYMENTS
+    rereads = requests_to(checkout, "/sessions/by-reference/")
+    assert len(rereads) == PAYMENTS
+    assert set(rereads.values()) == {1}
+    for order, payment in paid:
+        await assert_paid_once(db, order["id"], payment["id"])
