@@ -1,6 +1,7 @@
 """Several worker processes at once: the webhook processor and the sandbox's deliveries
 split the due rows between them, so each event is handled by one processor and applied
-once, and each sandbox webhook is delivered once.
+once, each sandbox webhook is delivered once, each due attempt is re-read by one janitor,
+and a relay does not wait for the outbox rows another relay holds.
 
 Each racer here stands for one worker process (its own runs of the job bodies); on
 PostgreSQL they really overlap, on SQLite they are serialised and the same must hold.
@@ -8,6 +9,7 @@ PostgreSQL they really overlap, on SQLite they are serialised and the same must 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,6 +25,8 @@ from tests.concurrency.test_commerce_races import count, race
 from tests.concurrency.test_payment_races import assert_paid_once, card_paid_at_sandbox
 from tests.conftest import ClientFactory
 from tests.payments.helpers import Checkout
+from tillpay.events.models import OutboxEvent
+from tillpay.events.service import emit, mark_processed
 from tillpay.kit.db import Database, utcnow
 from tillpay.payments.models import WebhookEvent
 from tillpay.payments.sync import janitor_pass
@@ -138,3 +142,23 @@ async def test_two_janitor_passes_at_once_reread_each_due_attempt_once(
     assert set(rereads.values()) == {1}
     for order, payment in paid:
         await assert_paid_once(db, order["id"], payment["id"])
+
+
+async def test_a_relay_skips_the_outbox_rows_another_relay_holds(
+    checkout: Checkout, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite runs one writer at a time: there is no other relay to skip")
+    db = database(checkout)
+    async with db.session() as session, session.begin():
+        for n in range(4):
+            await emit(session, "test.event", subject_type="test", subject_id=f"s{n}", data={})
+
+    async with db.session() as first, first.begin():
+        assert await mark_processed(first, limit=1) == 1  # holds its row until it commits
+        async with db.session() as second, second.begin():
+            acknowledged = await asyncio.wait_for(mark_processed(second), timeout=10)
+
+    assert acknowledged == 3
+    pending = select(func.count()).where(OutboxEvent.processed_at.is_(None))
+    assert await count(db, pending) == 0
