@@ -290,6 +290,14 @@ class Settings(
         return self.mail_dir or self.data_dir / "mail"
 
     @property
+    def worker_width(self) -> int:
+        """How many rows a worker job handles at once: SQLite serialises its writers, and
+        each in-flight row may hold a pooled connection (half the pool stays free)."""
+        if self.is_sqlite:
+            return 1
+        return max(1, min(self.worker_concurrency, self.database_pool_size // 2))
+
+    @property
     def sandbox_on(self) -> bool:
         if self.sandbox_enabled is None:
             return not self.is_production

@@ -35,12 +35,16 @@ class Worker:
 
     async def run_once(self, job_: Job) -> bool:
         """Run one job now; True when it succeeded."""
+        return await self._run(job_) is not None
+
+    async def _run(self, job_: Job) -> bool | None:
+        """Run one job: None when it failed, else whether it has more work due now."""
         try:
-            await job_.func(self.context)
+            more = await job_.func(self.context)
         except Exception:
             log.exception("worker.job_failed", job=job_.name)
-            return False
-        return True
+            return None
+        return bool(more)
 
     async def _loop(self, job_: Job) -> None:
         # Spread the first runs so several workers do not fire in lock-step.
@@ -51,8 +55,8 @@ class Worker:
                 return
             except TimeoutError:
                 pass
-            await self.run_once(job_)
-            delay = job_.interval
+            # A job that stopped with more due runs again at once (yielding to the loop).
+            delay = 0.0 if await self._run(job_) else job_.interval
 
     def start(self) -> None:
         """Start every job loop as a task on the running event loop."""

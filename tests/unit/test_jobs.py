@@ -1,14 +1,16 @@
-"""The job context shares one collaborator per builder, and the app can provide its own."""
+"""The job context shares one collaborator per builder, and the app can provide its own;
+the worker runs a job that found work again at once; items run side by side."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tillpay.kit.db import Database
-from tillpay.kit.jobs import JobContext
-from tillpay.worker import registered_jobs
+from tillpay.kit.jobs import Job, JobContext, for_each
+from tillpay.worker import Worker, registered_jobs
 
 
 def _context() -> JobContext[None]:
@@ -47,3 +49,46 @@ def test_the_schedule_lists_every_job_with_its_interval() -> None:
         "payments.process_webhooks": 1.0,
         "sandbox.deliver_webhooks": 1.0,
     }
+
+
+async def test_a_job_that_found_work_runs_again_at_once_and_one_that_did_not_waits() -> None:
+    runs: list[bool] = []
+    idle = asyncio.Event()
+
+    async def busy_three_times(context: JobContext[Any]) -> bool:
+        runs.append(len(runs) < 3)
+        if not runs[-1]:
+            idle.set()
+        return runs[-1]
+
+    worker = Worker(_context(), [Job("busy", 3600.0, busy_three_times)])
+    worker.start()
+    try:
+        # The first run starts within the start-up jitter (at most 5 s); the three busy
+        # runs are followed at once by a fourth, after which the job waits an hour.
+        await asyncio.wait_for(idle.wait(), timeout=30)
+        await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert runs == [True, True, True, False]
+
+
+async def test_items_run_side_by_side_and_one_that_raises_holds_back_none_of_the_others() -> None:
+    done: list[int] = []
+    at_once = 0
+    peak = 0
+
+    async def handle(item: int) -> None:
+        nonlocal at_once, peak
+        at_once += 1
+        peak = max(peak, at_once)
+        await asyncio.sleep(0)
+        at_once -= 1
+        if item == 2:
+            raise RuntimeError("boom")
+        done.append(item)
+
+    await for_each(range(6), handle, width=3)
+
+    assert sorted(done) == [0, 1, 3, 4, 5]
+    assert peak == 3

@@ -32,7 +32,9 @@ async def emit(
 
 
 async def mark_processed(session: AsyncSession, *, limit: int = 500) -> int:
-    """The relay until consumers exist: acknowledge pending events in creation order."""
+    """The relay until consumers exist: acknowledge pending events in creation order.
+    Rows another relay (another worker process) is acknowledging are skipped, not
+    waited for."""
     ids = (
         (
             await session.execute(
@@ -40,6 +42,7 @@ async def mark_processed(session: AsyncSession, *, limit: int = 500) -> int:
                 .where(OutboxEvent.processed_at.is_(None))
                 .order_by(OutboxEvent.created_at, OutboxEvent.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             )
         )
         .scalars()

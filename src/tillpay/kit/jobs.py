@@ -7,13 +7,17 @@ them all (``tillpay.jobs``) and runs the loop. The settings type is a parameter 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import httpx
 
 from tillpay.kit.db import Database
+from tillpay.kit.logging import get_logger
+
+log = get_logger(__name__)
 
 SettingsT = TypeVar("SettingsT")
 T = TypeVar("T")
@@ -45,7 +49,28 @@ class JobContext(Generic[SettingsT]):
         self._shared[build] = value
 
 
-JobFunc = Callable[[JobContext[Any]], Awaitable[None]]
+#: A job returns True when it stopped with more work due now (the worker runs it again at
+#: once instead of waiting its interval); None or False otherwise.
+JobFunc = Callable[[JobContext[Any]], Awaitable[bool | None]]
+
+Item = TypeVar("Item")
+
+
+async def for_each(
+    items: Iterable[Item], func: Callable[[Item], Awaitable[object]], *, width: int
+) -> None:
+    """Run ``func`` on every item, at most ``width`` at once. One that raises is logged and
+    holds none of the others back."""
+    gate = asyncio.Semaphore(max(1, width))
+
+    async def one(item: Item) -> None:
+        async with gate:
+            try:
+                await func(item)
+            except Exception:
+                log.exception("jobs.item_failed")
+
+    await asyncio.gather(*(one(item) for item in items))
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,17 @@ def payments_runtime(context: JobContext[Settings]) -> PaymentsRuntime:
     )
 
 
-async def process_webhooks(context: JobContext[Settings]) -> None:
-    await webhooks.process_due_webhooks(context.shared(payments_runtime))
+#: Events one run of the webhook job processes before it yields to the worker loop.
+WEBHOOKS_PER_RUN = 1000
+
+
+async def process_webhooks(context: JobContext[Settings]) -> bool:
+    """Process due webhook events. True when it found any (the worker then looks again at
+    once: events arriving one by one are not left waiting an interval each)."""
+    handled = await webhooks.process_due_webhooks(
+        context.shared(payments_runtime), max_events=WEBHOOKS_PER_RUN
+    )
+    return handled > 0
 
 
 async def janitor(context: JobContext[Settings]) -> None:

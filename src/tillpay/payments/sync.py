@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tillpay.kit.db import utcnow
+from tillpay.kit.jobs import for_each
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
 from tillpay.payments import state as fsm
 from tillpay.payments.apply import (
@@ -95,44 +96,61 @@ async def sync_payment(rt: PaymentsRuntime, payment_id: str, *, source: str) -> 
 # ----------------------------------------------------------------------------- janitor
 
 
+#: How long an attempt or refund a janitor pass claimed is left to that pass.
+JANITOR_LEASE = timedelta(minutes=2)
+
+
+async def _claim_due(
+    rt: PaymentsRuntime, model: type[PaymentAttempt] | type[Refund], moment: datetime, limit: int
+) -> list[str]:
+    """Claim up to ``limit`` open rows of ``model`` due for a check: their next check moves
+    ``JANITOR_LEASE`` ahead (the sync sets the real one), and rows another pass is
+    claiming are skipped, so janitors in several processes take disjoint rows."""
+    statuses = fsm.OPEN if model is PaymentAttempt else (RefundStatus.PENDING, RefundStatus.UNKNOWN)
+    async with rt.database.transaction() as session:
+        ids = list(
+            (
+                await session.execute(
+                    select(model.id)
+                    .where(
+                        model.status.in_(statuses),
+                        model.next_check_at.is_not(None),
+                        model.next_check_at <= moment,
+                    )
+                    .order_by(model.next_check_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            await session.execute(
+                update(model).where(model.id.in_(ids)).values(next_check_at=moment + JANITOR_LEASE)
+            )
+    return ids
+
+
 async def janitor_pass(rt: PaymentsRuntime, *, now: datetime | None = None, limit: int = 50) -> int:
-    """Re-poll open attempts and refunds whose next check is due. Never touches a final
-    state: the apply function refuses to move one."""
+    """Re-poll open attempts and refunds whose next check is due, claiming batches of
+    ``limit`` until one is not full. Never touches a final state: the apply function
+    refuses to move one."""
     moment = now or utcnow()
-    async with rt.database.session() as session:
-        attempt_ids = (
-            (
-                await session.execute(
-                    select(PaymentAttempt.id)
-                    .where(
-                        PaymentAttempt.status.in_(fsm.OPEN),
-                        PaymentAttempt.next_check_at.is_not(None),
-                        PaymentAttempt.next_check_at <= moment,
-                    )
-                    .order_by(PaymentAttempt.next_check_at)
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        refund_ids = (
-            (
-                await session.execute(
-                    select(Refund.id)
-                    .where(
-                        Refund.status.in_((RefundStatus.PENDING, RefundStatus.UNKNOWN)),
-                        Refund.next_check_at.is_not(None),
-                        Refund.next_check_at <= moment,
-                    )
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    for attempt_id in attempt_ids:
+    width = rt.settings.worker_width
+    handled = 0
+
+    async def attempt(attempt_id: str) -> None:
         await sync_attempt(rt, attempt_id, source="janitor")
-    for refund_id in refund_ids:
+
+    async def refund(refund_id: str) -> None:
         await sync_refund(rt, refund_id)
-    return len(attempt_ids) + len(refund_ids)
+
+    for model, sync in ((PaymentAttempt, attempt), (Refund, refund)):
+        while True:
+            ids = await _claim_due(rt, model, moment, limit)
+            await for_each(ids, sync, width=width)
+            handled += len(ids)
+            if len(ids) < limit:
+                break
+    return handled

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from tillpay.accounts.principal import Principal
 from tillpay.audit.service import record
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import BadRequest, Conflict, Forbidden, NotFound
+from tillpay.kit.jobs import for_each
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
 from tillpay.payments import ignored_events
@@ -44,6 +45,8 @@ ingest_log = get_logger("tillpay.payments")
 security_log = get_logger("tillpay.security")
 
 WEBHOOK_MAX_ATTEMPTS = 10
+#: How long a claimed event is left to the processor that claimed it.
+CLAIM_LEASE = timedelta(minutes=2)
 
 
 async def receive_webhook(
@@ -124,8 +127,24 @@ async def process_webhook(rt: PaymentsRuntime, event_id: str) -> str:
         event = await session.get(WebhookEvent, event_id)
         if event is None or event.status is not WebhookEventStatus.PENDING:
             return WebhookEventStatus.PROCESSED
-        provider, payload = event.provider, event.payload.encode()
-    adapter = rt.providers.get(provider)
+        claim = Claim(event.id, event.provider, event.payload)
+    return await process_claimed(rt, claim)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A pending event as its processor claimed it."""
+
+    event_id: str
+    provider: str
+    payload: str
+
+
+async def process_claimed(rt: PaymentsRuntime, claim: Claim) -> str:
+    """Process a claimed event (see :func:`process_webhook`); every change is made under
+    the event's row lock, where its status is checked again."""
+    event_id, payload = claim.event_id, claim.payload.encode()
+    adapter = rt.providers.get(claim.provider)
     try:
         if adapter is None:
             raise RetryLater("provider disabled")
@@ -328,26 +347,52 @@ async def _refund_by_provider_id(
     return rows.scalars().first()
 
 
-async def process_due_webhooks(rt: PaymentsRuntime, *, limit: int = 20) -> int:
-    async with rt.database.session() as session:
-        ids = (
-            (
-                await session.execute(
-                    select(WebhookEvent.id)
-                    .where(
-                        WebhookEvent.status == WebhookEventStatus.PENDING,
-                        WebhookEvent.next_attempt_at <= utcnow(),
-                    )
-                    .order_by(WebhookEvent.received_at)
-                    .limit(limit)
+async def claim_due_webhooks(rt: PaymentsRuntime, *, limit: int) -> list[Claim]:
+    """Claim up to ``limit`` due events for this processor, oldest first. A claim is a
+    lease (the event's next attempt moves ``CLAIM_LEASE`` ahead): other processors skip
+    the rows being claimed (``SKIP LOCKED``) and the events claimed, so they take
+    disjoint batches. Processing ends the lease (processed, or the retry's backoff); a
+    processor that dies leaves the event to whoever finds it due once the lease lapses."""
+    now = utcnow()
+    async with rt.database.transaction() as session:
+        claims = [
+            Claim(*row)
+            for row in await session.execute(
+                select(WebhookEvent.id, WebhookEvent.provider, WebhookEvent.payload)
+                .where(
+                    WebhookEvent.status == WebhookEventStatus.PENDING,
+                    WebhookEvent.next_attempt_at <= now,
                 )
+                .order_by(WebhookEvent.received_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
-            .scalars()
-            .all()
-        )
-    for event_id in ids:
-        await process_webhook(rt, event_id)
-    return len(ids)
+        ]
+        if claims:
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_([claim.event_id for claim in claims]))
+                .values(next_attempt_at=now + CLAIM_LEASE)
+            )
+    return claims
+
+
+async def process_due_webhooks(
+    rt: PaymentsRuntime, *, limit: int | None = None, max_events: int | None = None
+) -> int:
+    """Process due events: claim a batch, process it (``worker_width`` events at once,
+    each in its own transactions), and claim the next at once while the last was full.
+    Stops after ``max_events`` (the job then runs again at once); returns how many ran."""
+    width = rt.settings.worker_width
+    batch = limit or width * 4
+    handled = 0
+    while max_events is None or handled < max_events:
+        claims = await claim_due_webhooks(rt, limit=batch)
+        await for_each(claims, lambda claim: process_claimed(rt, claim), width=width)
+        handled += len(claims)
+        if len(claims) < batch:
+            break
+    return handled
 
 
 async def replay_webhook(

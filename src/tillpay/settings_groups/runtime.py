@@ -38,6 +38,13 @@ class RuntimeSettings(BaseModel):
     worker_in_process: bool = Field(
         True, description="Run the background worker inside the API process."
     )
+    worker_concurrency: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Webhook events (and sandbox deliveries) one worker process handles at "
+        "once on PostgreSQL, at most half `DATABASE_POOL_SIZE`; one at a time on SQLite.",
+    )
 
     @field_validator("public_base_url")
     @classmethod
