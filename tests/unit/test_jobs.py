@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tillpay.kit.db import Database
 from tillpay.kit.jobs import Job, JobContext, for_each
+from tillpay.settings import Settings
 from tillpay.worker import Worker, registered_jobs
 
 
@@ -61,7 +62,8 @@ async def test_a_job_that_found_work_runs_again_at_once_and_one_that_did_not_wai
             idle.set()
         return runs[-1]
 
-    worker = Worker(_context(), [Job("busy", 3600.0, busy_three_times)])
+    context = JobContext(Settings(), Database(create_async_engine("sqlite+aiosqlite://")))
+    worker = Worker(context, [Job("busy", 3600.0, busy_three_times)])
     worker.start()
     try:
         # The first run starts within the start-up jitter (at most 5 s); the three busy
