@@ -10,13 +10,15 @@ from tillpay.events import jobs as events_jobs
 from tillpay.kit import idempotency_jobs
 from tillpay.kit.jobs import Job
 from tillpay.payments import jobs as payments_jobs
+from tillpay.payments import webhooks
 from tillpay.sandbox import jobs as sandbox_jobs
+from tillpay.sandbox import psp
 
 SCHEDULE: tuple[Job, ...] = (
     Job("events.relay", 2.0, events_jobs.relay),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
-    Job("payments.process_webhooks", 1.0, payments_jobs.process_webhooks),
+    Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor),
     Job("orders.expire", 30.0, payments_jobs.expire_orders),
-    Job("sandbox.deliver_webhooks", 1.0, sandbox_jobs.deliver_webhooks),
+    Job(psp.DELIVERY_JOB, 1.0, sandbox_jobs.deliver_webhooks),
 )

@@ -8,9 +8,10 @@ logged and retried at its next interval, never taking the loop down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
-from tillpay.kit.jobs import Job, JobContext
+from tillpay.kit.jobs import Job, JobContext, listen, unlisten
 from tillpay.kit.logging import get_logger
 from tillpay.settings import Settings
 
@@ -31,6 +32,7 @@ class Worker:
         self.context = context
         self.jobs = jobs if jobs is not None else registered_jobs()
         self._stop = asyncio.Event()
+        self._wakes: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run_once(self, job_: Job) -> bool:
@@ -49,14 +51,21 @@ class Worker:
     async def _loop(self, job_: Job) -> None:
         # Spread the first runs so several workers do not fire in lock-step.
         delay = random.uniform(0, min(job_.interval, 5.0))  # noqa: S311 - jitter, not security
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                return
-            except TimeoutError:
-                pass
-            # A job that stopped with more due runs again at once (yielding to the loop).
-            delay = 0.0 if await self._run(job_) else job_.interval
+        # Set by stop() and by a nudge (kit/jobs.nudge: the app committed work for this job).
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        listen(job_.name, wake)
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=delay)
+                wake.clear()
+                if self._stop.is_set():
+                    return
+                # A job that stopped with more due runs again at once (yielding to the loop).
+                delay = 0.0 if await self._run(job_) else job_.interval
+        finally:
+            unlisten(job_.name, wake)
 
     def start(self) -> None:
         """Start every job loop as a task on the running event loop."""
@@ -65,6 +74,8 @@ class Worker:
 
     async def stop(self) -> None:
         self._stop.set()
+        for wake in self._wakes:
+            wake.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []

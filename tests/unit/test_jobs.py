@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tillpay.kit.db import Database
-from tillpay.kit.jobs import Job, JobContext, for_each
+from tillpay.kit.jobs import Job, JobContext, for_each, nudge
 from tillpay.settings import Settings
 from tillpay.worker import Worker, registered_jobs
 
@@ -94,3 +94,29 @@ async def test_items_run_side_by_side_and_one_that_raises_holds_back_none_of_the
 
     assert sorted(done) == [0, 1, 3, 4, 5]
     assert peak == 3
+
+
+async def test_a_nudged_job_runs_at_once_instead_of_at_its_next_interval() -> None:
+    ran = asyncio.Event()
+    runs = 0
+
+    async def hourly(context: JobContext[Any]) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            ran.set()
+
+    context = JobContext(Settings(), Database(create_async_engine("sqlite+aiosqlite://")))
+    worker = Worker(context, [Job("tests.hourly", 3600.0, hourly)])
+    worker.start()
+    try:
+        # The start-up jitter is at most 5 s; after the first run the job would wait an hour.
+        for _ in range(300):
+            if runs:
+                break
+            await asyncio.sleep(0.05)
+        nudge("tests.hourly")
+        await asyncio.wait_for(ran.wait(), timeout=30)
+    finally:
+        await worker.stop()
+    assert runs == 2

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.kit.db import Database
+from tillpay.kit.db import Database, after_commit
 from tillpay.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -78,3 +79,32 @@ class Job:
     name: str
     interval: float
     func: JobFunc
+
+
+# Wake-up events of the workers running in this process, by job name.
+_listening: dict[str, set[asyncio.Event]] = {}
+
+
+def listen(name: str, event: asyncio.Event) -> None:
+    """Have :func:`nudge` of job ``name`` set ``event`` (a worker's wake-up)."""
+    _listening.setdefault(name, set()).add(event)
+
+
+def unlisten(name: str, event: asyncio.Event) -> None:
+    _listening.get(name, set()).discard(event)
+
+
+def nudge(name: str) -> None:
+    """Tell the workers in this process that job ``name`` has work now, so they run it at
+    once instead of at its next interval (a no-op without one: other processes poll)."""
+    for event in _listening.get(name, ()):
+        event.set()
+
+
+def nudge_after_commit(session: AsyncSession, name: str) -> None:
+    """:func:`nudge` once the request's transaction has committed what the job will find."""
+
+    async def wake() -> None:
+        nudge(name)
+
+    after_commit(session, wake)

@@ -16,7 +16,7 @@ from tillpay.accounts.principal import Principal
 from tillpay.audit.service import record
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import BadRequest, Conflict, Forbidden, NotFound
-from tillpay.kit.jobs import for_each
+from tillpay.kit.jobs import for_each, nudge_after_commit
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
 from tillpay.payments import ignored_events
@@ -47,6 +47,10 @@ security_log = get_logger("tillpay.security")
 WEBHOOK_MAX_ATTEMPTS = 10
 #: How long a claimed event is left to the processor that claimed it.
 CLAIM_LEASE = timedelta(minutes=2)
+
+
+#: The worker job that processes stored events (an in-process worker is nudged at once).
+PROCESS_JOB = "payments.process_webhooks"
 
 
 async def receive_webhook(
@@ -87,7 +91,10 @@ async def receive_webhook(
         notice, reason = None, ignored_events.UNEXPECTED_SHAPE
     if notice is None:
         return await ignored_events.store_ignored_webhook(session, provider, body, reason=reason)
-    return await store_webhook(session, provider, notice, body)
+    stored = await store_webhook(session, provider, notice, body)
+    if stored:
+        nudge_after_commit(session, PROCESS_JOB)
+    return stored
 
 
 async def store_webhook(

@@ -35,6 +35,7 @@ from tillpay.kit.crypto import derive_key
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
 from tillpay.kit.ids import new_id
+from tillpay.kit.jobs import nudge_after_commit
 from tillpay.kit.money import AmountMinor, CurrencyCode
 from tillpay.sandbox.models import (
     SandboxRefund,
@@ -266,6 +267,10 @@ def _refund_json(row: SandboxRefund) -> dict[str, Any]:
     }
 
 
+#: The worker job that delivers queued webhooks (an in-process worker is nudged at once).
+DELIVERY_JOB = "sandbox.deliver_webhooks"
+
+
 def _queue_webhook(
     session: AsyncSession,
     settings: Settings,
@@ -288,6 +293,8 @@ def _queue_webhook(
                 deliver_at=utcnow() + timedelta(seconds=delay * (copy + 1)),
             )
         )
+    if delay == 0:
+        nudge_after_commit(session, DELIVERY_JOB)
 
 
 def signature_header(settings: Settings, body: bytes) -> str:
