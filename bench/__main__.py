@@ -36,7 +36,7 @@ ALL = (*SINGLE, "checkout_pay", "login_storm", "webhook", "soak")
 def parse(argv: list[str]) -> tuple[Plan, list[str]]:
     parser = argparse.ArgumentParser(prog="dev.py bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the < 3 minute run")
-    parser.add_argument("--seconds", type=float, help="seconds per wrk run (full 9, quick 2)")
+    parser.add_argument("--seconds", type=float, help="seconds per wrk run (full 5, quick 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--soak-seconds", type=float, help="soak length (full 600, quick 45)")
@@ -55,7 +55,7 @@ def parse(argv: list[str]) -> tuple[Plan, list[str]]:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     plan = Plan(
         quick=quick,
-        seconds=args.seconds or (2.0 if quick else 9.0),
+        seconds=args.seconds or (1.0 if quick else 5.0),
         rounds=args.rounds,
         connections=args.connections,
         checkout_seconds=5.0 if quick else 20.0,
@@ -67,8 +67,8 @@ def parse(argv: list[str]) -> tuple[Plan, list[str]]:
             if quick
             else ["in-process worker", "1 worker process", "2 worker processes"]
         ),
-        rtt_requests=10 if quick else 50,
-        rtt_flows=2 if quick else 10,
+        rtt_requests=5 if quick else 50,
+        rtt_flows=1 if quick else 10,
         orders_each=1 if quick else 3,
         scenarios=scenarios,
     )
@@ -85,22 +85,17 @@ async def run(stack: Stack, plan: Plan, backends: list[str], data: dict[str, Any
     queue = [Backend(stack, kind, b0, wrk, plan) for kind in backends]
     for backend in queue:
         data["backends"][backend.kind] = backend.result
-    if queue:
-        await queue[0].setup()
+    # Set-up is untimed: every backend's at once, the later ones' servers stopped again.
+    await asyncio.gather(*(b.setup(keep_running=i == 0) for i, b in enumerate(queue)))
     for index, backend in enumerate(queue):
+        await backend.start()
         await timed_phases(backend, plan)
-        # The next backend's set-up overlaps this one's (untimed) round-trip counting.
-        following = queue[index + 1] if index + 1 < len(queue) else None
-        setup = asyncio.create_task(following.setup()) if following else None
-        try:
-            await backend.run_round_trips()
-        finally:
-            if setup is not None:
-                await setup
+        # The next backend's servers start during this one's (untimed) counting phase.
+        following = queue[index + 1 :]
+        await asyncio.gather(backend.run_round_trips(), *(b.start() for b in following[:1]))
         backend.tables()
         printed.extend(backend.printed)
-        for server in (backend.server, backend.b1):
-            stack.stop(server.process)
+        backend.stop()
     data["tables"] = "\n".join(printed)
 
 

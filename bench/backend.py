@@ -52,7 +52,9 @@ class Backend:
         print(text, flush=True)
         self.printed.append(text)
 
-    async def setup(self) -> None:
+    async def setup(self, *, keep_running: bool = True) -> None:
+        """Create, migrate and seed the database; with ``keep_running`` False the servers
+        are stopped afterwards (:meth:`start` starts them again when it is their turn)."""
         if self.kind == "postgres":
             name = await self.stack.create_database()
             self.url = f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
@@ -65,17 +67,22 @@ class Backend:
             self.b1_app = "b1_sqlite"
         self.env = self.stack.tillpay_env(self.url, free_port())
         say(f"{self.kind}: migrating")
-        self.stack.migrate(self.env)
+        await asyncio.to_thread(self.stack.migrate, self.env)
         total = ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS + STORM_CUSTOMERS
         say(f"{self.kind}: seeding 1000 products and {total} customers")
         self.seeded: Seeded = await seed_rows(self.url, products=1000, customers=total)
         self.server = await self.stack.start_tillpay(f"tillpay-{self.kind}", self.env)
-        say(f"{self.kind}: signing customers in, {self.plan.orders_each} order(s) each (API)")
-        await seed_api(self.server.base, self.seeded, orders_each=self.plan.orders_each)
         self.b1_env["BENCH_B1_ID"] = self.seeded.product_id
+        say(f"{self.kind}: signing customers in, {self.plan.orders_each} order(s) each (API)")
+        await asyncio.gather(
+            seed_api(self.server.base, self.seeded, orders_each=self.plan.orders_each),
+            self.prepare_counting(),
+        )
         self.b1 = await self.stack.start_baseline(
             f"b1-{self.kind}", self.b1_app, {**self.env, **self.b1_env}
         )
+        if not keep_running:
+            self.stop()
         customers = self.seeded.customers
         self.readers = customers[:ORDER_READ_CUSTOMERS]
         self.buyers = customers[ORDER_READ_CUSTOMERS : ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS]
@@ -90,6 +97,19 @@ class Backend:
             "orders": sum(len(c.order_ids) for c in customers),
         }
 
+    def stop(self) -> None:
+        for server in (self.server, self.b1):
+            self.stack.stop(server.process)
+
+    async def start(self) -> None:
+        """(Re)start tillpay and B1 when :meth:`setup` left them stopped."""
+        if self.server.process.poll() is not None:
+            say(f"{self.kind}: starting tillpay and B1")
+            self.server, self.b1 = await asyncio.gather(
+                self.stack.start_tillpay(self.server.name, self.env),
+                self.stack.start_baseline(self.b1.name, self.b1_app, {**self.env, **self.b1_env}),
+            )
+
     async def run_single(self) -> None:
         plan = self.plan
         b0_runs: list[dict[str, Any]] | None = None
@@ -101,7 +121,7 @@ class Backend:
                 del targets["B0"]  # --quick: one B0 run per backend (it ignores the scenario)
             say(f"{self.kind}: {scenario.name} (warm-up, then {plan.rounds} interleaved rounds)")
             for server in targets.values():
-                await warm_up(server, scenario, 20 if plan.quick else 60)
+                await warm_up(server, scenario, 10 if plan.quick else 60)
             runs = await interleaved(
                 self.wrk,
                 scenario,
@@ -200,40 +220,43 @@ class Backend:
                 k: v for k, v in result.items() if k != "rss_samples"
             } | {"from_soak": True}
 
-    async def run_round_trips(self) -> None:
-        """A second tillpay process (in-process worker off) whose PostgreSQL and Redis
-        traffic goes through counting proxies; sequential requests, then divide."""
-        say(f"{self.kind}: counting database and Redis round trips")
-        proxies = {"redis": await RttProxy(*REDIS_HOST).start()}
+    async def prepare_counting(self) -> None:
+        """Start, idle until :meth:`run_round_trips`, a second tillpay process (in-process
+        worker off, so only requests talk to the database) and a second B1, whose
+        PostgreSQL and Redis traffic goes through counting proxies."""
+        self.proxies = {"redis": await RttProxy(*REDIS_HOST).start()}
         extra = {"TILLPAY_WORKER_IN_PROCESS": "false"}
         url, b1_env = self.url, dict(self.b1_env)
         if self.kind == "postgres":
-            proxies["postgres"] = await RttProxy("127.0.0.1", 5432).start()
-            port = proxies["postgres"].port
+            self.proxies["postgres"] = await RttProxy("127.0.0.1", 5432).start()
+            port = self.proxies["postgres"].port
             url = self.url.replace(PG_HOST, f"127.0.0.1:{port}")
             b1_env["BENCH_B1_DSN"] = b1_env["BENCH_B1_DSN"].replace(PG_HOST, f"127.0.0.1:{port}")
-        extra["TILLPAY_REDIS_URL"] = f"redis://127.0.0.1:{proxies['redis'].port}/0"
+        extra["TILLPAY_REDIS_URL"] = f"redis://127.0.0.1:{self.proxies['redis'].port}/0"
         env = self.stack.tillpay_env(url, free_port(), **extra)
-        started: list[Server] = []
+        names = (f"tillpay-{self.kind}-counting", f"b1-{self.kind}-counting")
+        self.counting, self.counting_b1 = await asyncio.gather(
+            self.stack.start_tillpay(names[0], env),
+            self.stack.start_baseline(names[1], self.b1_app, {**env, **b1_env}),
+        )
+
+    async def run_round_trips(self) -> None:
+        """Sequential requests through the counting proxies, then divide."""
+        say(f"{self.kind}: counting database and Redis round trips")
+        proxies = self.proxies
         try:
-            names = (f"tillpay-{self.kind}-counting", f"b1-{self.kind}-counting")
-            counting, b1 = await asyncio.gather(
-                self.stack.start_tillpay(names[0], env),
-                self.stack.start_baseline(names[1], self.b1_app, {**env, **b1_env}),
-            )
-            started += [counting, b1]
             wanted = [s for s in self.scenarios if self.plan.wants(s.name)]
             counts = await count_round_trips(
-                counting, proxies, wanted, self.flow, self.buyers[0],
+                self.counting, proxies, wanted, self.flow, self.buyers[0],
                 requests=self.plan.rtt_requests,
                 flows=self.plan.rtt_flows if self.plan.wants("checkout_pay") else 0,
             )  # fmt: skip
             b1_counts = await count_round_trips(
-                b1, proxies, wanted[:1], None, self.buyers[0],
+                self.counting_b1, proxies, wanted[:1], None, self.buyers[0],
                 requests=self.plan.rtt_requests, flows=0,
             )  # fmt: skip
         finally:
-            for server in started:
+            for server in (self.counting, self.counting_b1):
                 self.stack.stop(server.process)
             for proxy in proxies.values():
                 await proxy.close()
@@ -253,11 +276,11 @@ class Backend:
                 self.show(report.single_table(f"{name} on {self.kind}", scenarios[name]))
         if "checkout_pay" in scenarios:
             rtt = self.result.get("round_trips", {}).get("tillpay", {}).get("checkout_pay")
-            self.show(
-                report.checkout_table(
-                    f"checkout_pay on {self.kind}", scenarios["checkout_pay"], rtt
-                )
-            )
+            entry = scenarios["checkout_pay"]
+            title = f"checkout_pay on {self.kind}"
+            if "from_soak" in entry:
+                title += " (the soak's flows)"
+            self.show(report.checkout_table(title, entry, rtt))
         if "login_storm" in scenarios:
             self.show(report.storm_table(scenarios["login_storm"]))
         if "webhook" in scenarios:

@@ -177,6 +177,8 @@ class Stack:
                 "TILLPAY_WORKER_IN_PROCESS": "true",
                 # Tokens must verify in every process of the run (the default is the URL).
                 "TILLPAY_JWT_ISSUER": "https://tillpay-bench.invalid",
+                # The longest lifetime allowed: the seeded sign-ins must outlast the run.
+                "TILLPAY_ACCESS_TOKEN_TTL_SECONDS": "3600",
             }
         )
         env.update(extra)
