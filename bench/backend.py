@@ -52,9 +52,9 @@ class Backend:
         print(text, flush=True)
         self.printed.append(text)
 
-    async def setup(self, *, keep_running: bool = True) -> None:
-        """Create, migrate and seed the database; with ``keep_running`` False the servers
-        are stopped afterwards (:meth:`start` starts them again when it is their turn)."""
+    async def setup(self, *, first: bool) -> None:
+        """Create, migrate and seed the database. The ``first`` backend keeps its servers
+        running and runs the flows; the others' servers stop until :meth:`start`."""
         if self.kind == "postgres":
             name = await self.stack.create_database()
             self.url = f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
@@ -74,19 +74,28 @@ class Backend:
         self.server = await self.stack.start_tillpay(f"tillpay-{self.kind}", self.env)
         self.b1_env["BENCH_B1_ID"] = self.seeded.product_id
         say(f"{self.kind}: signing customers in, {self.plan.orders_each} order(s) each (API)")
+        customers = self.seeded.customers
+        self.readers = customers[:ORDER_READ_CUSTOMERS]
+        self.buyers = customers[ORDER_READ_CUSTOMERS : ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS]
+        self.stormers = customers[ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS :]
+        # The stormers sign in during the storm; on SQLite only the counting phase's
+        # first buyer is needed on the backends that do not run the flows.
+        buyers = self.buyers if first else self.buyers[:1]
         await asyncio.gather(
-            seed_api(self.server.base, self.seeded, orders_each=self.plan.orders_each),
+            seed_api(
+                self.server.base,
+                self.seeded,
+                sign_in=[*self.readers, *buyers],
+                with_orders=self.readers,
+                orders_each=self.plan.orders_each,
+            ),
             self.prepare_counting(),
         )
         self.b1 = await self.stack.start_baseline(
             f"b1-{self.kind}", self.b1_app, {**self.env, **self.b1_env}
         )
-        if not keep_running:
-            self.stop()
-        customers = self.seeded.customers
-        self.readers = customers[:ORDER_READ_CUSTOMERS]
-        self.buyers = customers[ORDER_READ_CUSTOMERS : ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS]
-        self.stormers = customers[ORDER_READ_CUSTOMERS + CHECKOUT_CUSTOMERS :]
+        if not first:
+            await self.stop()
         self.scenarios = single_scenarios(
             Seeded(self.readers, self.seeded.variant_ids, self.seeded.product_id, 1000)
         )
@@ -97,9 +106,8 @@ class Backend:
             "orders": sum(len(c.order_ids) for c in customers),
         }
 
-    def stop(self) -> None:
-        for server in (self.server, self.b1):
-            self.stack.stop(server.process)
+    async def stop(self) -> None:
+        await self.stack.stop_all([self.server.process, self.b1.process])
 
     async def start(self) -> None:
         """(Re)start tillpay and B1 when :meth:`setup` left them stopped."""
@@ -117,8 +125,8 @@ class Backend:
             if not plan.wants(scenario.name):
                 continue
             targets = {"tillpay": self.server, "B1": self.b1, "B0": self.b0}
-            if plan.quick and b0_runs is not None:
-                del targets["B0"]  # --quick: one B0 run per backend (it ignores the scenario)
+            if b0_runs is not None:
+                del targets["B0"]  # B0 ignores the scenario: one set of runs per backend
             say(f"{self.kind}: {scenario.name} (warm-up, then {plan.rounds} interleaved rounds)")
             for server in targets.values():
                 await warm_up(server, scenario, 10 if plan.quick else 60)
@@ -184,8 +192,7 @@ class Backend:
                     api, self.url, self.readers, self.seeded.variant_ids, self.plan.webhook_count
                 )
             finally:
-                for process in [*processes, api.process]:
-                    self.stack.stop(process)
+                await self.stack.stop_all([*processes, api.process])
 
     async def run_soak(self, *, as_checkout: bool = False) -> None:
         seconds = self.plan.soak_seconds
@@ -256,8 +263,7 @@ class Backend:
                 requests=self.plan.rtt_requests, flows=0,
             )  # fmt: skip
         finally:
-            for server in (self.counting, self.counting_b1):
-                self.stack.stop(server.process)
+            await self.stack.stop_all([self.counting.process, self.counting_b1.process])
             for proxy in proxies.values():
                 await proxy.close()
         self.result["round_trips"] = {"tillpay": counts, "B1": b1_counts}

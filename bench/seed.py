@@ -128,16 +128,27 @@ async def place_order(
     return order
 
 
-async def seed_api(base: str, seeded: Seeded, *, orders_each: int, concurrency: int = 4) -> None:
-    """Sign every customer in and give each ``orders_each`` orders."""
+async def seed_api(
+    base: str,
+    seeded: Seeded,
+    *,
+    sign_in: list[Customer],
+    with_orders: list[Customer],
+    orders_each: int,
+    concurrency: int = 4,
+) -> None:
+    """Sign ``sign_in`` in and give each of ``with_orders`` (signed in too) ``orders_each``
+    orders."""
     semaphore = asyncio.Semaphore(concurrency)
+    ordering = {id(c) for c in with_orders}
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
 
         async def one(index: int, customer: Customer) -> None:
             async with semaphore:
                 await login(client, customer)
-                for n in range(orders_each):
+                for n in range(orders_each if id(customer) in ordering else 0):
                     variant = seeded.variant_ids[(index * 7 + n) % len(seeded.variant_ids)]
                     await place_order(client, customer, variant)
 
-        await asyncio.gather(*(one(i, c) for i, c in enumerate(seeded.customers)))
+        everyone = [*sign_in, *(c for c in with_orders if all(c is not x for x in sign_in))]
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(everyone)))

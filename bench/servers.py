@@ -247,11 +247,17 @@ class Stack:
         if process in self.processes:
             self.processes.remove(process)
 
+    async def stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """SIGTERM all at once, then wait for each (in a thread: the loop keeps running)."""
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(asyncio.to_thread(self.stop, p) for p in processes))
+
     async def close(self) -> list[str]:
         """Stop everything, drop the database, delete the Redis keys; returns notes."""
         notes: list[str] = []
-        for process in list(reversed(self.processes)):
-            self.stop(process)
+        await self.stop_all(list(reversed(self.processes)))
         try:
             await self.drop_databases()
         except Exception as exc:  # noqa: BLE001 - report and keep cleaning
