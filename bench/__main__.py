@@ -85,6 +85,14 @@ async def run(stack: Stack, plan: Plan, backends: list[str], data: dict[str, Any
     queue = [Backend(stack, kind, b0, wrk, plan) for kind in backends]
     for backend in queue:
         data["backends"][backend.kind] = backend.result
+    try:
+        await measure(queue, plan, printed)
+    finally:
+        await stack.close_proxies()
+    data["tables"] = "\n".join(printed)
+
+
+async def measure(queue: list[Backend], plan: Plan, printed: list[str]) -> None:
     # Set-up is untimed: every backend's at once, the later ones' servers stopped again.
     await asyncio.gather(*(b.setup(first=i == 0) for i, b in enumerate(queue)))
     for index, backend in enumerate(queue):
@@ -96,7 +104,6 @@ async def run(stack: Stack, plan: Plan, backends: list[str], data: dict[str, Any
         backend.tables()
         printed.extend(backend.printed)
         await backend.stop()
-    data["tables"] = "\n".join(printed)
 
 
 async def timed_phases(backend: Backend, plan: Plan, *, flows: bool) -> None:

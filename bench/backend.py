@@ -181,6 +181,10 @@ class Backend:
                 )  # fmt: skip
                 continue
             workers = int(mode.split()[0])
+            if self.server.process.poll() is None:
+                # Its in-process worker would run the same jobs: only the worker
+                # processes under test may.
+                await self.stack.stop_all([self.server.process])
             env = self.stack.tillpay_env(self.url, free_port(), TILLPAY_WORKER_IN_PROCESS="false")
             api = await self.stack.start_tillpay(f"tillpay-{self.kind}-noworker", env)
             processes = [
@@ -193,6 +197,8 @@ class Backend:
                 )
             finally:
                 await self.stack.stop_all([*processes, api.process])
+        if self.server.process.poll() is not None:
+            self.server = await self.stack.start_tillpay(self.server.name, self.env)
 
     async def run_soak(self, *, as_checkout: bool = False) -> None:
         seconds = self.plan.soak_seconds
@@ -240,6 +246,7 @@ class Backend:
             url = self.url.replace(PG_HOST, f"127.0.0.1:{port}")
             b1_env["BENCH_B1_DSN"] = b1_env["BENCH_B1_DSN"].replace(PG_HOST, f"127.0.0.1:{port}")
         extra["TILLPAY_REDIS_URL"] = f"redis://127.0.0.1:{self.proxies['redis'].port}/0"
+        self.stack.proxies.extend(self.proxies.values())
         env = self.stack.tillpay_env(url, free_port(), **extra)
         names = (f"tillpay-{self.kind}-counting", f"b1-{self.kind}-counting")
         self.counting, self.counting_b1 = await asyncio.gather(

@@ -78,6 +78,8 @@ class RttProxy:
                 self._pump(reader, up_writer, state, "c"),
                 self._pump(up_reader, writer, state, "s"),
             )
+        except asyncio.CancelledError:
+            pass  # the event loop is shutting down (Ctrl-C): just close the sockets
         finally:
             for w in (writer, up_writer):
                 w.close()

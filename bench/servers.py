@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -89,6 +90,8 @@ class Stack:
     token: str = field(default_factory=lambda: secrets.token_hex(4))
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     databases: list[str] = field(default_factory=list)
+    #: Counting proxies (bench.rtt_proxy.RttProxy), closed by :meth:`close_proxies`.
+    proxies: list[Any] = field(default_factory=list)
     #: Shared by every tillpay process of the run (tokens, sandbox signatures).
     secret_key: str = field(default_factory=lambda: "bench-" + secrets.token_hex(24))
     metrics_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -246,6 +249,11 @@ class Stack:
                 process.wait(timeout=5)
         if process in self.processes:
             self.processes.remove(process)
+
+    async def close_proxies(self) -> None:
+        for proxy in self.proxies:
+            await proxy.close()
+        self.proxies.clear()
 
     async def stop_all(self, processes: list[subprocess.Popen[bytes]]) -> None:
         """SIGTERM all at once, then wait for each (in a thread: the loop keeps running)."""
