@@ -9,7 +9,7 @@
                              # lint-imports (the package contract), alembic check
     python3 dev.py docs      # regenerate openapi.json and the README configuration table
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
-    python3 dev.py bench     # benchmark suite (~15 min; --quick < 3 min): tillpay on PostgreSQL
+    python3 dev.py bench     # benchmark suite (~20 min; --quick < 3 min): tillpay on PostgreSQL
                              # and SQLite against FastAPI baselines; needs PostgreSQL (postgres@
                              # 127.0.0.1 trust) and Redis on loopback, installs wrk if missing;
                              # extra arguments go to `python -m bench` (--help lists them);
