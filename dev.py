@@ -5,10 +5,15 @@
                              # (--host ADDRESS and --port PORT are passed to `tillpay dev`)
     python3 dev.py test      # install test dependencies and run the whole test suite
                              # (parallel workers; extra arguments go to pytest)
-    python3 dev.py check     # ruff, ruff format --check, mypy (strict on src, then tests),
+    python3 dev.py check     # ruff, ruff format --check, mypy (strict on src and bench, then tests),
                              # lint-imports (the package contract), alembic check
     python3 dev.py docs      # regenerate openapi.json and the README configuration table
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
+    python3 dev.py bench     # benchmark suite (~20 min; --quick < 3 min): tillpay on PostgreSQL
+                             # and SQLite against FastAPI baselines; needs PostgreSQL (postgres@
+                             # 127.0.0.1 trust) and Redis on loopback, installs wrk if missing;
+                             # extra arguments go to `python -m bench` (--help lists them);
+                             # writes bench/results/latest.json (docs/performance.md)
 
 A virtualenv is created in .venv and reinstalled only when the lock files change.
 """
@@ -95,6 +100,7 @@ def check() -> None:
     _run(BIN / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
     _run(BIN / "mypy")  # src/, strict
     _run(BIN / "mypy", "tests")  # non-strict ([[tool.mypy.overrides]] for tests.*)
+    _run(BIN / "mypy", "bench")  # the benchmark harness, strict as src
     _run(BIN / "lint-imports")  # [tool.importlinter] in pyproject.toml
     env = dict(os.environ)
     database = ROOT / "var" / "alembic-check.db"
@@ -111,6 +117,18 @@ def docs() -> None:
     _run(BIN / "tillpay", "config-docs", "--update", "README.md")
 
 
+def bench(extra: list[str]) -> None:
+    """Run the benchmark in this process's place, so Ctrl-C reaches it and its clean-up
+    (servers, the bench database, its Redis keys) runs."""
+    ensure_env(dev=True)
+    args = [str(PYTHON), "-m", "bench", *extra]
+    if os.name == "nt":
+        _run(*args)
+        return
+    os.chdir(ROOT)
+    os.execv(PYTHON, args)  # noqa: S606
+
+
 def lock() -> None:
     for extra, name in ((None, "requirements.lock"), ("dev", "requirements-dev.lock")):
         args = ["uv", "pip", "compile", "pyproject.toml", "--python-version", "3.11"]
@@ -120,7 +138,7 @@ def lock() -> None:
         _run(*args)
 
 
-COMMANDS = ("serve", "test", "check", "docs", "lock")
+COMMANDS = ("serve", "test", "check", "docs", "lock", "bench")
 
 
 def main(argv: list[str]) -> None:
@@ -141,6 +159,8 @@ def main(argv: list[str]) -> None:
         check()
     elif command == "docs":
         docs()
+    elif command == "bench":
+        bench(rest)
     else:
         lock()
 
