@@ -20,6 +20,7 @@ from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.kit import errors
+from tillpay.kit.crypto import derive_key
 from tillpay.kit.db import Database
 from tillpay.kit.http.access_log import AccessLogMiddleware
 from tillpay.kit.http.catch_all import CatchAllMiddleware
@@ -76,7 +77,8 @@ def _new_limiter(settings: Settings) -> RateLimiter:
         storage,
         fail_open=settings.ratelimit_fail_open,
         socket_timeout=settings.ratelimit_redis_timeout_seconds,
-        key_secret=settings.secret_key.get_secret_value().encode(),
+        # A key of its own (any secret length; the keyed hash takes 16-64 bytes).
+        key_secret=derive_key(settings.secret_key.get_secret_value().encode(), "ratelimit-keys"),
         key_prefix=f"{settings.redis_key_prefix}:rl",
         pool_size=settings.redis_pool_size,
         pool_timeout=settings.redis_pool_timeout_seconds,

@@ -60,3 +60,13 @@ async def test_readiness_with_a_live_broker(make_client: ClientFactory) -> None:
         pytest.skip("RabbitMQ unreachable")
     assert response.status_code == 200
     assert response.json()["checks"]["broker"]["status"] == "ok"
+
+
+async def test_a_long_secret_key_is_accepted_by_every_part_that_keys_with_it(
+    make_client: ClientFactory,
+) -> None:
+    """The settings allow any secret of 32+ characters; the rate limiter's key hash and
+    the lockout store once refused more than 64 bytes and crashed the start."""
+    async with make_client(secret_key="k" * 200) as client:
+        response = await client.get("/v1/products")
+    assert response.status_code == 200
