@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import report
 from bench.backend import Backend, Plan, say
 from bench.scenarios import ensure_wrk
-from bench.servers import PROFILE, Stack
+from bench.servers import PROFILE, Stack, tillpay_src
 
 SINGLE = ("catalog", "order_read", "me")
 ALL = (*SINGLE, "checkout_pay", "login_storm", "webhook", "soak")
@@ -38,7 +40,12 @@ def parse(argv: list[str]) -> tuple[Plan, list[str]]:
     parser.add_argument("--quick", action="store_true", help="the < 3 minute run")
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (full 5, quick 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument(
+        "--tillpay-src",
+        help="serve tillpay from another checkout's src/ (e.g. a `git worktree` of an older "
+        "commit), for before/after figures in one run's conditions",
+    )
     parser.add_argument("--soak-seconds", type=float, help="soak length (full 600, quick 45)")
     parser.add_argument("--webhook-count", type=int, help="pending payments (full 300, quick 50)")
     parser.add_argument(
@@ -48,6 +55,8 @@ def parse(argv: list[str]) -> tuple[Plan, list[str]]:
         "--only", default="", help=f"comma-separated scenarios out of {','.join(ALL)}"
     )
     args = parser.parse_args(argv)
+    if args.tillpay_src:
+        os.environ["BENCH_TILLPAY_SRC"] = str(Path(args.tillpay_src).resolve())
     quick = bool(args.quick)
     scenarios = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = scenarios - set(ALL)
@@ -128,6 +137,7 @@ def header(data: dict[str, Any], plan: Plan) -> str:
         f"tillpay benchmark ({'quick' if plan.quick else 'full'}) at commit "
         f"{m['git_commit'][:12]}{' (dirty)' if m['git_dirty'] else ''}; nproc {m['nproc']}, "
         f"load average at start {m['loadavg_at_start'][0]:.2f}\n"
+        f"tillpay served from: {tillpay_src()}\n"
         f"profile: {PROFILE}\n"
         f"servers: uvicorn, one process each, uvicorn's default (auto) loop and http "
         f"implementation for tillpay and the baselines, uvicorn access log off "

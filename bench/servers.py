@@ -25,6 +25,13 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def tillpay_src() -> str:
+    """Where the served tillpay comes from: this checkout, or ``--tillpay-src``."""
+    return os.environ.get("BENCH_TILLPAY_SRC") or str(ROOT / "src")
+
+
 PYTHON = sys.executable
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_HOST = "127.0.0.1:5432"
@@ -156,7 +163,7 @@ class Stack:
         env.update(
             {
                 "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")) if p
+                    p for p in (tillpay_src(), str(ROOT), env.get("PYTHONPATH", "")) if p
                 ),
                 "TILLPAY_ENVIRONMENT": "development",
                 "TILLPAY_HOST": "127.0.0.1",
