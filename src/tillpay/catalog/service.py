@@ -12,6 +12,7 @@ import nh3
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
@@ -251,4 +252,7 @@ async def list_products(
         )
     if after is not None:
         query = query.where(Product.id > after)
-    return list((await session.execute(query)).scalars())
+    # The page and its variants in one statement (SQLAlchemy limits the products in a
+    # subquery): one round trip instead of two.
+    query = query.options(joinedload(Product.variants))
+    return list((await session.execute(query)).unique().scalars())
