@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
+import threading
 import unicodedata
 
 import argon2
@@ -318,3 +321,15 @@ def test_bundled_list_has_at_least_10000_lowercase_entries() -> None:
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
 def test_by_default_hashing_uses_at_most_half_the_cores(cores: int, expected: int) -> None:
     assert default_hash_concurrency(cores) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities")
+async def test_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
+    """Under a login storm the kernel must prefer the threads serving other requests."""
+    hasher = PasswordHasher(FAST, max_concurrency=1)
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    in_hashing_thread = await hasher._in_thread(niceness)
+    assert in_hashing_thread >= niceness() + 5
