@@ -12,13 +12,13 @@ except a :class:`~tillpay.kit.errors.CommittedRefusal`, which commits and then p
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event, select, text
+from sqlalchemy import DateTime, MetaData, event, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -282,6 +282,44 @@ async def lock_row(session: AsyncSession, model: type[M], row_id: str) -> M:
             .execution_options(populate_existing=True)
         )
     ).scalar_one()
+
+
+async def claim_due_rows(
+    database: Database,
+    model: type[M],
+    due: Any,
+    columns: Sequence[Any] = (),
+    *,
+    where: Sequence[Any] = (),
+    order_by: Any,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[tuple[Any, ...]]:
+    """Claim up to ``limit`` rows of ``model`` whose ``due`` time has come, for this worker:
+    ``(id, *columns)`` of each. The claim is a lease: ``due`` moves ``lease`` ahead in the
+    same short transaction, and rows another worker is claiming are skipped (``FOR UPDATE
+    SKIP LOCKED``; SQLite's single writer needs no skipping), so workers take disjoint
+    batches. Handling a row sets its real next due time; a worker that dies leaves its
+    rows to whoever finds them due once the lease lapses."""
+    async with database.transaction() as session:
+        rows = [
+            tuple(row)
+            for row in await session.execute(
+                select(model.id, *columns)  # type: ignore[attr-defined]
+                .where(*where, due <= now)
+                .order_by(order_by)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ]
+        if rows:
+            await session.execute(
+                update(model)
+                .where(model.id.in_([row[0] for row in rows]))  # type: ignore[attr-defined]
+                .values({due: now + lease})
+            )
+    return rows
 
 
 AfterCommit = Callable[[], Awaitable[None]]

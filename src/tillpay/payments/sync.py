@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-
-from tillpay.kit.db import utcnow
+from tillpay.kit.db import claim_due_rows, utcnow
 from tillpay.kit.jobs import for_each
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
 from tillpay.payments import state as fsm
@@ -107,29 +105,17 @@ async def _claim_due(
     ``JANITOR_LEASE`` ahead (the sync sets the real one), and rows another pass is
     claiming are skipped, so janitors in several processes take disjoint rows."""
     statuses = fsm.OPEN if model is PaymentAttempt else (RefundStatus.PENDING, RefundStatus.UNKNOWN)
-    async with rt.database.transaction() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(model.id)
-                    .where(
-                        model.status.in_(statuses),
-                        model.next_check_at.is_not(None),
-                        model.next_check_at <= moment,
-                    )
-                    .order_by(model.next_check_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if ids:
-            await session.execute(
-                update(model).where(model.id.in_(ids)).values(next_check_at=moment + JANITOR_LEASE)
-            )
-    return ids
+    rows = await claim_due_rows(
+        rt.database,
+        model,
+        model.next_check_at,
+        where=(model.status.in_(statuses),),
+        order_by=model.next_check_at,
+        now=moment,
+        limit=limit,
+        lease=JANITOR_LEASE,
+    )
+    return [row[0] for row in rows]
 
 
 async def janitor_pass(rt: PaymentsRuntime, *, now: datetime | None = None, limit: int = 50) -> int:

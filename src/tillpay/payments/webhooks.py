@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.accounts.principal import Principal
 from tillpay.audit.service import record
-from tillpay.kit.db import utcnow
+from tillpay.kit.db import claim_due_rows, utcnow
 from tillpay.kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from tillpay.kit.jobs import for_each, nudge_after_commit
 from tillpay.kit.logging import get_logger
@@ -360,28 +360,18 @@ async def claim_due_webhooks(rt: PaymentsRuntime, *, limit: int) -> list[Claim]:
     the rows being claimed (``SKIP LOCKED``) and the events claimed, so they take
     disjoint batches. Processing ends the lease (processed, or the retry's backoff); a
     processor that dies leaves the event to whoever finds it due once the lease lapses."""
-    now = utcnow()
-    async with rt.database.transaction() as session:
-        claims = [
-            Claim(*row)
-            for row in await session.execute(
-                select(WebhookEvent.id, WebhookEvent.provider, WebhookEvent.payload)
-                .where(
-                    WebhookEvent.status == WebhookEventStatus.PENDING,
-                    WebhookEvent.next_attempt_at <= now,
-                )
-                .order_by(WebhookEvent.received_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ]
-        if claims:
-            await session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_([claim.event_id for claim in claims]))
-                .values(next_attempt_at=now + CLAIM_LEASE)
-            )
-    return claims
+    rows = await claim_due_rows(
+        rt.database,
+        WebhookEvent,
+        WebhookEvent.next_attempt_at,
+        (WebhookEvent.provider, WebhookEvent.payload),
+        where=(WebhookEvent.status == WebhookEventStatus.PENDING,),
+        order_by=WebhookEvent.received_at,
+        now=utcnow(),
+        limit=limit,
+        lease=CLAIM_LEASE,
+    )
+    return [Claim(*row) for row in rows]
 
 
 async def process_due_webhooks(

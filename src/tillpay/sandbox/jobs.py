@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from tillpay.kit.db import Database, utcnow
+from tillpay.kit.db import Database, claim_due_rows, utcnow
 from tillpay.kit.jobs import JobContext, for_each
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import tls_context
@@ -30,29 +30,18 @@ async def claim_due(database: Database, *, limit: int) -> list[tuple[str, str]]:
     """Claim up to ``limit`` due webhooks (id, body) for this run: their next delivery
     moves ``CLAIM_LEASE`` ahead, so runs in other processes (which skip the rows being
     claimed) take others; a run that dies leaves them due again when the lease lapses."""
-    now = utcnow()
-    async with database.session() as session, session.begin():
-        due = [
-            (row.id, row.body)
-            for row in await session.execute(
-                select(SandboxWebhook.id, SandboxWebhook.body)
-                .where(
-                    SandboxWebhook.delivered_at.is_(None),
-                    SandboxWebhook.deliver_at <= now,
-                    SandboxWebhook.attempts < MAX_ATTEMPTS,
-                )
-                .order_by(SandboxWebhook.deliver_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ]
-        if due:
-            await session.execute(
-                update(SandboxWebhook)
-                .where(SandboxWebhook.id.in_([webhook_id for webhook_id, _ in due]))
-                .values(deliver_at=now + CLAIM_LEASE)
-            )
-    return due
+    rows = await claim_due_rows(
+        database,
+        SandboxWebhook,
+        SandboxWebhook.deliver_at,
+        (SandboxWebhook.body,),
+        where=(SandboxWebhook.delivered_at.is_(None), SandboxWebhook.attempts < MAX_ATTEMPTS),
+        order_by=SandboxWebhook.deliver_at,
+        now=utcnow(),
+        limit=limit,
+        lease=CLAIM_LEASE,
+    )
+    return [(row[0], row[1]) for row in rows]
 
 
 async def deliver_due(
