@@ -8,20 +8,16 @@ time-boxed so a deadlock fails fast.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.accounts.helpers import Account, Accounts
-from tests.commerce.helpers import Shop
+from tests.accounts.helpers import Account
 from tests.concurrency.test_commerce_races import assert_raced, count, overlap, race
-from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import GOOD_CARD, Checkout
 from tillpay.audit.models import AuditEvent
@@ -35,18 +31,6 @@ from tillpay.sandbox import psp
 from tillpay.sandbox.models import SandboxWebhook
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[httpx.AsyncClient]:
-    # Each racer may hold two connections at once (its own and the sandbox's).
-    async with make_client(database_pool_size=30) as c:
-        yield c
-
-
-@pytest.fixture
-def checkout(client: httpx.AsyncClient, mail_dir: Path) -> Checkout:
-    return Checkout(Shop(Accounts(client, mail_dir)))
 
 
 def database(checkout: Checkout) -> Database:

@@ -4,18 +4,12 @@ dashboard): each provider refund is booked exactly once, and never beyond the ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.accounts.helpers import Accounts
-from tests.commerce.helpers import Shop
 from tests.concurrency.test_commerce_races import assert_raced, overlap, race
 from tests.concurrency.test_payment_races import refund, warm_pool
-from tests.conftest import ClientFactory
 from tests.payments.helpers import Checkout
 from tests.payments.test_external_refunds import refund_at_sandbox, refunds_of
 from tests.payments.test_payment_flows import fetch
@@ -24,17 +18,6 @@ from tillpay.payments.models import Payment, WebhookEvent
 from tillpay.payments.webhooks import process_due_webhooks, process_webhook
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(database_pool_size=30) as c:
-        yield c
-
-
-@pytest.fixture
-def checkout(client: httpx.AsyncClient, mail_dir: Path) -> Checkout:
-    return Checkout(Shop(Accounts(client, mail_dir)))
 
 
 async def drain_webhooks(checkout: Checkout) -> None:

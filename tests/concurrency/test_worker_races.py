@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.accounts.helpers import Accounts
-from tests.commerce.helpers import Shop
 from tests.concurrency.test_commerce_races import count, race
-from tests.concurrency.test_payment_races import assert_paid_once, card_paid_at_sandbox
-from tests.conftest import ClientFactory
+from tests.concurrency.test_payment_races import assert_paid_once, card_paid_at_sandbox, database
 from tests.payments.helpers import Checkout
 from tillpay.events.models import OutboxEvent
 from tillpay.events.service import emit, mark_processed
-from tillpay.kit.db import Database, utcnow
+from tillpay.kit.db import utcnow
 from tillpay.payments.models import WebhookEvent
 from tillpay.payments.sync import janitor_pass
 from tillpay.payments.webhooks import process_due_webhooks
@@ -40,20 +35,22 @@ PAYMENTS = 8
 
 
 @pytest.fixture
-async def client(make_client: ClientFactory, clean_db: None) -> AsyncIterator[httpx.AsyncClient]:
+def pool_size() -> int:
     # Two processors at full width, each event holding two connections (the processor's
     # and the sandbox's answering the re-read).
-    async with make_client(database_pool_size=40) as c:
-        yield c
+    return 40
 
 
-@pytest.fixture
-def checkout(client: httpx.AsyncClient, mail_dir: Path) -> Checkout:
-    return Checkout(Shop(Accounts(client, mail_dir)))
-
-
-def database(checkout: Checkout) -> Database:
-    return checkout.app.state.database
+async def assert_each_reread_and_applied_once(
+    checkout: Checkout, handled: list[int], paid: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """Every payment handled by exactly one racer: re-read at the provider once, paid once."""
+    assert sum(handled) == PAYMENTS
+    rereads = requests_to(checkout, "/sessions/by-reference/")
+    assert len(rereads) == PAYMENTS
+    assert set(rereads.values()) == {1}
+    for order, payment in paid:
+        await assert_paid_once(database(checkout), order["id"], payment["id"])
 
 
 def requests_to(checkout: Checkout, marker: str) -> Counter[str]:
@@ -65,7 +62,6 @@ def requests_to(checkout: Checkout, marker: str) -> Counter[str]:
 async def test_two_processors_at_once_reread_and_apply_each_event_once(
     checkout: Checkout,
 ) -> None:
-    db = database(checkout)
     paid = [await card_paid_at_sandbox(checkout) for _ in range(PAYMENTS)]
     assert await checkout.deliver_webhooks() == PAYMENTS
     checkout.app.state.provider_transport.requests.clear()
@@ -75,12 +71,7 @@ async def test_two_processors_at_once_reread_and_apply_each_event_once(
         process_due_webhooks(checkout.runtime, limit=2),
     )
 
-    assert sum(handled) == PAYMENTS
-    rereads = requests_to(checkout, "/sessions/by-reference/")
-    assert len(rereads) == PAYMENTS
-    assert set(rereads.values()) == {1}
-    for order, payment in paid:
-        await assert_paid_once(db, order["id"], payment["id"])
+    await assert_each_reread_and_applied_once(checkout, handled, paid)
 
 
 async def test_two_delivery_runs_at_once_post_each_sandbox_webhook_once(
@@ -126,7 +117,6 @@ async def test_a_sandbox_webhook_claimed_by_a_delivery_run_is_left_to_it(
 async def test_two_janitor_passes_at_once_reread_each_due_attempt_once(
     checkout: Checkout,
 ) -> None:
-    db = database(checkout)
     paid = [await card_paid_at_sandbox(checkout) for _ in range(PAYMENTS)]
     checkout.app.state.provider_transport.requests.clear()
     later = utcnow() + timedelta(days=1)  # every open attempt is due for a check
@@ -136,12 +126,7 @@ async def test_two_janitor_passes_at_once_reread_each_due_attempt_once(
         janitor_pass(checkout.runtime, now=later, limit=2),
     )
 
-    assert sum(handled) == PAYMENTS
-    rereads = requests_to(checkout, "/sessions/by-reference/")
-    assert len(rereads) == PAYMENTS
-    assert set(rereads.values()) == {1}
-    for order, payment in paid:
-        await assert_paid_once(db, order["id"], payment["id"])
+    await assert_each_reread_and_applied_once(checkout, handled, paid)
 
 
 async def test_a_relay_skips_the_outbox_rows_another_relay_holds(

@@ -75,6 +75,11 @@ async def _cost(request: Callable[[], Any], pg: RttProxy, rd: RttProxy) -> tuple
     return worst
 
 
+def assert_within_budget(cost: tuple[int, int]) -> None:
+    assert cost[0] <= PG_BUDGET, f"{cost[0]} PostgreSQL round trips"
+    assert cost[1] <= REDIS_BUDGET, f"{cost[1]} Redis round trips"
+
+
 async def test_reading_an_order_costs_at_most_three_postgres_and_one_redis_round_trip(
     counted: tuple[Shop, RttProxy, RttProxy],
 ) -> None:
@@ -86,8 +91,7 @@ async def test_reading_an_order_costs_at_most_three_postgres_and_one_redis_round
         lambda: shop.client.get(f"/v1/orders/{order['id']}", headers=customer.headers), pg, rd
     )
 
-    assert cost[0] <= PG_BUDGET, f"{cost[0]} PostgreSQL round trips"
-    assert cost[1] <= REDIS_BUDGET, f"{cost[1]} Redis round trips"
+    assert_within_budget(cost)
 
 
 async def test_reading_me_costs_at_most_three_postgres_and_one_redis_round_trip(
@@ -98,8 +102,7 @@ async def test_reading_me_costs_at_most_three_postgres_and_one_redis_round_trip(
 
     cost = await _cost(lambda: shop.client.get("/v1/me", headers=customer.headers), pg, rd)
 
-    assert cost[0] <= PG_BUDGET, f"{cost[0]} PostgreSQL round trips"
-    assert cost[1] <= REDIS_BUDGET, f"{cost[1]} Redis round trips"
+    assert_within_budget(cost)
 
 
 async def test_listing_products_costs_at_most_three_postgres_and_one_redis_round_trip(
@@ -112,5 +115,4 @@ async def test_listing_products_costs_at_most_three_postgres_and_one_redis_round
 
     cost = await _cost(lambda: shop.client.get("/v1/products?limit=20"), pg, rd)
 
-    assert cost[0] <= PG_BUDGET, f"{cost[0]} PostgreSQL round trips"
-    assert cost[1] <= REDIS_BUDGET, f"{cost[1]} Redis round trips"
+    assert_within_budget(cost)
