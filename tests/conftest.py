@@ -247,15 +247,16 @@ class _Cleaner:
         except Exception:
             # A test may have killed this connection (fault tests terminate backends):
             # start over on a new one, once.
-            await self._forget(settings.database_url)
+            await self._forget(settings.database_url.get_secret_value())
             await self._delete_rows(settings)
         if settings.redis_url is not None:
             await self._delete_keys(settings.redis_url.get_secret_value())
 
     async def _delete_rows(self, settings: Settings) -> None:
-        engine = self._engines.get(settings.database_url)
+        url = settings.database_url.get_secret_value()
+        engine = self._engines.get(url)
         if engine is None:
-            engine = self._engines[settings.database_url] = create_engine(settings)
+            engine = self._engines[url] = create_engine(settings)
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
