@@ -257,7 +257,12 @@ def create_app(
     ]
     if settings.docs_on:
         rest.append(docs_routes.router)
+    # The routes themselves, not include_router: an included router's routes are rebuilt
+    # for every app (signatures, pydantic fields: ~25 ms per app, paid again by every test's
+    # app) and matched through a nested layer per request; these are complete as declared
+    # (prefix, tags, dependencies), and create_app passes nothing at inclusion. The price:
+    # app.dependency_overrides does not reach them (tillpay uses none).
     for router in (*hot, *rest):
-        app.include_router(router)
+        app.router.routes.extend(router.routes)
 
     return app

@@ -8,20 +8,19 @@ per-session cache would be primed before the change."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.accounts.helpers import Account, Accounts
 from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
-from tillpay.accounts import deps
 from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.principal import Principal
+from tillpay.carts import service as carts_service
 from tillpay.kit.db import utcnow
 
 
@@ -97,26 +96,24 @@ async def test_a_role_changed_in_the_database_invalidates_live_tokens_at_once(
 
 
 async def test_a_user_deleted_while_their_request_runs_gets_a_401_not_a_500(
-    make_client: ClientFactory, clean_db: None, mail_dir: Path
+    accounts: Accounts, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The user vanishes after the token check but before the request's write (a
     concurrent delete): the foreign-key violation is answered as the token's 401."""
+    account = await signed_in(accounts)
     deleted: list[str] = []
+    empty_cart = carts_service.empty_cart
 
-    def setup(app: FastAPI) -> None:
-        async def check_then_delete(request: Request) -> Principal:
-            principal = await deps.current_principal(request)
-            if request.method == "DELETE" and not deleted:
-                async with app.state.database.session() as other, other.begin():
-                    await other.execute(delete(User).where(User.id == principal.user_id))
-                deleted.append(principal.user_id)
-            return principal
+    async def delete_then_empty(session: AsyncSession, principal: Principal) -> Any:
+        # Runs after the route's dependencies accepted the token: another connection
+        # deletes the user, then the request goes on to write.
+        await execute(accounts, delete(User).where(User.id == principal.user_id))
+        deleted.append(principal.user_id)
+        return await empty_cart(session, principal)
 
-        app.dependency_overrides[deps.current_principal] = check_then_delete
+    monkeypatch.setattr(carts_service, "empty_cart", delete_then_empty)
 
-    async with make_client(setup=setup, ratelimit_policies={"auth": "1000/minute"}) as client:
-        accounts = Accounts(client, mail_dir)
-        account = await signed_in(accounts)
-        response = await client.delete("/v1/cart", headers=account.headers)
-        assert deleted == [account.user_id]
-        assert_problem(response, 401)
+    response = await client.delete("/v1/cart", headers=account.headers)
+
+    assert deleted == [account.user_id]
+    assert_problem(response, 401)
