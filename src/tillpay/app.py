@@ -42,6 +42,7 @@ from tillpay.kit.memory import return_large_blocks_to_the_system
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
+from tillpay.merchant_webhooks import routes as merchant_webhook_routes
 from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
@@ -253,6 +254,7 @@ def create_app(
         payments_routes.admin,
         accounts_routes.admin,
         admin_routes.router,
+        merchant_webhook_routes.router,
         ops_router,
     ]
     if settings.docs_on:

@@ -8,14 +8,28 @@ from __future__ import annotations
 
 from tillpay.events import jobs as events_jobs
 from tillpay.kit import idempotency_jobs
-from tillpay.kit.jobs import Job
+from tillpay.kit.jobs import Job, JobContext
+from tillpay.merchant_webhooks import delivery as merchant_webhooks
+from tillpay.merchant_webhooks import service as merchant_webhook_endpoints
 from tillpay.payments import jobs as payments_jobs
 from tillpay.payments import webhooks
 from tillpay.sandbox import jobs as sandbox_jobs
 from tillpay.sandbox import psp
+from tillpay.settings import Settings
+
+
+async def relay_events(context: JobContext[Settings]) -> bool:
+    """The outbox relay with every consumer's fan-out (merchant webhooks so far)."""
+    return await events_jobs.relay(
+        context,
+        (merchant_webhook_endpoints.fan_out,),
+        wake=(merchant_webhooks.DELIVERY_JOB,),
+    )
+
 
 SCHEDULE: tuple[Job, ...] = (
-    Job("events.relay", 2.0, events_jobs.relay),
+    Job(events_jobs.RELAY_JOB, 2.0, relay_events),
+    Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor),

@@ -8,6 +8,7 @@ from tillpay.events import models as events_models
 from tillpay.kit import idempotency_models
 from tillpay.kit.db import Base
 from tillpay.ledger import models as ledger_models
+from tillpay.merchant_webhooks import models as merchant_webhooks_models
 from tillpay.orders import models as orders_models
 from tillpay.payments import models as payments_models
 from tillpay.sandbox import models as sandbox_models
@@ -21,6 +22,7 @@ __all__ = [
     "events_models",
     "idempotency_models",
     "ledger_models",
+    "merchant_webhooks_models",
     "orders_models",
     "payments_models",
     "sandbox_models",

@@ -32,6 +32,7 @@ from tillpay.settings_groups.auth import AuthSettings
 from tillpay.settings_groups.commerce import CommerceSettings
 from tillpay.settings_groups.database import DatabaseSettings
 from tillpay.settings_groups.mail import MailSettings
+from tillpay.settings_groups.merchant_webhooks import MerchantWebhookSettings
 from tillpay.settings_groups.observability import ObservabilitySettings
 from tillpay.settings_groups.payments import PaymentSettings
 from tillpay.settings_groups.perimeter import PerimeterSettings
@@ -113,6 +114,7 @@ def _is_secret_field(field: FieldInfo) -> bool:
 class Settings(
     AcceptedRiskSettings,
     ObservabilitySettings,
+    MerchantWebhookSettings,
     MailSettings,
     StripeSettings,
     RazorpaySettings,

@@ -148,6 +148,11 @@ def production_risks(settings: Settings) -> Iterator[Risk]:
             "TILLPAY_RATELIMIT_FAIL_OPEN: a Redis outage would switch rate limits and "
             "lockouts off; production fails closed"
         )
+    if settings.webhooks_allow_private_targets:
+        yield Risk(
+            "TILLPAY_WEBHOOKS_ALLOW_PRIVATE_TARGETS: merchant webhooks could reach loopback, "
+            "private and cloud-metadata addresses; it is never allowed in production"
+        )
     if not settings.admin_require_2fa:
         yield Risk("TILLPAY_ADMIN_REQUIRE_2FA: admin routes need 2FA in production")
     if settings.log_level == "DEBUG":

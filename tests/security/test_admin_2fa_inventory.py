@@ -41,6 +41,7 @@ class World:
     payment: dict[str, Any]
     pending_order: dict[str, Any]
     event_id: str
+    endpoint_id: str = ""
 
 
 Call = Callable[[httpx.AsyncClient, World, dict[str, str]], Awaitable[httpx.Response]]
@@ -162,6 +163,56 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
             "/v1/products/{w.product[id]}/variants/{w.product[variants][0][id]}",
             {"price_amount": 1, "stock": 0},
         ),
+    ),
+    ("GET", "/v1/admin/event-types"): Scenario(P.WEBHOOKS_MANAGE, get("/v1/admin/event-types")),
+    ("POST", "/v1/admin/webhook-endpoints"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        # A literal public address: registering checks it without resolving a name.
+        send(
+            "POST",
+            "/v1/admin/webhook-endpoints",
+            {"url": "https://93.184.215.14/hooks", "event_types": ["order.paid"]},
+        ),
+        frozenset({201}),
+    ),
+    ("GET", "/v1/admin/webhook-endpoints"): Scenario(
+        P.WEBHOOKS_MANAGE, get("/v1/admin/webhook-endpoints")
+    ),
+    ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}"): Scenario(
+        P.WEBHOOKS_MANAGE, get("/v1/admin/webhook-endpoints/{w.endpoint_id}")
+    ),
+    ("PATCH", "/v1/admin/webhook-endpoints/{endpoint_id}"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        send("PATCH", "/v1/admin/webhook-endpoints/{w.endpoint_id}", {"description": "x"}),
+    ),
+    ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/rotate-secret"): Scenario(
+        P.WEBHOOKS_MANAGE, send("POST", "/v1/admin/webhook-endpoints/{w.endpoint_id}/rotate-secret")
+    ),
+    ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}/deliveries"): Scenario(
+        P.WEBHOOKS_MANAGE, get("/v1/admin/webhook-endpoints/{w.endpoint_id}/deliveries")
+    ),
+    ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/recover"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        send(
+            "POST",
+            "/v1/admin/webhook-endpoints/{w.endpoint_id}/recover",
+            {"since": "2026-01-01T00:00:00Z"},
+        ),
+    ),
+    ("POST", "/v1/admin/webhook-endpoints/deliveries/{delivery_id}/redeliver"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        send(
+            "POST",
+            "/v1/admin/webhook-endpoints/deliveries/dlv_00000000000000000000000000/redeliver",
+        ),
+        # No such delivery: a 404, but past authorization.
+        frozenset({404}),
+    ),
+    # Last: the endpoint the scenarios above use is gone after it.
+    ("DELETE", "/v1/admin/webhook-endpoints/{endpoint_id}"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        send("DELETE", "/v1/admin/webhook-endpoints/{w.endpoint_id}"),
+        frozenset({204}),
     ),
 }
 
@@ -285,6 +336,13 @@ async def test_admin_only_powers_need_2fa_on_every_route(
     events = await client.get("/v1/admin/webhook-events", headers=with_2fa.headers)
     assert events.status_code == 200, events.text
     world.event_id = events.json()[0]["id"]
+    endpoint = await client.post(
+        "/v1/admin/webhook-endpoints",
+        json={"url": "https://93.184.215.14/hooks", "event_types": ["*"]},
+        headers=with_2fa.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    world.endpoint_id = endpoint.json()["id"]
 
     for key, scenario in SCENARIOS.items():
         refused = await scenario.call(client, world, without_2fa.headers)

@@ -45,6 +45,7 @@ def test_the_schedule_lists_every_job_with_its_interval() -> None:
     assert schedule == {
         "events.relay": 2.0,
         "idempotency.purge": 3600.0,
+        "merchant_webhooks.deliver": 1.0,
         "orders.expire": 30.0,
         "payments.janitor": 30.0,
         "payments.process_webhooks": 1.0,

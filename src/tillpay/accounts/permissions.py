@@ -33,6 +33,7 @@ class Permission(enum.StrEnum):
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"
     PAYMENTS_OPERATE = "payments:operate"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 _CUSTOMER = frozenset(

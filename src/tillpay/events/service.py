@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.events.models import OutboxEvent
-from tillpay.kit.db import utcnow
+from tillpay.kit.jobs import nudge_after_commit
 
 
 async def emit(
@@ -28,34 +27,9 @@ async def emit(
         payload={"type": event_type, "data": data},
     )
     session.add(event)
+    # The in-process worker's relay picks it up once committed, not at its next tick.
+    nudge_after_commit(session, "events.relay")
     return event
-
-
-async def mark_processed(session: AsyncSession, *, limit: int = 500) -> int:
-    """The relay until consumers exist: acknowledge pending events in creation order.
-    Rows another relay (another worker process) is acknowledging are skipped, not
-    waited for."""
-    ids = (
-        (
-            await session.execute(
-                select(OutboxEvent.id)
-                .where(OutboxEvent.processed_at.is_(None))
-                .order_by(OutboxEvent.created_at, OutboxEvent.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if not ids:
-        return 0
-    await session.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.id.in_(ids), OutboxEvent.processed_at.is_(None))
-        .values(processed_at=utcnow())
-    )
-    return len(ids)
 
 
 RETENTION = timedelta(days=30)

@@ -1,0 +1,1 @@
+"""Merchant webhooks: signed events from tillpay to the shop's own backend."""

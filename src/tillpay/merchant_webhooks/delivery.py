@@ -1,0 +1,200 @@
+"""The delivery job: POST due events to their endpoints, signed, and book each attempt.
+
+At-least-once: a delivery is marked delivered only after a 2xx, and a worker killed
+mid-send leaves its claim to lapse, so the receiver may see an event twice; the
+``webhook-id`` header (the event id) is the same on every attempt, for receivers to dedupe.
+No database transaction is open during the HTTP call. Deliveries to one endpoint go one
+at a time within a run, so one slow receiver holds at most one of the run's slots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+
+from tillpay.events import dispatch
+from tillpay.events.models import OutboxEvent
+from tillpay.kit.db import Database, utcnow
+from tillpay.kit.jobs import JobContext, for_each
+from tillpay.kit.logging import get_logger
+from tillpay.kit.outbound import tls_context
+from tillpay.merchant_webhooks import service, signing, snapshots, targets
+from tillpay.merchant_webhooks.models import WebhookAttempt, WebhookEndpoint
+from tillpay.settings import Settings
+
+log = get_logger(__name__)
+
+DELIVERY_JOB = "merchant_webhooks.deliver"
+#: How long a claimed delivery is left to the run that claimed it (beyond any timeout).
+CLAIM_LEASE = timedelta(minutes=2)
+EXCERPT_BYTES = 1024
+USER_AGENT = "tillpay-webhooks/1"
+
+
+@dataclass
+class Outcome:
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    status_code: int | None = None
+    latency_ms: int = 0
+    excerpt: str = ""
+    error: str | None = None
+    #: False: nothing was sent (endpoint gone or disabled); no attempt is logged.
+    attempted: bool = True
+
+
+async def deliver_due(
+    context: JobContext[Settings], *, now: datetime | None = None, limit: int | None = None
+) -> bool:
+    """Deliver one batch of due deliveries; True when the batch was full (run again at
+    once). ``now`` is the clock (tests move it to reach later retries)."""
+    settings = context.settings
+    clock = now or utcnow()
+    width = settings.worker_width
+    batch = limit or width * 4
+    claimed = await dispatch.claim(
+        context.database,
+        consumer_prefix=service.CONSUMER_PREFIX,
+        now=clock,
+        limit=batch,
+        lease=CLAIM_LEASE,
+    )
+    if not claimed:
+        return False
+    by_endpoint: dict[str, list[dispatch.Claimed]] = defaultdict(list)
+    for item in claimed:
+        by_endpoint[service.endpoint_of(item.consumer)].append(item)
+    async with httpx.AsyncClient(
+        timeout=settings.webhooks_timeout_seconds,
+        follow_redirects=False,
+        verify=tls_context(),
+        trust_env=False,
+    ) as client:
+
+        async def run(items: Sequence[dispatch.Claimed]) -> None:
+            for item in items:
+                outcome = await _attempt(context.database, settings, client, item, clock)
+                await _book(context.database, settings, item, outcome, now=now)
+
+        await for_each(list(by_endpoint.values()), run, width=width)
+    return len(claimed) >= batch
+
+
+async def _attempt(
+    database: Database,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    item: dispatch.Claimed,
+    now: datetime,
+) -> Outcome:
+    endpoint_id = service.endpoint_of(item.consumer)
+    async with database.read_session() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        event = await session.get(OutboxEvent, item.event_id)
+        outcome = Outcome(endpoint_id, item.event_id, event.type if event else "")
+        if endpoint is None or event is None or not endpoint.enabled:
+            outcome.attempted = False
+            outcome.error = "endpoint disabled" if endpoint is not None else "endpoint deleted"
+            return outcome
+        body = json.dumps(await snapshots.payload(session, event), separators=(",", ":"))
+        url = endpoint.url
+        signing_secrets = service.signing_secrets(settings, endpoint, now=utcnow())
+    try:
+        target = await targets.check(
+            url,
+            allow_http=not settings.is_production,
+            allow_private=settings.webhooks_allow_private_targets,
+            allowed_ports=settings.webhooks_allowed_ports,
+        )
+    except targets.TargetRefused as refused:
+        outcome.error = str(refused)
+        return outcome
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": target.host if _default_port(target) else f"{target.host}:{target.port}",
+        **signing.headers(item.event_id, utcnow(), body, signing_secrets),
+    }
+    # The checked address, not the name: DNS cannot answer differently now (rebinding).
+    literal = f"[{target.address}]" if target.address.version == 6 else str(target.address)
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    started = time.perf_counter()
+    try:
+        async with client.stream(
+            "POST",
+            f"{target.scheme}://{literal}:{target.port}{target.path}",
+            content=body.encode(),
+            headers=headers,
+            extensions=extensions,
+        ) as response:
+            outcome.status_code = response.status_code
+            outcome.excerpt = await _excerpt(response)
+    except httpx.TimeoutException:
+        outcome.error = "timeout"
+    except httpx.HTTPError as exc:
+        outcome.error = f"connection failed ({type(exc).__name__})"
+    outcome.latency_ms = int((time.perf_counter() - started) * 1000)
+    if outcome.error is None and not 200 <= (outcome.status_code or 0) < 300:
+        outcome.error = f"HTTP {outcome.status_code}"
+    return outcome
+
+
+def _default_port(target: targets.Target) -> bool:
+    return (target.scheme, target.port) in (("https", 443), ("http", 80))
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """The first KiB of the answer; the rest is never read into memory."""
+    kept = b""
+    async for chunk in response.aiter_raw():
+        kept += chunk
+        if len(kept) >= EXCERPT_BYTES:
+            break
+    return kept[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+
+
+async def _book(
+    database: Database,
+    settings: Settings,
+    item: dispatch.Claimed,
+    outcome: Outcome,
+    *,
+    now: datetime | None,
+) -> None:
+    """Log the attempt and move the delivery on (delivered, retry later, or failed)."""
+    clock = now or utcnow()
+    schedule = settings.webhooks_retry_schedule if outcome.attempted else [0]
+    async with database.transaction() as session:
+        booked = await dispatch.record_outcome(
+            session, item.id, error=outcome.error, schedule=schedule, now=clock
+        )
+        if booked is None or not outcome.attempted:
+            return
+        session.add(
+            WebhookAttempt(
+                delivery_id=item.id,
+                endpoint_id=outcome.endpoint_id,
+                event_id=outcome.event_id,
+                event_type=outcome.event_type,
+                attempted_at=clock,
+                status_code=outcome.status_code,
+                latency_ms=outcome.latency_ms,
+                response_excerpt=outcome.excerpt,
+                error=outcome.error,
+            )
+        )
+    if outcome.error is not None:
+        log.warning(
+            "merchant_webhooks.delivery_failed",
+            endpoint_id=outcome.endpoint_id,
+            event_id=outcome.event_id,
+            status_code=outcome.status_code,
+            error=outcome.error,
+        )
