@@ -7,7 +7,8 @@
                              # (parallel workers; extra arguments go to pytest)
     python3 dev.py check     # ruff, ruff format --check, mypy (strict on src and bench, then tests),
                              # lint-imports (the package contract), alembic check
-    python3 dev.py docs      # regenerate openapi.json and the README configuration table
+    python3 dev.py docs      # regenerate openapi.json, the README configuration table and
+                             # the event table of docs/events.md
     python3 dev.py lock      # regenerate requirements*.lock from pyproject.toml (needs uv)
     python3 dev.py bench     # benchmark suite (~20 min; --quick < 3 min): tillpay on PostgreSQL
                              # and SQLite against FastAPI baselines; needs PostgreSQL (postgres@
@@ -115,6 +116,7 @@ def docs() -> None:
     ensure_env(dev=True)
     _run(BIN / "tillpay", "openapi", "--output", "openapi.json")
     _run(BIN / "tillpay", "config-docs", "--update", "README.md")
+    _run(BIN / "tillpay", "event-docs", "--update", "docs/events.md")
 
 
 def bench(extra: list[str]) -> None:

@@ -325,6 +325,25 @@ def config_docs(
     update.write_text(replace_table(update.read_text(encoding="utf-8")), encoding="utf-8")
 
 
+@app.command("event-docs")
+def event_docs(
+    update: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Replace the table between the markers in this file."),
+    ] = None,
+) -> None:
+    """Print the event catalogue table (docs/events.md).
+
+    With --update, replace the table in that file instead.
+    """
+    from tillpay.events.catalogue import markdown_table, replace_table
+
+    if update is None:
+        sys.stdout.write(markdown_table())
+        return
+    update.write_text(replace_table(update.read_text(encoding="utf-8")), encoding="utf-8")
+
+
 def main() -> None:
     app()
 
