@@ -31,3 +31,10 @@ def test_every_literal_event_type_emitted_in_the_code_is_catalogued() -> None:
 def test_each_type_is_listed_once_about_a_known_subject() -> None:
     assert len(BY_NAME) == len(EVENT_TYPES)
     assert {e.subject for e in EVENT_TYPES} <= {"order", "payment", "refund"}
+
+
+def test_docs_events_md_holds_the_current_table() -> None:
+    from tillpay.events.catalogue import replace_table
+
+    document = (SRC.parents[1] / "docs" / "events.md").read_text(encoding="utf-8")
+    assert replace_table(document) == document, "run `python3 dev.py docs`"
