@@ -87,7 +87,9 @@ def test(extra: list[str]) -> None:
         # PostgreSQL, Redis and subprocesses (measured ~10 % faster than one per core on
         # 2 cores). TILLPAY_TEST_WORKERS overrides.
         workers = os.environ.get("TILLPAY_TEST_WORKERS") or str((os.cpu_count() or 1) + 1)
-        args += ["-n", workers]
+        # worksteal: an idle worker takes tests queued for a busy one, so the run ends
+        # when the work does, not when the worker dealt the slowest tests does.
+        args += ["-n", workers, "--dist", "worksteal"]
     args += extra
     if os.name == "nt":
         _run(*args)

@@ -395,6 +395,21 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+# The slowest modules (seconds per test: fuzzing, subprocesses, browsers, races) run first,
+# so with `--dist worksteal` no worker is left with one at the end while the others idle.
+SLOW_FIRST = (
+    "tests/security/test_fuzz_api.py",
+    "tests/harness/",
+    "tests/e2e/",
+    "tests/ops/test_cli_serve.py",
+    "tests/concurrency/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how many tests ran on each backend, so CI output shows the PostgreSQL variant."""
     counts: dict[str, dict[str, int]] = {}
