@@ -7,6 +7,8 @@ each job's own concern (row locks, ``SKIP LOCKED``), not the schedule's.
 from __future__ import annotations
 
 from tillpay.events import jobs as events_jobs
+from tillpay.events.dispatch import Fanout
+from tillpay.hub import jobs as hub_jobs
 from tillpay.kit import idempotency_jobs
 from tillpay.kit.jobs import Job, JobContext
 from tillpay.merchant_webhooks import delivery as merchant_webhooks
@@ -19,17 +21,21 @@ from tillpay.settings import Settings
 
 
 async def relay_events(context: JobContext[Settings]) -> bool:
-    """The outbox relay with every consumer's fan-out (merchant webhooks so far)."""
+    """The outbox relay with every consumer's fan-out: merchant webhooks, and the
+    RabbitMQ hub when a broker is configured."""
+    fanouts: list[Fanout] = [merchant_webhook_endpoints.fan_out]
+    hub = hub_jobs.fan_out_for(context.settings)
+    if hub is not None:
+        fanouts.append(hub)
     return await events_jobs.relay(
-        context,
-        (merchant_webhook_endpoints.fan_out,),
-        wake=(merchant_webhooks.DELIVERY_JOB,),
+        context, fanouts, wake=(merchant_webhooks.DELIVERY_JOB, hub_jobs.PUBLISH_JOB)
     )
 
 
 SCHEDULE: tuple[Job, ...] = (
     Job(events_jobs.RELAY_JOB, 2.0, relay_events),
     Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
+    Job(hub_jobs.PUBLISH_JOB, 1.0, hub_jobs.publish_due),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor),

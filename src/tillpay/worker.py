@@ -79,6 +79,7 @@ class Worker:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.context.aclose()
         log.info("worker.stopped")
 
     async def run_forever(self) -> None:

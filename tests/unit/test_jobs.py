@@ -44,6 +44,7 @@ def test_the_schedule_lists_every_job_with_its_interval() -> None:
     schedule = {job.name: job.interval for job in registered_jobs()}
     assert schedule == {
         "events.relay": 2.0,
+        "hub.publish": 1.0,
         "idempotency.purge": 3600.0,
         "merchant_webhooks.deliver": 1.0,
         "orders.expire": 30.0,

@@ -49,6 +49,14 @@ class JobContext(Generic[SettingsT]):
         """Use ``value`` as what ``build`` would make (the app shares its own runtime)."""
         self._shared[build] = value
 
+    async def aclose(self) -> None:
+        """Close what :meth:`shared` built that holds connections (has ``aclose``); what
+        was given to :meth:`provide` stays its owner's to close."""
+        built = [v for v in self._shared.values() if getattr(v, "owned_by_context", False)]
+        self._shared.clear()
+        for value in built:
+            await cast(Any, value).aclose()
+
 
 #: A job returns True when it stopped with more work due now (the worker runs it again at
 #: once instead of waiting its interval); None or False otherwise.

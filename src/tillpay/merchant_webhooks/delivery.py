@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from tillpay import event_payloads
 from tillpay.events import dispatch
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import Database, utcnow
 from tillpay.kit.jobs import JobContext, for_each
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import tls_context
-from tillpay.merchant_webhooks import service, signing, snapshots, targets
+from tillpay.merchant_webhooks import service, signing, targets
 from tillpay.merchant_webhooks.models import WebhookAttempt, WebhookEndpoint
 from tillpay.settings import Settings
 
@@ -103,7 +104,7 @@ async def _attempt(
             outcome.attempted = False
             outcome.error = "endpoint disabled" if endpoint is not None else "endpoint deleted"
             return outcome
-        body = json.dumps(await snapshots.payload(session, event), separators=(",", ":"))
+        body = json.dumps(await event_payloads.payload(session, event), separators=(",", ":"))
         url = endpoint.url
         signing_secrets = service.signing_secrets(settings, endpoint, now=utcnow())
     try:

@@ -1,7 +1,8 @@
-"""The payload of a merchant webhook: ``{id, type, created, data}`` where ``data.object``
-is the subject's **current** state, as the API returns it. A late retry therefore never
-carries a stale status; ``data.details`` keeps what the event itself recorded (e.g. an
-order's ``from`` and ``to`` status)."""
+"""The JSON body of an event as tillpay sends it (merchant webhooks, the RabbitMQ hub):
+``{id, type, created, data}``, where ``data.object`` is the subject's **current** state,
+as the API returns it. A late retry therefore never carries a stale status;
+``data.details`` keeps what the event itself recorded (e.g. an order's ``from`` and
+``to`` status)."""
 
 from __future__ import annotations
 

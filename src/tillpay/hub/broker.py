@@ -1,0 +1,94 @@
+"""Publishing to RabbitMQ with aio-pika: a durable topic exchange, persistent messages,
+publisher confirms. A message counts as published only once the broker confirmed it.
+
+aio-pika (maintained, asyncio-native, the library FastStream itself builds on) is used
+directly rather than FastStream: tillpay needs a publisher with confirms and a few
+declarations, not an application framework with its own lifecycle and routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+#: The exchange every event goes to; routing key = the event type (e.g. ``order.paid``).
+EXCHANGE = "tillpay.events"
+#: Where consumers' queues dead-letter a message after their last failed attempt.
+DEAD_LETTER_EXCHANGE = "tillpay.events.dlx"
+DEAD_LETTER_QUEUE = "tillpay.events.dlq"
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be reached, or did not confirm a message."""
+
+
+async def declare_topology(channel: AbstractChannel) -> AbstractExchange:
+    """The exchange, and the dead-letter exchange with its queue (all durable)."""
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    dead = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
+    await queue.bind(dead)
+    return exchange
+
+
+class Publisher:
+    """One connection and confirming channel per process, opened on first use and
+    reopened after a failure."""
+
+    #: Closed by JobContext.aclose (the worker's shutdown).
+    owned_by_context = True
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._connection: AbstractConnection | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def _ready(self) -> AbstractExchange:
+        connection = self._connection
+        if self._exchange is not None and connection is not None and not connection.is_closed:
+            return self._exchange
+        await self.aclose()
+        try:
+            self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_topology(channel)
+        except Exception as exc:
+            await self.aclose()
+            raise BrokerUnavailable(type(exc).__name__) from exc
+        return self._exchange
+
+    async def publish(
+        self, *, message_id: str, event_type: str, body: bytes, created: datetime
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm."""
+        async with self._lock:
+            exchange = await self._ready()
+            message = aio_pika.Message(
+                body,
+                message_id=message_id,
+                type=event_type,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                timestamp=created,
+                app_id="tillpay",
+            )
+            try:
+                await exchange.publish(message, routing_key=event_type, timeout=self._timeout)
+            except Exception as exc:
+                await self.aclose()
+                raise BrokerUnavailable(type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        connection, self._connection, self._exchange = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            # Closing a broken connection can fail too; there is nothing left to do then.
+            with contextlib.suppress(Exception):
+                await connection.close()
