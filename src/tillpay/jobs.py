@@ -6,6 +6,7 @@ each job's own concern (row locks, ``SKIP LOCKED``), not the schedule's.
 
 from __future__ import annotations
 
+from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
 from tillpay.events.dispatch import Fanout
 from tillpay.hub import jobs as hub_jobs
@@ -21,14 +22,16 @@ from tillpay.settings import Settings
 
 
 async def relay_events(context: JobContext[Settings]) -> bool:
-    """The outbox relay with every consumer's fan-out: merchant webhooks, and the
-    RabbitMQ hub when a broker is configured."""
-    fanouts: list[Fanout] = [merchant_webhook_endpoints.fan_out]
+    """The outbox relay with every consumer's fan-out: merchant webhooks, customer mail,
+    and the RabbitMQ hub when a broker is configured."""
+    fanouts: list[Fanout] = [merchant_webhook_endpoints.fan_out, customer_mail_jobs.fan_out]
     hub = hub_jobs.fan_out_for(context.settings)
     if hub is not None:
         fanouts.append(hub)
     return await events_jobs.relay(
-        context, fanouts, wake=(merchant_webhooks.DELIVERY_JOB, hub_jobs.PUBLISH_JOB)
+        context,
+        fanouts,
+        wake=(merchant_webhooks.DELIVERY_JOB, hub_jobs.PUBLISH_JOB, customer_mail_jobs.SEND_JOB),
     )
 
 
@@ -36,6 +39,7 @@ SCHEDULE: tuple[Job, ...] = (
     Job(events_jobs.RELAY_JOB, 2.0, relay_events),
     Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
     Job(hub_jobs.PUBLISH_JOB, 1.0, hub_jobs.publish_due),
+    Job(customer_mail_jobs.SEND_JOB, 2.0, customer_mail_jobs.send_due),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor),

@@ -1,0 +1,117 @@
+"""What each customer mail says, composed from the objects' current state."""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from tillpay.accounts.models import User
+from tillpay.events.models import OutboxEvent
+from tillpay.notifications.mail import EmailMessageSpec
+from tillpay.notifications.templating import format_amount, render
+from tillpay.orders.models import Order
+from tillpay.payments.models import Payment, Refund
+from tillpay.settings import Settings
+
+#: The events a customer is told about, and the template that tells them.
+TEMPLATES = {
+    "order.paid": "receipt",
+    "payment.failed": "payment_failed",
+    "refund.succeeded": "refund_issued",
+}
+
+PROVIDER_LABELS = {
+    "sandbox": "the sandbox (test payments)",
+    "stripe": "card (Stripe)",
+    "paystack": "Paystack",
+    "razorpay": "Razorpay",
+    "cryptomus": "crypto (Cryptomus)",
+}
+
+#: Decline codes said in words; others are shown as they are.
+REASONS = {
+    "card_declined": "the card was declined",
+    "insufficient_funds": "insufficient funds",
+    "expired_card": "the card has expired",
+}
+
+
+def shop_name(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[0] or "tillpay"
+
+
+async def _email_of(session: AsyncSession, user_id: str) -> str | None:
+    return await session.scalar(select(User.email).where(User.id == user_id))
+
+
+async def compose(
+    session: AsyncSession, settings: Settings, event: OutboxEvent
+) -> EmailMessageSpec | None:
+    """The mail ``event`` calls for, or None (nothing to say, or nobody to say it to)."""
+    template = TEMPLATES.get(event.type)
+    if template is None:
+        return None
+    context: dict[str, Any] = {"shop_name": shop_name(settings)}
+    if event.type == "order.paid":
+        order = (
+            (
+                await session.execute(
+                    select(Order)
+                    .options(joinedload(Order.lines))
+                    .where(Order.id == event.subject_id)
+                )
+            )
+            .unique()
+            .scalar_one_or_none()
+        )
+        payment_id = event.payload.get("data", {}).get("payment_id")
+        payment = await session.get(Payment, payment_id) if payment_id else None
+        if order is None or payment is None:
+            return None
+        customer_id = order.customer_id
+        subject = (
+            f"Receipt for order {order.id}: {format_amount(order.total_amount, order.currency)}"
+        )
+        context |= {
+            "order": order,
+            "payment": {
+                "id": payment.id,
+                "provider_label": PROVIDER_LABELS.get(payment.provider, payment.provider),
+            },
+        }
+    elif event.type == "payment.failed":
+        payment = await session.get(Payment, event.subject_id)
+        if payment is None:
+            return None
+        customer_id = payment.customer_id
+        code = event.payload.get("data", {}).get("decline_code")
+        subject = f"Your payment for order {payment.order_id} did not go through"
+        context |= {
+            "payment": payment,
+            "reason": REASONS.get(code, code) if code else None,
+            "retry_url": None,
+        }
+    else:  # refund.succeeded
+        refund = await session.get(Refund, event.subject_id)
+        payment = await session.get(Payment, refund.payment_id) if refund else None
+        if refund is None or payment is None:
+            return None
+        customer_id = payment.customer_id
+        subject = f"Refund of {format_amount(refund.amount, refund.currency)} issued"
+        context |= {"refund": refund, "order_id": payment.order_id}
+    to = await _email_of(session, customer_id)
+    if to is None:
+        return None
+    text, html = render(template, subject=subject, **context)
+    return EmailMessageSpec(
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        category=template,
+        tags={"event": event.id},
+    )
