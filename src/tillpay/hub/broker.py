@@ -15,6 +15,8 @@ from datetime import datetime
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from tillpay.kit import amqp
+
 #: The exchange every event goes to; routing key = the event type (e.g. ``order.paid``).
 EXCHANGE = "tillpay.events"
 #: Where consumers' queues dead-letter a message after their last failed attempt.
@@ -57,7 +59,7 @@ class Publisher:
             return self._exchange
         await self.aclose()
         try:
-            self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
+            self._connection = await amqp.connect(self._url, timeout=self._timeout)
             channel = await self._connection.channel(publisher_confirms=True)
             self._exchange = await declare_topology(channel)
         except Exception as exc:

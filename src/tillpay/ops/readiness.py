@@ -42,7 +42,7 @@ async def run_checks(checks: dict[str, Check]) -> list[CheckResult]:
 
 async def check_broker(url: str) -> None:
     """Open and close an AMQP connection."""
-    import aio_pika
+    from tillpay.kit import amqp
 
-    connection = await aio_pika.connect(url, timeout=CHECK_TIMEOUT_SECONDS)
+    connection = await amqp.connect(url, timeout=CHECK_TIMEOUT_SECONDS)
     await connection.close()
