@@ -24,6 +24,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     #: (status, body, delay seconds) answered next, in order.
     answers: deque[tuple[int, bytes, float]] = field(default_factory=deque)
+    #: Answers queued for one request path only; taken before ``answers``.
+    answers_for: dict[str, deque[tuple[int, bytes, float]]] = field(default_factory=dict)
     #: A Location header for 3xx answers.
     location: str = ""
 
@@ -35,8 +37,17 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/tillpay"
 
-    def answer(self, status: int, body: bytes = b"", delay: float = 0.0) -> None:
-        self.answers.append((status, body, delay))
+    def answer(
+        self, status: int, body: bytes = b"", delay: float = 0.0, *, path: str | None = None
+    ) -> None:
+        queue = self.answers if path is None else self.answers_for.setdefault(path, deque())
+        queue.append((status, body, delay))
+
+    def next_answer(self, path: str) -> tuple[int, bytes, float]:
+        for queue in (self.answers_for.get(path), self.answers):
+            if queue:
+                return queue.popleft()
+        return (200, b"ok", 0.0)
 
 
 def start() -> Receiver:
@@ -49,9 +60,7 @@ def start() -> Receiver:
             receiver.received.append(
                 Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
-            status, answer, delay = (
-                receiver.answers.popleft() if receiver.answers else (200, b"ok", 0.0)
-            )
+            status, answer, delay = receiver.next_answer(self.path)
             if delay:
                 time.sleep(delay)
             self.send_response(status)

@@ -90,7 +90,8 @@ async def test_a_failing_receiver_is_retried_on_the_schedule_then_the_delivery_f
     await hooks.checkout.paid_order(customer)
     for _ in range(3):
         receiver.answer(500, b"receiver broke")
-    start = utcnow()
+    # The worker's clock, a moment after the relay makes the delivery (due at once).
+    start = utcnow() + timedelta(seconds=1)
 
     await hooks.flush(start)  # attempt 1 at once (schedule [0, 5, 300])
     await hooks.deliver(start + timedelta(seconds=4))  # not due yet
@@ -327,3 +328,79 @@ async def test_events_committed_while_no_relay_ran_are_all_delivered_later(
     await hooks.flush()  # a second pass finds nothing new
 
     assert len(receiver.received) == 3
+
+
+async def test_an_endpoint_failing_for_days_is_disabled_and_the_admins_are_told(
+    make_client, clean_db: None, receiver: Receiver, mail_dir
+) -> None:
+    from tests.webhooks.conftest import webhook_settings
+    from tillpay.customer_mail import jobs as mail_jobs
+    from tillpay.notifications.mail import read_mailbox
+
+    settings = webhook_settings(
+        receiver, webhooks_retry_schedule=[0, 3600, 3600, 3600], webhooks_disable_after_hours=2
+    )
+    async with make_client(**settings) as client:
+        hooks = Hooks(client, mail_dir)
+        endpoint = await hooks.endpoint(receiver.url, ["order.paid"])
+        watcher = await hooks.endpoint(receiver.url.replace("tillpay", "watcher"), ["*"])
+        customer = await hooks.checkout.shop.customer()
+        await hooks.checkout.paid_order(customer)
+        for _ in range(3):
+            receiver.answer(500, path="/hooks/tillpay")
+        start = utcnow() + timedelta(seconds=1)
+
+        await hooks.flush(start)
+        await hooks.deliver(start + timedelta(hours=1, seconds=1))
+        admin = await hooks.admin()
+        shown = await client.get(
+            f"/v1/admin/webhook-endpoints/{endpoint['id']}", headers=admin.headers
+        )
+        assert shown.json()["enabled"] is True
+        assert shown.json()["failing_since"] is not None
+        await hooks.deliver(start + timedelta(hours=2, seconds=2))  # 2 h of failures
+
+        shown = await client.get(
+            f"/v1/admin/webhook-endpoints/{endpoint['id']}", headers=admin.headers
+        )
+        assert shown.json()["enabled"] is False
+        assert shown.json()["disabled_reason"] == "failing"
+        # The event reaches the other endpoints and the admins' mailbox.
+        await hooks.relay()
+        await hooks.deliver(start + timedelta(hours=2, seconds=3))
+        await mail_jobs.send_due(hooks.context(), now=start + timedelta(hours=2, seconds=3))
+        notices = [
+            json.loads(r.body)
+            for r in receiver.received
+            if r.path == "/hooks/watcher"
+            and json.loads(r.body)["type"] == "webhook_endpoint.disabled"
+        ]
+        assert len(notices) == 1
+        assert notices[0]["data"]["details"]["endpoint_id"] == endpoint["id"]
+        [mail] = read_mailbox(mail_dir, to=admin.email, category="endpoint_disabled")
+        assert endpoint["id"] in str(mail["Subject"])
+
+        back = await client.patch(
+            f"/v1/admin/webhook-endpoints/{endpoint['id']}",
+            json={"enabled": True},
+            headers=admin.headers,
+        )
+        assert back.json()["disabled_reason"] is None
+        assert back.json()["failing_since"] is None
+    assert watcher["id"] != endpoint["id"]
+
+
+async def test_a_success_ends_the_failure_streak(hooks: Hooks, receiver: Receiver) -> None:
+    endpoint = await hooks.endpoint(receiver.url, ["order.paid"])
+    customer = await hooks.checkout.shop.customer()
+    await hooks.checkout.paid_order(customer)
+    receiver.answer(500)
+    start = utcnow() + timedelta(seconds=1)
+    await hooks.flush(start)
+    admin = await hooks.admin()
+    url = f"/v1/admin/webhook-endpoints/{endpoint['id']}"
+    assert (await hooks.client.get(url, headers=admin.headers)).json()["failing_since"]
+
+    await hooks.deliver(start + timedelta(seconds=6))
+
+    assert (await hooks.client.get(url, headers=admin.headers)).json()["failing_since"] is None

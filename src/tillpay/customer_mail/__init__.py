@@ -1,3 +1,4 @@
-"""Mail to customers about their money: the receipt when an order is paid, a notice when
-a payment fails and when a refund is issued. Sent by the worker through the outbox, so a
-mail server that is down delays these messages but loses none."""
+"""Mail about money: to customers the receipt when an order is paid and a notice when a
+payment fails or a refund is issued; to administrators a webhook endpoint that tillpay
+disabled. Sent by the worker through the outbox, so a mail server that is down delays
+these messages but loses none."""

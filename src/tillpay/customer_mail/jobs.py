@@ -49,15 +49,16 @@ async def send_due(context: JobContext[Settings], *, now: datetime | None = None
         error: str | None = None
         async with context.database.read_session() as session:
             event = await session.get(OutboxEvent, item.event_id)
-            message: EmailMessageSpec | None = (
-                await compose(session, context.settings, event) if event is not None else None
+            messages: list[EmailMessageSpec] = (
+                await compose(session, context.settings, event) if event is not None else []
             )
-        if message is not None:
+        for message in messages:
             try:
                 await mailer.send(message)
             except MailDeliveryError as exc:
                 error = f"mail server unavailable ({type(exc.__cause__ or exc).__name__})"
                 log.warning("customer_mail.send_failed", event_id=item.event_id, error=error)
+                break
         async with context.database.transaction() as session:
             await dispatch.record_outcome(
                 session, item.id, error=error, schedule=SCHEDULE, now=clock

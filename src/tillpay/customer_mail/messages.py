@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from tillpay.accounts.models import User
+from tillpay.accounts.models import Role, User
 from tillpay.events.models import OutboxEvent
 from tillpay.notifications.mail import EmailMessageSpec
 from tillpay.notifications.templating import format_amount, render
@@ -22,6 +22,7 @@ TEMPLATES = {
     "order.paid": "receipt",
     "payment.failed": "payment_failed",
     "refund.succeeded": "refund_issued",
+    "webhook_endpoint.disabled": "endpoint_disabled",
 }
 
 PROVIDER_LABELS = {
@@ -50,11 +51,54 @@ async def _email_of(session: AsyncSession, user_id: str) -> str | None:
 
 async def compose(
     session: AsyncSession, settings: Settings, event: OutboxEvent
-) -> EmailMessageSpec | None:
-    """The mail ``event`` calls for, or None (nothing to say, or nobody to say it to)."""
+) -> list[EmailMessageSpec]:
+    """The mail ``event`` calls for: none (nothing to say, nobody to say it to), one to
+    the customer, or one to each active administrator."""
     template = TEMPLATES.get(event.type)
     if template is None:
-        return None
+        return []
+    if event.type == "webhook_endpoint.disabled":
+        return await _to_admins(session, settings, event, template)
+    message = await _to_customer(session, settings, event, template)
+    return [] if message is None else [message]
+
+
+async def _to_admins(
+    session: AsyncSession, settings: Settings, event: OutboxEvent, template: str
+) -> list[EmailMessageSpec]:
+    details = event.payload.get("data", {})
+    subject = f"Webhook endpoint {event.subject_id} was disabled"
+    text, html = render(
+        template,
+        subject=subject,
+        shop_name=shop_name(settings),
+        endpoint_id=event.subject_id,
+        url=details.get("url", ""),
+        failing_since=details.get("failing_since") or "a while",
+    )
+    admins = (
+        await session.execute(
+            select(User.email)
+            .where(User.role == Role.ADMIN, User.is_active.is_(True))
+            .order_by(User.email)
+        )
+    ).scalars()
+    return [
+        EmailMessageSpec(
+            to=email,
+            subject=subject,
+            text=text,
+            html=html,
+            category=template,
+            tags={"event": event.id},
+        )
+        for email in admins
+    ]
+
+
+async def _to_customer(
+    session: AsyncSession, settings: Settings, event: OutboxEvent, template: str
+) -> EmailMessageSpec | None:
     context: dict[str, Any] = {"shop_name": shop_name(settings)}
     if event.type == "order.paid":
         order = (

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EventType:
     name: str
-    #: What ``data.object`` of the webhook payload is: ``order``, ``payment`` or ``refund``.
+    #: What ``data.object`` of the payload is: ``order``, ``payment`` or ``refund``; for
+    #: ``webhook_endpoint`` it is null (``data.details`` describes the endpoint).
     subject: str
     description: str
 
@@ -33,6 +34,12 @@ EVENT_TYPES: tuple[EventType, ...] = (
     ),
     EventType("refund.succeeded", "refund", "The provider confirmed the refund."),
     EventType("refund.failed", "refund", "The provider refused or failed the refund."),
+    EventType(
+        "webhook_endpoint.disabled",
+        "webhook_endpoint",
+        "Every delivery to an endpoint failed for `TILLPAY_WEBHOOKS_DISABLE_AFTER_HOURS`: "
+        "tillpay disabled it (re-enable it with PATCH once the receiver is fixed).",
+    ),
 )
 
 BY_NAME: dict[str, EventType] = {event.name: event for event in EVENT_TYPES}

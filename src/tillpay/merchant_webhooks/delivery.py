@@ -178,6 +178,13 @@ async def _book(
         )
         if booked is None or not outcome.attempted:
             return
+        disabled = await service.track_health(
+            session,
+            settings,
+            outcome.endpoint_id,
+            failed=outcome.error is not None,
+            now=clock,
+        )
         session.add(
             WebhookAttempt(
                 delivery_id=item.id,
@@ -190,6 +197,12 @@ async def _book(
                 response_excerpt=outcome.excerpt,
                 error=outcome.error,
             )
+        )
+    if disabled:
+        log.error(
+            "merchant_webhooks.endpoint_disabled",
+            endpoint_id=outcome.endpoint_id,
+            hours=settings.webhooks_disable_after_hours,
         )
     if outcome.error is not None:
         log.warning(

@@ -29,6 +29,10 @@ class WebhookEndpoint(TimestampMixin, Base):
     #: The secret before the last rotation: it signs too until ``previous_expires_at``.
     previous_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Since when every delivery failed (None after a success); too long disables it.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Why tillpay disabled it (``failing``), or None when an admin did or it is on.
+    disabled_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class WebhookAttempt(Base):

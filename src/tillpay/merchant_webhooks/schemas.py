@@ -49,6 +49,12 @@ class EndpointOut(BaseModel):
     description: str
     event_types: list[str]
     enabled: bool
+    disabled_reason: str | None = Field(
+        description="`failing` when tillpay disabled it after failing too long; else null."
+    )
+    failing_since: datetime | None = Field(
+        description="Since when every delivery failed (null after a success)."
+    )
     previous_expires_at: datetime | None = Field(
         description="Until when the secret before the last rotation still signs too."
     )

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.audit.service import Actor, record
 from tillpay.events import dispatch
 from tillpay.events.catalogue import BY_NAME
 from tillpay.events.models import DeliveryStatus, EventDelivery, OutboxEvent
+from tillpay.events.service import emit
 from tillpay.kit.crypto import seal, unseal
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
@@ -168,6 +169,9 @@ async def update_endpoint(
         changed["description"] = description
     if enabled is not None and enabled != endpoint.enabled:
         endpoint.enabled = changed["enabled"] = enabled
+        # Switched back on (or off by hand): the failure streak starts over.
+        endpoint.failing_since = None
+        endpoint.disabled_reason = None
     await record(
         session,
         actor,
@@ -299,3 +303,67 @@ async def recover(session: AsyncSession, actor: Actor, endpoint_id: str, *, sinc
         details={"since": since.isoformat(), "redelivered": count},
     )
     return count
+
+
+async def track_health(
+    session: AsyncSession,
+    settings: Settings,
+    endpoint_id: str,
+    *,
+    failed: bool,
+    now: datetime,
+) -> bool:
+    """Follow the endpoint's failure streak after one attempt; disable it (with an event,
+    which tells the admins, and an audit entry) once every delivery has failed for
+    ``webhooks_disable_after_hours``. True when this call disabled it."""
+    if not failed:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+        return False
+    await session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_(None))
+        .values(failing_since=now)
+    )
+    cutoff = now - timedelta(hours=settings.webhooks_disable_after_hours)
+    endpoint = (
+        await session.execute(
+            select(WebhookEndpoint)
+            .where(
+                WebhookEndpoint.id == endpoint_id,
+                WebhookEndpoint.enabled.is_(True),
+                WebhookEndpoint.failing_since <= cutoff,
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if endpoint is None:
+        return False
+    endpoint.enabled = False
+    endpoint.disabled_reason = "failing"
+    details = {
+        "endpoint_id": endpoint.id,
+        "url": endpoint.url,
+        "failing_since": endpoint.failing_since.isoformat() if endpoint.failing_since else None,
+        "reason": "failing",
+    }
+    await record(
+        session,
+        Actor.system(),
+        "webhook_endpoint.disabled",
+        outcome="disabled",
+        target_type="webhook_endpoint",
+        target_id=endpoint.id,
+        details=details,
+    )
+    await emit(
+        session,
+        "webhook_endpoint.disabled",
+        subject_type="webhook_endpoint",
+        subject_id=endpoint.id,
+        data=details,
+    )
+    return True

@@ -42,6 +42,14 @@ class MerchantWebhookSettings(BaseModel):
             "refused in production)."
         ),
     )
+    webhooks_disable_after_hours: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "An endpoint whose deliveries all failed for this long is disabled and the "
+            "admins are told (5 days)."
+        ),
+    )
     webhooks_max_endpoints: int = Field(
         50, ge=1, le=1000, description="Endpoints one installation may register."
     )
