@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,6 +56,10 @@ from tillpay.payments import routes as payments_routes
 from tillpay.payments.jobs import payments_runtime
 from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
+from tillpay.realtime import routes as realtime_routes
+from tillpay.realtime.bus import Bus, LocalBus, channel_of, listen
+from tillpay.realtime.hub import Hub
+from tillpay.realtime.jobs import bus_of
 from tillpay.sandbox import routes as sandbox_routes
 from tillpay.settings import Settings, load_settings
 from tillpay.worker import Worker
@@ -186,10 +192,40 @@ def create_app(
         app.state.accounts = accounts
         payments = build_payments_runtime(settings, database, transport=provider_transport)
         app.state.payments = payments
+        hub = Hub(
+            max_per_user=settings.realtime_max_connections_per_user,
+            queue_size=settings.realtime_queue_size,
+        )
+        app.state.realtime = hub
+        listener: asyncio.Task[None] | None = None
+        if settings.realtime_enabled and settings.redis_url is not None:
+            listening = asyncio.Event()
+            listener = asyncio.create_task(
+                listen(
+                    settings.redis_url.get_secret_value(),
+                    channel_of(settings.redis_key_prefix),
+                    hub,
+                    ready=listening,
+                ),
+                name="realtime:listen",
+            )
+            # Subscribed before the app serves, so no event published after start is missed
+            # (bounded: an unreachable Redis does not hold the start up; it reconnects).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listening.wait(), timeout=5.0)
+        elif settings.realtime_enabled and not settings.worker_in_process:
+            log.warning(
+                "realtime.no_bus",
+                hint="realtime needs TILLPAY_REDIS_URL when the worker runs in its own process",
+            )
         worker: Worker | None = None
         if settings.worker_in_process:
             context = JobContext(settings, database, provider_transport=provider_transport)
             context.provide(payments_runtime, payments)
+            if settings.redis_url is None:
+                # No Redis: this worker's realtime pushes go straight to this app's sockets.
+                local: Bus | None = LocalBus(hub)
+                context.provide(bus_of, local)
             worker = Worker(context)
             worker.start()
         if settings.demo_data:
@@ -204,6 +240,10 @@ def create_app(
             await payments.aclose()
             if worker is not None:
                 await worker.stop()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             if limiter is not None:
                 await limiter.close()
             await lockout_store.close()
@@ -257,6 +297,8 @@ def create_app(
         merchant_webhook_routes.router,
         ops_router,
     ]
+    if settings.realtime_enabled:
+        rest.append(realtime_routes.router)
     if settings.docs_on:
         rest.append(docs_routes.router)
     # The routes themselves, not include_router: an included router's routes are rebuilt

@@ -16,6 +16,7 @@ from tillpay.merchant_webhooks import delivery as merchant_webhooks
 from tillpay.merchant_webhooks import service as merchant_webhook_endpoints
 from tillpay.payments import jobs as payments_jobs
 from tillpay.payments import webhooks
+from tillpay.realtime import jobs as realtime_jobs
 from tillpay.sandbox import jobs as sandbox_jobs
 from tillpay.sandbox import psp
 from tillpay.settings import Settings
@@ -23,20 +24,26 @@ from tillpay.settings import Settings
 
 async def relay_events(context: JobContext[Settings]) -> bool:
     """The outbox relay with every consumer's fan-out: merchant webhooks, customer mail,
-    and the RabbitMQ hub when a broker is configured."""
+    the RabbitMQ hub when a broker is configured, realtime when it has a bus."""
     fanouts: list[Fanout] = [merchant_webhook_endpoints.fan_out, customer_mail_jobs.fan_out]
-    hub = hub_jobs.fan_out_for(context.settings)
-    if hub is not None:
-        fanouts.append(hub)
+    for optional in (hub_jobs.fan_out_for(context.settings), realtime_jobs.fan_out_for(context)):
+        if optional is not None:
+            fanouts.append(optional)
     return await events_jobs.relay(
         context,
         fanouts,
-        wake=(merchant_webhooks.DELIVERY_JOB, hub_jobs.PUBLISH_JOB, customer_mail_jobs.SEND_JOB),
+        wake=(
+            realtime_jobs.PUBLISH_JOB,
+            merchant_webhooks.DELIVERY_JOB,
+            hub_jobs.PUBLISH_JOB,
+            customer_mail_jobs.SEND_JOB,
+        ),
     )
 
 
 SCHEDULE: tuple[Job, ...] = (
     Job(events_jobs.RELAY_JOB, 2.0, relay_events),
+    Job(realtime_jobs.PUBLISH_JOB, 1.0, realtime_jobs.publish_due),
     Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
     Job(hub_jobs.PUBLISH_JOB, 1.0, hub_jobs.publish_due),
     Job(customer_mail_jobs.SEND_JOB, 2.0, customer_mail_jobs.send_due),

@@ -43,6 +43,7 @@ from tillpay.settings_groups.providers import (
     StripeSettings,
 )
 from tillpay.settings_groups.ratelimit import RATELIMIT_POLICY_DEFAULTS, RateLimitSettings
+from tillpay.settings_groups.realtime import RealtimeSettings
 from tillpay.settings_groups.redis_broker import RedisBrokerSettings
 from tillpay.settings_groups.risks import AcceptedRiskSettings
 from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
@@ -114,6 +115,7 @@ def _is_secret_field(field: FieldInfo) -> bool:
 class Settings(
     AcceptedRiskSettings,
     ObservabilitySettings,
+    RealtimeSettings,
     MerchantWebhookSettings,
     MailSettings,
     StripeSettings,

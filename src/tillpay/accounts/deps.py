@@ -107,15 +107,16 @@ def _rejection(state: dict[str, Any] | None, claims: dict[str, Any]) -> str | No
     return None
 
 
-async def current_principal(request: Request) -> Principal:
-    """The verified caller; 401 for any token or session problem (reason logged only)."""
-    # Not `Runtime`: on every authenticated request, a sub-dependency costs more than this.
-    rt: AccountsRuntime = request.app.state.accounts
-    token = _bearer(request)
+async def authenticate(
+    rt: AccountsRuntime, token: str, *, ip: str | None, where: str
+) -> tuple[Principal, dict[str, Any]]:
+    """The principal an access token stands for, and its claims: the token verified, then
+    its session and user read from the database. :class:`Unauthorized` for any problem
+    (the reason is logged, never told). ``where`` names the caller in the log."""
     try:
         claims = await rt.verify_token(token, ACCESS)
     except InvalidToken as exc:
-        log.info("authz.token_rejected", reason=exc.reason, path=request.url.path)
+        log.info("authz.token_rejected", reason=exc.reason, path=where)
         raise Unauthorized(
             "The access token is invalid or expired.", code="invalid_token"
         ) from None
@@ -131,6 +132,40 @@ async def current_principal(request: Request) -> Principal:
     if reason is not None or state is None:
         log.info("authz.session_rejected", reason=reason, session_id=session_id)
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    second_factor = not rt.settings.admin_require_2fa or (
+        bool(state["totp_enabled"]) and bool(state["mfa"])
+    )
+    principal = Principal(
+        user_id=state["user_id"],
+        role=Role(state["role"]),
+        session_id=session_id,
+        mfa=bool(state["mfa"]),
+        auth_time=datetime.fromtimestamp(state["auth_time"], tz=utcnow().tzinfo),
+        email_verified=bool(state["email_verified"]),
+        totp_enabled=bool(state["totp_enabled"]),
+        ip=ip,
+        second_factor=second_factor,
+    )
+    return principal, claims
+
+
+async def session_rejection(
+    db: AsyncSession | AsyncConnection, claims: dict[str, Any]
+) -> str | None:
+    """Why the session behind already-verified ``claims`` may no longer be used (revoked,
+    expired, user deactivated, role or credentials changed), or None. For connections
+    that outlive a request (the WebSocket re-checks with it)."""
+    return _rejection(await _load_state(db, claims["sid"]), claims)
+
+
+async def current_principal(request: Request) -> Principal:
+    """The verified caller; 401 for any token or session problem (reason logged only)."""
+    # Not `Runtime`: on every authenticated request, a sub-dependency costs more than this.
+    rt: AccountsRuntime = request.app.state.accounts
+    principal, claims = await authenticate(
+        rt, _bearer(request), ip=client_ip(request.scope), where=request.url.path
+    )
+    session_id = principal.session_id
 
     async def still_valid(db: AsyncSession) -> Exception | None:
         gone = _rejection(await _load_state(db, session_id), claims)
@@ -140,21 +175,8 @@ async def current_principal(request: Request) -> Principal:
         return Unauthorized("The access token is invalid or expired.", code="invalid_token")
 
     on_unexpected_failure(request, still_valid)
-    request.state.user_id = state["user_id"]
-    second_factor = not rt.settings.admin_require_2fa or (
-        bool(state["totp_enabled"]) and bool(state["mfa"])
-    )
-    return Principal(
-        user_id=state["user_id"],
-        role=Role(state["role"]),
-        session_id=session_id,
-        mfa=bool(state["mfa"]),
-        auth_time=datetime.fromtimestamp(state["auth_time"], tz=utcnow().tzinfo),
-        email_verified=bool(state["email_verified"]),
-        totp_enabled=bool(state["totp_enabled"]),
-        ip=client_ip(request.scope),
-        second_factor=second_factor,
-    )
+    request.state.user_id = principal.user_id
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -34,6 +34,7 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit:read"
     PAYMENTS_OPERATE = "payments:operate"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    EVENTS_READ = "events:read"
 
 
 _CUSTOMER = frozenset(
