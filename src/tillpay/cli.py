@@ -8,11 +8,14 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tillpay.settings import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from tillpay.kit.jobs import Job
 
 app = typer.Typer(
     name="tillpay",
@@ -211,7 +214,8 @@ def worker(
     _run_worker(settings)
 
 
-def _run_worker(settings: Settings) -> None:
+def _run_worker(settings: Settings, jobs: list[Job] | None = None) -> None:
+    """Run a worker until SIGTERM/SIGINT (``jobs``: the schedule unless given)."""
     import signal
 
     from tillpay.kit.db import Database
@@ -223,7 +227,7 @@ def _run_worker(settings: Settings) -> None:
 
     async def run() -> None:
         database = Database.from_settings(settings)
-        runner = Worker(JobContext(settings=settings, database=database))
+        runner = Worker(JobContext(settings=settings, database=database), jobs)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # A second signal (a terminal's Ctrl-C reaches the supervisor's children

@@ -21,7 +21,9 @@ TTL = timedelta(seconds=60)
 
 
 @pytest.fixture
-async def database(make_settings: Callable[..., Settings], clean_db: None) -> AsyncIterator[Database]:
+async def database(
+    make_settings: Callable[..., Settings], clean_db: None
+) -> AsyncIterator[Database]:
     db = Database.from_settings(make_settings())
     try:
         yield db
@@ -95,9 +97,10 @@ async def test_an_exclusive_job_runs_on_one_of_two_workers_at_once(
 ) -> None:
     running: list[str] = []
     overlaps: list[int] = []
-    release = asyncio.Event()
+    release, started = asyncio.Event(), asyncio.Event()
 
     async def body(context: JobContext[Any]) -> None:
+        started.set()
         running.append("run")
         overlaps.append(len(running))
         await release.wait()
@@ -106,8 +109,7 @@ async def test_an_exclusive_job_runs_on_one_of_two_workers_at_once(
     job = Job("test.exclusive", 60.0, body, exclusive=True)
     first, second = (_worker(database, make_settings, job) for _ in range(2))
     one = asyncio.create_task(first.run_once(job))
-    while not running:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), timeout=10)
     assert await second.run_once(job)  # skipped, not failed: the lease is held
     release.set()
     assert await one
