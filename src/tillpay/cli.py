@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tillpay.settings import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from tillpay.kit.jobs import Job
 
 app = typer.Typer(
     name="tillpay",
@@ -186,27 +188,57 @@ def migrate(
 
 
 @app.command()
-def worker() -> None:
-    """Run the background worker as its own process."""
+def worker(
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            metavar="N",
+            min=1,
+            help="Worker processes; above 1 a supervisor runs N children.",
+        ),
+    ] = 1,
+) -> None:
+    """Run the background worker as its own process (or N of them).
+
+    SIGTERM or SIGINT stops it gracefully: runs in flight finish, nothing new is claimed.
+    With --concurrency N a supervisor forwards both to N worker processes and exits
+    non-zero if one of them dies on its own (after stopping the others).
+    """
+    settings = _settings()
+    _require_migrated(settings)
+    if concurrency > 1:
+        from tillpay.kit.supervisor import supervise
+
+        raise typer.Exit(supervise([sys.executable, "-m", "tillpay.cli", "worker"], concurrency))
+    _run_worker(settings)
+
+
+def _run_worker(settings: Settings, jobs: list[Job] | None = None) -> None:
+    """Run a worker until SIGTERM/SIGINT (``jobs``: the schedule unless given)."""
+    import signal
+
     from tillpay.kit.db import Database
     from tillpay.kit.jobs import JobContext
     from tillpay.kit.logging import configure_logging
     from tillpay.worker import Worker
 
-    settings = _settings()
-    _require_migrated(settings)
     configure_logging(json=settings.json_logs, level=settings.log_level)
 
     async def run() -> None:
         database = Database.from_settings(settings)
-        runner = Worker(JobContext(settings=settings, database=database))
+        runner = Worker(JobContext(settings=settings, database=database), jobs)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # A second signal (a terminal's Ctrl-C reaches the supervisor's children
+            # directly and forwarded) only repeats the request; SIGKILL is the hard stop.
+            loop.add_signal_handler(sig, runner.request_stop)
         try:
             await runner.run_forever()
         finally:
             await database.dispose()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """The worker's schedule: every periodic job, its name and how often it runs (seconds).
 
-Each job's body lives with its domain; whether a run overlaps another process's run is
-each job's own concern (row locks, ``SKIP LOCKED``), not the schedule's.
+Each job's body lives with its domain. Jobs that claim their rows (``SKIP LOCKED`` + a
+lease on the row) run on every worker at once and split the work; ``exclusive=True`` jobs
+run on one worker at a time across all processes (a lease row, ``kit/leases.py``):
+docs/architecture.md says which and why.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ SCHEDULE: tuple[Job, ...] = (
     Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
     Job(hub_jobs.PUBLISH_JOB, 1.0, hub_jobs.publish_due),
     Job(customer_mail_jobs.SEND_JOB, 2.0, customer_mail_jobs.send_due),
-    Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys),
+    Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys, exclusive=True),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
-    Job("payments.janitor", 30.0, payments_jobs.janitor),
-    Job("orders.expire", 30.0, payments_jobs.expire_orders),
+    Job("payments.janitor", 30.0, payments_jobs.janitor, exclusive=True),
+    Job("orders.expire", 30.0, payments_jobs.expire_orders, exclusive=True),
     Job(psp.DELIVERY_JOB, 1.0, sandbox_jobs.deliver_webhooks),
 )

@@ -5,7 +5,7 @@ from tillpay.audit import models as audit_models
 from tillpay.carts import models as carts_models
 from tillpay.catalog import models as catalog_models
 from tillpay.events import models as events_models
-from tillpay.kit import idempotency_models
+from tillpay.kit import idempotency_models, leases
 from tillpay.kit.db import Base
 from tillpay.ledger import models as ledger_models
 from tillpay.merchant_webhooks import models as merchant_webhooks_models
@@ -21,6 +21,7 @@ __all__ = [
     "catalog_models",
     "events_models",
     "idempotency_models",
+    "leases",
     "ledger_models",
     "merchant_webhooks_models",
     "orders_models",

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from datetime import timedelta
 
+from tillpay.kit import leases
+from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import Job, JobContext, listen, unlisten
 from tillpay.kit.logging import get_logger
 from tillpay.settings import Settings
@@ -25,6 +28,10 @@ def registered_jobs() -> list[Job]:
     return list(SCHEDULE)
 
 
+class LeaseLost(RuntimeError):
+    """An exclusive run was cancelled: its lease was taken over or could not be renewed."""
+
+
 class Worker:
     """Runs the registered jobs on their intervals until stopped."""
 
@@ -34,6 +41,8 @@ class Worker:
         self._stop = asyncio.Event()
         self._wakes: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: This worker's name on the leases of exclusive jobs.
+        self.holder = leases.new_holder()
 
     async def run_once(self, job_: Job) -> bool:
         """Run one job now; True when it succeeded."""
@@ -42,11 +51,59 @@ class Worker:
     async def _run(self, job_: Job) -> bool | None:
         """Run one job: None when it failed, else whether it has more work due now."""
         try:
-            more = await job_.func(self.context)
+            if job_.exclusive:
+                more = await self._run_exclusive(job_)
+            else:
+                more = await job_.func(self.context)
         except Exception:
             log.exception("worker.job_failed", job=job_.name)
             return None
         return bool(more)
+
+    async def _run_exclusive(self, job_: Job) -> bool | None:
+        """Run ``job_`` under its lease; skip the run (False) while another worker holds
+        it. The lease is renewed every third of its length; a renewal refused (another
+        worker took it over) or unconfirmed until the lease would lapse cancels the run,
+        so two runs overlap at most by one renewal's delay. The jobs' own row locks keep
+        even that overlap harmless: the lease saves duplicate work, it guards no money."""
+        db, ttl = self.context.database, timedelta(seconds=job_.lease)
+        if not await leases.acquire(db, job_.name, self.holder, ttl=ttl, now=utcnow()):
+            return False
+        log.debug("worker.lease_acquired", job=job_.name, holder=self.holder)
+        run: asyncio.Task[bool | None] = asyncio.ensure_future(job_.func(self.context))
+        renewer = asyncio.create_task(self._renew(job_, run, ttl))
+        try:
+            return await run
+        except asyncio.CancelledError:
+            if renewer.done() and not renewer.cancelled():
+                raise LeaseLost(f"{job_.name}: lease lost by {self.holder}") from None
+            raise
+        finally:
+            renewer.cancel()
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(Exception):
+                await leases.release(db, job_.name, self.holder, now=utcnow())
+            log.debug("worker.lease_released", job=job_.name, holder=self.holder)
+
+    async def _renew(self, job_: Job, run: asyncio.Task[bool | None], ttl: timedelta) -> None:
+        every = ttl.total_seconds() / 3
+        until = utcnow() + ttl
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held: bool | None = await leases.renew(
+                    self.context.database, job_.name, self.holder, ttl=ttl, now=utcnow()
+                )
+            except Exception:
+                log.exception("worker.lease_renewal_failed", job=job_.name)
+                held = None
+            if held:
+                until = utcnow() + ttl
+            elif held is False or utcnow() + timedelta(seconds=every) >= until:
+                run.cancel()
+                return
 
     async def _loop(self, job_: Job) -> None:
         # Spread the first runs so several workers do not fire in lock-step.
@@ -71,6 +128,11 @@ class Worker:
         """Start every job loop as a task on the running event loop."""
         log.info("worker.started", jobs=[j.name for j in self.jobs])
         self._tasks = [asyncio.create_task(self._loop(j), name=f"job:{j.name}") for j in self.jobs]
+
+    def request_stop(self) -> None:
+        """Stop claiming: runs in flight finish, then :meth:`run_forever` returns (the
+        signal handler of ``tillpay worker``)."""
+        self._stop.set()
 
     async def stop(self) -> None:
         self._stop.set()

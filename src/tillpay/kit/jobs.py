@@ -84,9 +84,16 @@ async def for_each(
 
 @dataclass(frozen=True)
 class Job:
+    """A periodic job: ``func`` every ``interval`` seconds. An ``exclusive`` job runs on
+    one worker at a time across every process, under a lease of ``lease`` seconds
+    (``kit/leases.py``) that its runner renews while it runs; a killed runner blocks the
+    job for at most that long."""
+
     name: str
     interval: float
     func: JobFunc
+    exclusive: bool = False
+    lease: float = 120.0
 
 
 # Wake-up events of the workers running in this process, by job name.
