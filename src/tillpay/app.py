@@ -45,6 +45,7 @@ from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
 from tillpay.merchant_webhooks import routes as merchant_webhook_routes
+from tillpay.notifications import dev_mailbox
 from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
@@ -301,6 +302,10 @@ def create_app(
         rest.append(realtime_routes.router)
     if settings.docs_on:
         rest.append(docs_routes.router)
+    if settings.environment == "development":
+        # The mailbox viewer shows every mail, links with tokens included: never served
+        # outside development, whatever else is configured.
+        rest.append(dev_mailbox.router)
     # The routes themselves, not include_router: an included router's routes are rebuilt
     # for every app (signatures, pydantic fields: ~25 ms per app, paid again by every test's
     # app) and matched through a nested layer per request; these are complete as declared

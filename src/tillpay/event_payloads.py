@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from tillpay.accounts.models import User
+from tillpay.accounts.schemas import UserOut
 from tillpay.events.models import OutboxEvent
 from tillpay.orders.models import Order
 from tillpay.orders.schemas import OrderOut
@@ -42,6 +44,10 @@ async def current_object(
     if subject_type == "refund":
         refund = await session.get(Refund, subject_id)
         return None if refund is None else RefundOut.model_validate(refund).model_dump(mode="json")
+    if subject_type == "user":
+        # The public user of GET /v1/me: no password hash, TOTP secret or token.
+        user = await session.get(User, subject_id)
+        return None if user is None else UserOut.model_validate(user).model_dump(mode="json")
     return None
 
 

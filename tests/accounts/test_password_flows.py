@@ -15,7 +15,6 @@ from tests.conftest import ClientFactory
 from tests.http.test_errors import assert_problem
 from tillpay.accounts.models import AccountToken, TokenPurpose, User
 from tillpay.kit.db import utcnow
-from tillpay.notifications.mail import read_mailbox
 
 NEW_PASSWORD = "a completely different passphrase 9"
 ARGON2_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
@@ -186,22 +185,6 @@ async def test_weak_new_password_is_refused_on_reset_and_on_change(accounts: Acc
     assert (await accounts.login(account)).status_code == 200
     # The refused attempt rolled back, so the link still works.
     assert await _reset(accounts, token) == 204
-
-
-async def test_reset_and_change_send_security_notices(accounts: Accounts, mail_dir: Path) -> None:
-    account = await accounts.user()
-    assert await _reset(accounts, await _reset_token(accounts, account)) == 204
-    assert len(read_mailbox(mail_dir, to=account.email, category="security_notice")) == 1
-    account.password = NEW_PASSWORD
-    await accounts.login(account)
-    response = await accounts.client.post(
-        "/v1/auth/password/change",
-        json={"current_password": NEW_PASSWORD, "new_password": PASSWORD},
-        headers=account.headers,
-    )
-    assert response.status_code == 204
-    notices = read_mailbox(mail_dir, to=account.email, category="security_notice")
-    assert len(notices) == 2
 
 
 async def test_imported_bcrypt_hash_signs_in_and_is_upgraded_to_argon2id(

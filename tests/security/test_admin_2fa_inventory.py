@@ -240,7 +240,7 @@ NO_ADMIN_POWER = {
     *(
         (m, p)
         for m in ("GET", "POST")
-        for p in ("/account/verify-email", "/account/reset-password")
+        for p in ("/account/verify-email", "/account/reset-password", "/account/forgot-password")
     ),
     ("GET", "/v1/products"),  # the public catalog: active products only
     ("GET", "/v1/products/{product_id}"),  # inactive ones only for their own vendor

@@ -83,7 +83,10 @@ class Hooks:
         await jobs.relay_events(self.context())
 
     async def deliver(self, now: datetime | None = None) -> None:
-        await delivery.deliver_due(self.context(), now=now)
+        """Batches until one is not full, as the worker runs a job that found work again
+        at once (the arrangement's accounts add their own user.* deliveries)."""
+        while await delivery.deliver_due(self.context(), now=now):
+            pass
 
     async def flush(self, now: datetime | None = None) -> None:
         """What the worker does next: fan out new events, then deliver what is due."""

@@ -14,6 +14,7 @@ from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
 from tillpay.accounts.users import check_password_policy, lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
+from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 
@@ -116,5 +117,12 @@ async def create_admin(
     await session.flush()
     await record(
         session, Actor(id=None, role="CLI"), "admin.created", target_type="user", target_id=user.id
+    )
+    await emit(
+        session,
+        "user.registered",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id},
     )
     return user

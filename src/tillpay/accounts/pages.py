@@ -11,14 +11,16 @@ import hashlib
 import html
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
 from tillpay.accounts import passwords, registration
+from tillpay.accounts.responses import deliver
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.kit.db import DbSession
 from tillpay.kit.errors import AppError
 from tillpay.kit.http._asgi import client_ip
+from tillpay.kit.http.ratelimit import RateLimit
 
 router = APIRouter(prefix="/account", include_in_schema=False)
 
@@ -97,3 +99,37 @@ async def reset_password_submit(
     for message in outcome.mail:
         await rt.mailer.send(message)
     return _page("<h1>Password changed</h1><p>Sign in with your new password.</p>")
+
+
+@router.get("/forgot-password")
+async def forgot_password_page() -> HTMLResponse:
+    """Where the account notices' "if this wasn't you" link leads (it carries no token)."""
+    return _page(
+        "<h1>Reset your password</h1>"
+        "<form method=post action='/account/forgot-password'>"
+        "<input type=email name=email autocomplete=email required maxlength=320 "
+        "placeholder='Email address'>"
+        "<button type=submit>Send me a reset link</button></form>"
+    )
+
+
+@router.post("/forgot-password", dependencies=[Depends(RateLimit("auth"))])
+async def forgot_password_submit(
+    request: Request,
+    session: DbSession,
+    background: BackgroundTasks,
+    email: Annotated[str, Form(min_length=3, max_length=320)],
+) -> HTMLResponse:
+    rt: AccountsRuntime = request.app.state.accounts
+    try:
+        outcome = await passwords.forgot_password(
+            session, rt, email=email, ip=client_ip(request.scope)
+        )
+    except AppError as exc:
+        return _page(f"<h1>Not sent</h1><p>{html.escape(exc.detail)}</p>", status=exc.status)
+    deliver(rt, background, outcome)
+    # The same answer whether or not an account has the address.
+    return _page(
+        "<h1>Check your email</h1><p>If an account uses this address, we have sent it a "
+        "link to choose a new password.</p>"
+    )

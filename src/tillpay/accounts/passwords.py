@@ -14,6 +14,7 @@ from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
 from tillpay.accounts.users import check_password_policy, lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
+from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import BadRequest, CommittedRefusal, Forbidden
 
@@ -76,9 +77,15 @@ async def reset_password(
         target_type="user",
         target_id=user.id,
     )
-    return Outcome(
-        mail=[mails.security_notice(rt.settings, user.email, "Your password was reset.")]
+    # The notice mail follows from the event (customer_mail), with retries.
+    await emit(
+        session,
+        "user.password_changed",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id, "how": "reset"},
     )
+    return Outcome()
 
 
 async def change_password(
@@ -117,6 +124,11 @@ async def change_password(
     await record(
         session, principal.actor(), "auth.password_change", target_type="user", target_id=user.id
     )
-    return Outcome(
-        mail=[mails.security_notice(rt.settings, user.email, "Your password was changed.")]
+    await emit(
+        session,
+        "user.password_changed",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id, "how": "changed"},
     )
+    return Outcome()

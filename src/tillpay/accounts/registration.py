@@ -12,6 +12,7 @@ from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.users import check_password_policy, lock_user, normalize_email, user_by_email
 from tillpay.audit.service import Actor, record
+from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import BadRequest
 
@@ -19,8 +20,10 @@ from tillpay.kit.errors import BadRequest
 async def register(
     session: AsyncSession, rt: AccountsRuntime, *, email: str, password: str, ip: str | None
 ) -> Outcome:
-    """Create a customer and mail a verification link. An address that already has an
-    account gets a notice instead; the caller sees the same answer either way."""
+    """Create a customer, write ``user.registered`` and mail a verification link (by the
+    caller after the commit, never through the outbox: it carries a token). An address
+    that already has an account gets a notice instead; the caller sees the same answer
+    either way."""
     address = normalize_email(email)
     check_password_policy(rt, password, address)
     await mail_budget(rt, address)
@@ -43,6 +46,13 @@ async def register(
     await session.flush()
     raw = await new_account_token(session, rt, user, TokenPurpose.VERIFY_EMAIL, address)
     await record(session, actor, "account.register", target_type="user", target_id=user.id)
+    await emit(
+        session,
+        "user.registered",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id},
+    )
     return Outcome(
         mail=[mails.verify_email(rt.settings, address, mail_link(rt, "/account/verify-email", raw))]
     )
@@ -55,7 +65,9 @@ async def verify_email(
     user = await lock_user(session, record_token.user_id)
     if user is None or not user.is_active:
         raise BadRequest("The link is invalid or has expired.", code="invalid_token")
-    if record_token.email != user.email:
+    first = user.email_verified_at is None
+    email_changed = record_token.email != user.email
+    if email_changed:
         # An email change: switch only if nobody took the address meanwhile.
         taken = await user_by_email(session, record_token.email)
         if taken is not None:
@@ -77,6 +89,16 @@ async def verify_email(
         "account.email_verified",
         target_type="user",
         target_id=user.id,
+    )
+    # The welcome mail goes out on the first verification (customer_mail), not at
+    # registration: then it would arrive with the verification link, and go to whoever's
+    # address was typed in.
+    await emit(
+        session,
+        "user.email_verified",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id, "first": first, "email_changed": email_changed},
     )
 
 

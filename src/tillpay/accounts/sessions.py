@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.accounts.devices import coarse_device, is_new_place
 from tillpay.accounts.models import AuthSession, RefreshToken, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.audit.service import Actor, record
+from tillpay.events.service import emit
 from tillpay.kit.crypto import new_opaque_token, token_digest
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import CommittedRefusal, NotFound, Unauthorized
@@ -66,7 +68,11 @@ async def start_session(
     ip: str | None,
     user_agent: str | None,
 ) -> IssuedSession:
+    """Open a session (one login) and its first tokens; a sign-in from an IP and device
+    none of the user's earlier sessions had also writes ``user.new_login``."""
     now = utcnow()
+    agent = (user_agent or "")[:256] or None
+    new_place = await is_new_place(session, user.id, ip=ip, user_agent=agent)
     auth_session = AuthSession(
         user_id=user.id,
         created_at=now,
@@ -75,11 +81,26 @@ async def start_session(
         absolute_expires_at=now + timedelta(seconds=rt.settings.session_absolute_ttl_seconds),
         mfa=mfa,
         ip=ip,
-        user_agent=(user_agent or "")[:256] or None,
+        user_agent=agent,
     )
     session.add(auth_session)
     await session.flush()
     user.last_login_at = now
+    if new_place:
+        await emit(
+            session,
+            "user.new_login",
+            subject_type="user",
+            subject_id=user.id,
+            data={
+                "user_id": user.id,
+                "session_id": auth_session.id,
+                "ip": ip,
+                "device": coarse_device(agent),
+                "mfa": mfa,
+                "at": now.isoformat().replace("+00:00", "Z"),
+            },
+        )
     return await _issue_tokens(session, rt, user, auth_session)
 
 

@@ -14,6 +14,7 @@ from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
 from tillpay.accounts.users import lock_user
 from tillpay.audit.service import record
+from tillpay.events.service import emit
 from tillpay.kit import totp
 from tillpay.kit.crypto import SealError, derive_key, seal, unseal
 from tillpay.kit.db import utcnow
@@ -145,14 +146,15 @@ async def totp_confirm(
     await record(
         session, principal.actor(), "auth.totp_enabled", target_type="user", target_id=user.id
     )
-    return Outcome(
-        payload={"recovery_codes": codes},
-        mail=[
-            mails.security_notice(
-                rt.settings, user.email, "Two-factor authentication was turned on."
-            )
-        ],
+    # The notice mail follows from the event (customer_mail), with retries.
+    await emit(
+        session,
+        "user.2fa_enabled",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id},
     )
+    return Outcome(payload={"recovery_codes": codes})
 
 
 async def totp_disable(
@@ -195,13 +197,14 @@ async def totp_disable(
     await record(
         session, principal.actor(), "auth.totp_disabled", target_type="user", target_id=user.id
     )
-    return Outcome(
-        mail=[
-            mails.security_notice(
-                rt.settings, user.email, "Two-factor authentication was turned off."
-            )
-        ]
+    await emit(
+        session,
+        "user.2fa_disabled",
+        subject_type="user",
+        subject_id=user.id,
+        data={"user_id": user.id},
     )
+    return Outcome()
 
 
 async def regenerate_recovery_codes(

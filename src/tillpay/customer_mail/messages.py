@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from tillpay.accounts.models import Role, User
+from tillpay.customer_mail import account_notices
 from tillpay.events.models import OutboxEvent
 from tillpay.notifications.mail import EmailMessageSpec
 from tillpay.notifications.templating import format_amount, render
@@ -23,6 +24,7 @@ TEMPLATES = {
     "payment.failed": "payment_failed",
     "refund.succeeded": "refund_issued",
     "webhook_endpoint.disabled": "endpoint_disabled",
+    **account_notices.TEMPLATES,
 }
 
 PROVIDER_LABELS = {
@@ -59,6 +61,9 @@ async def compose(
         return []
     if event.type == "webhook_endpoint.disabled":
         return await _to_admins(session, settings, event, template)
+    if event.type in account_notices.TEMPLATES:
+        notice = await account_notices.compose(session, settings, event, shop_name(settings))
+        return [] if notice is None else [notice]
     message = await _to_customer(session, settings, event, template)
     return [] if message is None else [message]
 

@@ -3,16 +3,28 @@ generated from this table; a test fails when code emits a type that is not here)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class EventType:
     name: str
-    #: What ``data.object`` of the payload is: ``order``, ``payment`` or ``refund``; for
+    #: What ``data.object`` of the payload is: ``order``, ``payment``, ``refund`` or
+    #: ``user`` (the API's public user: never a password hash, TOTP secret or token); for
     #: ``webhook_endpoint`` it is null (``data.details`` describes the endpoint).
     subject: str
     description: str
+    #: The fields of ``data.details`` and what each means (documented types only).
+    details: Mapping[str, str] = field(default_factory=dict)
+    #: An example of ``data.details``.
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+
+_USER_ID = {"user_id": "The user's id (`usr_…`), also `data.object.id`."}
+_USER = "usr_01JF3Q8Z6W0C1V7Y5K2M4N8P9R"
 
 
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -40,15 +52,87 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "Every delivery to an endpoint failed for `TILLPAY_WEBHOOKS_DISABLE_AFTER_HOURS`: "
         "tillpay disabled it (re-enable it with PATCH once the receiver is fixed).",
     ),
+    EventType(
+        "user.registered",
+        "user",
+        "An account was created: registered (its address still to be verified) or an "
+        "administrator made by `tillpay create-admin`.",
+        details=_USER_ID,
+        example={"user_id": _USER},
+    ),
+    EventType(
+        "user.email_verified",
+        "user",
+        "The user proved an address by its link: the first one (the account's welcome) or "
+        "a new one after an email change.",
+        details={
+            **_USER_ID,
+            "first": "True for the account's first verified address (tillpay then mails the "
+            "welcome).",
+            "email_changed": "True when the verified address replaced an earlier one.",
+        },
+        example={"user_id": _USER, "first": True, "email_changed": False},
+    ),
+    EventType(
+        "user.2fa_enabled",
+        "user",
+        "Two-factor authentication (TOTP) was turned on.",
+        details=_USER_ID,
+        example={"user_id": _USER},
+    ),
+    EventType(
+        "user.2fa_disabled",
+        "user",
+        "Two-factor authentication (TOTP) was turned off.",
+        details=_USER_ID,
+        example={"user_id": _USER},
+    ),
+    EventType(
+        "user.password_changed",
+        "user",
+        "The password was changed (signed in, with the current password) or reset (by a "
+        "mailed link).",
+        details={**_USER_ID, "how": "`changed` or `reset`."},
+        example={"user_id": _USER, "how": "changed"},
+    ),
+    EventType(
+        "user.new_login",
+        "user",
+        "A sign-in from an IP address and device (browser and system) that none of the "
+        "user's earlier sessions had; an account's first sign-in is not one.",
+        details={
+            **_USER_ID,
+            "session_id": "The new session (`ses_…`): revoke it with "
+            "`DELETE /v1/auth/sessions/{id}`.",
+            "ip": "The client's IP address (after trusted-proxy resolution).",
+            "device": "Browser and system, coarse (from the User-Agent).",
+            "mfa": "Whether the sign-in used the second factor.",
+            "at": "When (RFC 3339, UTC).",
+        },
+        example={
+            "user_id": _USER,
+            "session_id": "ses_01JF3Q9A2B3C4D5E6F7G8H9J0K",
+            "ip": "203.0.113.7",
+            "device": "Firefox on Linux",
+            "mfa": False,
+            "at": "2026-12-02T14:03:11.482913Z",
+        },
+    ),
 )
 
 BY_NAME: dict[str, EventType] = {event.name: event for event in EVENT_TYPES}
 
 
 def markdown_table() -> str:
-    """The catalogue as the Markdown table of docs/events.md."""
+    """The catalogue as docs/events.md shows it: the table, then the ``data.details`` of
+    each type that documents them."""
     rows = ["| type | `data.object` is | when |", "|---|---|---|"]
     rows += [f"| `{e.name}` | {e.subject} | {e.description} |" for e in EVENT_TYPES]
+    for event in (e for e in EVENT_TYPES if e.details):
+        rows += ["", f"`{event.name}`, `data.details`:", ""]
+        rows += [f"- `{name}`: {meaning}" for name, meaning in event.details.items()]
+        example = json.dumps(dict(event.example), indent=2)
+        rows += ["", "```json", example, "```"]
     return "\n".join(rows) + "\n"
 
 

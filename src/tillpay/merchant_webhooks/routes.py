@@ -51,7 +51,14 @@ def _with_secret(created: service.WithSecret) -> EndpointWithSecret:
 @router.get("/event-types", response_model=list[EventTypeOut], summary="Every event type")
 async def event_types(principal: Manager) -> list[EventTypeOut]:
     return [
-        EventTypeOut(name=e.name, subject=e.subject, description=e.description) for e in EVENT_TYPES
+        EventTypeOut(
+            name=e.name,
+            subject=e.subject,
+            description=e.description,
+            details=dict(e.details),
+            example=dict(e.example),
+        )
+        for e in EVENT_TYPES
     ]
 
 

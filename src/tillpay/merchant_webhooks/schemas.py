@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 EventTypeName = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z_]+\.[a-z_]+)$")
+    str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z_]+\.[a-z0-9_]+)$")
 ]
 Url = Annotated[str, Field(min_length=8, max_length=2048)]
 
@@ -111,3 +111,7 @@ class EventTypeOut(BaseModel):
     name: str
     subject: str
     description: str
+    details: dict[str, str] = Field(
+        description="The fields of `data.details` and what each means (empty: undocumented)."
+    )
+    example: dict[str, Any] = Field(description="An example of `data.details`.")
