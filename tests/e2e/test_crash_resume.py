@@ -11,13 +11,8 @@ refunded, tillpay never hears it. Then the same request is retried with the same
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,10 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select, update
 
-from tests.conftest import REDIS_TEST_PREFIX, SESSION_SECRET, ClientFactory
+from tests.conftest import ClientFactory
+from tests.harness.servers import Tillpay, server_env, serving
 from tests.payments.helpers import Checkout
 from tests.payments.test_payment_flows import checkout_with, fetch, ledger_transactions
 from tillpay.kit.db import utcnow
@@ -39,16 +34,9 @@ from tillpay.payments.models import Refund
 from tillpay.payments.sync import janitor_pass
 from tillpay.sandbox.models import SandboxRefund, SandboxSession
 
-SERVER_START_TIMEOUT = 60.0
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -107,95 +95,6 @@ class ProviderEmulator:
         await send({"type": "http.response.body", "body": answer.content})
 
 
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port in this event loop."""
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    config.timeout_graceful_shutdown = 2
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "the provider emulator did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=10)
-
-
-@dataclass
-class Tillpay:
-    """``tillpay serve`` processes against the test's database."""
-
-    env: dict[str, str]
-    log_dir: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    async def start(self) -> tuple[subprocess.Popen[bytes], str]:
-        port = _free_port()
-        env = {**self.env, "TILLPAY_PORT": str(port)}
-        log = self.log_dir / f"server-{len(self.processes)}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
-                [sys.executable, "-m", "tillpay.cli", "serve"],
-                cwd=self.log_dir,  # no stray .env file
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        deadline = asyncio.get_running_loop().time() + SERVER_START_TIMEOUT
-        async with httpx.AsyncClient(timeout=2) as probe:
-            while asyncio.get_running_loop().time() < deadline:
-                if process.poll() is not None:
-                    pytest.fail(f"tillpay exited:\n{log.read_text()[-4000:]}", pytrace=False)
-                with suppress(httpx.TransportError):
-                    if (await probe.get(f"{base}/healthz")).status_code == 200:
-                        return process, base
-                await asyncio.sleep(0.2)
-        pytest.fail(f"tillpay did not become healthy:\n{log.read_text()[-4000:]}", pytrace=False)
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
-
-
-def _server_env(checkout: Checkout, provider_base: str, data_dir: Path) -> dict[str, str]:
-    settings = checkout.app.state.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLPAY_")}
-    env.update(
-        TILLPAY_HOST="127.0.0.1",
-        TILLPAY_ENVIRONMENT="test",
-        TILLPAY_DATABASE_URL=settings.database_url.get_secret_value(),
-        TILLPAY_REDIS_URL=settings.redis_url.get_secret_value(),
-        TILLPAY_REDIS_KEY_PREFIX=REDIS_TEST_PREFIX,
-        # The in-process app's secret and issuer: its signing keys and tokens work here.
-        TILLPAY_SECRET_KEY=SESSION_SECRET,
-        TILLPAY_PUBLIC_BASE_URL=settings.public_base_url,
-        TILLPAY_SANDBOX_API_BASE=provider_base,
-        TILLPAY_PROVIDER_TIMEOUT_SECONDS="60",
-        TILLPAY_WORKER_IN_PROCESS="false",
-        TILLPAY_RATELIMIT_GLOBAL="100000/minute",
-        TILLPAY_RATELIMIT_POLICIES=(
-            '{"auth":"10000/minute","payments":"10000/minute","webhooks":"10000/minute"}'
-        ),
-        TILLPAY_DATA_DIR=str(data_dir),
-    )
-    return env
-
-
 async def _count(checkout: Checkout, model: Any) -> int:
     async with checkout.app.state.database.session() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
@@ -229,7 +128,7 @@ async def test_a_refund_killed_in_flight_and_retried_refunds_once(
     emulator = ProviderEmulator(upstream)
     servers = Tillpay({}, tmp_path)
     async with upstream, serving(emulator) as provider_base, httpx.AsyncClient(timeout=30) as http:
-        servers.env = _server_env(checkout, provider_base, tmp_path)
+        servers.env = server_env(checkout.app, provider_base, tmp_path)
         try:
             first, base = await servers.start()
             in_flight = asyncio.create_task(http.post(f"{base}{path}", json=body, headers=headers))

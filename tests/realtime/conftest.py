@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
-from tests.e2e.test_crash_resume import serving
+from tests.harness.servers import serving
 from tests.payments.helpers import Checkout
 from tillpay import jobs
 from tillpay.kit.jobs import JobContext
@@ -88,6 +88,18 @@ async def events(ws: ClientConnection, count: int, within: float = 10.0) -> list
         assert message["type"] == "event", message
         out.append(message["event"])
     return out
+
+
+async def heard(
+    ws: ClientConnection, *types: str, within: float = 10.0
+) -> dict[str, dict[str, Any]]:
+    """Events until one of each of ``types`` arrived (others, such as the account events
+    of signing up, are passed over), by type."""
+    seen: dict[str, dict[str, Any]] = {}
+    while not set(types) <= set(seen):
+        [event] = await events(ws, 1, within)
+        seen.setdefault(event["type"], event)
+    return seen
 
 
 async def nothing_pending(ws: ClientConnection) -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.realtime.conftest import Live, events, next_message, nothing_pending
+from tests.realtime.conftest import Live, events, heard, next_message, nothing_pending
 
 
 async def _read_until_closed(ws) -> None:
@@ -70,12 +70,12 @@ async def test_a_customer_hears_their_own_payment_and_another_customer_hears_not
 ) -> None:
     buyer = await live.shop.customer()
     other = await live.shop.customer()
+    await live.push()  # the sign-up events, before anyone listens
     async with live.socket(buyer) as mine, live.socket(other) as theirs:
         order, payment = await live.checkout.paid_order(buyer)
         await live.push()
 
-        heard = await events(mine, 2)
-        by_type = {e["type"]: e for e in heard}
+        by_type = {e["type"]: e for e in await events(mine, 2)}
         assert set(by_type) == {"order.paid", "payment.succeeded"}
         assert by_type["payment.succeeded"]["data"]["object"]["id"] == payment["id"]
         assert by_type["payment.succeeded"]["data"]["object"]["status"] == "succeeded"
@@ -96,7 +96,9 @@ async def test_a_vendor_hears_of_orders_with_their_lines_and_sees_only_those_lin
         added = await live.shop.add_to_cart(buyer, item["variants"][0]["id"])
         assert added.status_code == 200, added.text
     order = (await live.shop.checkout(buyer)).json()
-    async with live.socket(vendor) as ws, live.socket(await live.shop.vendor()) as bystander:
+    bystander_account = await live.shop.vendor()
+    await live.push()  # the sign-up events, before anyone listens
+    async with live.socket(vendor) as ws, live.socket(bystander_account) as bystander:
         payment = (await live.checkout.pay(buyer, order["id"])).json()
         await live.checkout.submit_card(payment, "4242 4242 4242 4242")
         await live.checkout.deliver_webhooks()
@@ -130,8 +132,7 @@ async def test_an_admin_on_the_admin_channel_hears_every_event_with_its_details(
         assert await next_message(ws) == {"type": "subscribed", "channel": "admin"}
         order, _ = await live.checkout.paid_order(buyer)
         await live.push()
-        heard = await events(ws, 2)
-        paid = next(e for e in heard if e["type"] == "order.paid")
+        paid = (await heard(ws, "order.paid", "payment.succeeded"))["order.paid"]
         assert paid["data"]["object"]["id"] == order["id"]
         assert paid["data"]["details"]["to"] == "paid"
 
@@ -193,3 +194,25 @@ async def test_an_unknown_message_is_answered_with_an_error(live: Live) -> None:
     async with live.socket(customer) as ws:
         await ws.send(json.dumps({"type": "gimme"}))
         assert await next_message(ws) == {"type": "error", "code": "unknown_message"}
+
+
+async def _until_pong(ws) -> list[dict]:
+    """Every event queued before a ping's answer."""
+    await ws.send(json.dumps({"type": "ping"}))
+    out = []
+    while (message := await next_message(ws))["type"] != "pong":
+        out.append(message["event"])
+    return out
+
+
+async def test_a_user_hears_events_about_their_own_account_and_no_one_elses(
+    live: Live,
+) -> None:
+    customer, other = await live.shop.customer(), await live.shop.customer()
+    async with live.socket(customer) as ws, live.socket(other) as theirs:
+        await live.push()
+        for socket, account in ((ws, customer), (theirs, other)):
+            got = await events(socket, 1)  # the first, then all queued behind it
+            got += await _until_pong(socket)
+            assert "user.registered" in {e["type"] for e in got}
+            assert {e["data"]["object"]["id"] for e in got} == {account.user_id}
