@@ -10,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.realtime.conftest import Live, events, heard, next_message, nothing_pending
+from tillpay.accounts.models import Role
 
 
 async def _read_until_closed(ws) -> None:
@@ -120,6 +121,13 @@ async def test_a_customer_may_not_subscribe_to_the_admin_channel(live: Live) -> 
     async with live.socket(customer) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": "admin"}))
         assert await next_message(ws) == {"type": "error", "code": "forbidden"}
+
+
+async def test_an_admin_without_2fa_may_not_subscribe_to_the_admin_channel(live: Live) -> None:
+    without_2fa = await live.accounts.user(role=Role.ADMIN)
+    async with live.socket(without_2fa) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "admin"}))
+        assert await next_message(ws) == {"type": "error", "code": "admin_2fa_required"}
 
 
 async def test_an_admin_on_the_admin_channel_hears_every_event_with_its_details(

@@ -46,6 +46,7 @@ def test_the_schedule_lists_every_job_with_its_interval() -> None:
         "customer_mail.send": 2.0,
         "events.relay": 2.0,
         "hub.publish": 1.0,
+        "realtime.publish": 1.0,
         "idempotency.purge": 3600.0,
         "merchant_webhooks.deliver": 1.0,
         "orders.expire": 30.0,
