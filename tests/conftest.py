@@ -403,6 +403,9 @@ SLOW_FIRST = (
     "tests/e2e/",
     "tests/ops/test_cli_serve.py",
     "tests/concurrency/",
+    "tests/jobs/test_worker_processes.py",
+    "tests/webhooks/test_worker_processes.py",
+    "tests/realtime/",
 )
 
 
