@@ -58,6 +58,17 @@ async def fan_out(
     return len(events), len(pairs)
 
 
+def every_event(consumer: str) -> Fanout:
+    """A fan-out giving every event one delivery to ``consumer``."""
+
+    async def fan_out(
+        session: AsyncSession, events: Sequence[OutboxEvent]
+    ) -> list[tuple[str, str]]:
+        return [(event.id, consumer) for event in events]
+
+    return fan_out
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: str

@@ -5,11 +5,9 @@ deliveries wait (retried every few minutes for weeks) and flow once it is back."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay import event_payloads
 from tillpay.events import dispatch
@@ -42,12 +40,7 @@ def fan_out_for(settings: Settings) -> dispatch.Fanout | None:
     if settings.broker_url is None:
         return None
 
-    async def fan_out(
-        session: AsyncSession, events: Sequence[OutboxEvent]
-    ) -> list[tuple[str, str]]:
-        return [(event.id, CONSUMER) for event in events]
-
-    return fan_out
+    return dispatch.every_event(CONSUMER)
 
 
 async def publish_due(context: JobContext[Settings], *, now: datetime | None = None) -> bool:

@@ -8,11 +8,9 @@ re-fetching when they reconnect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.events import dispatch
 from tillpay.events.models import OutboxEvent
@@ -47,12 +45,7 @@ def fan_out_for(context: JobContext[Settings]) -> dispatch.Fanout | None:
     if not context.settings.realtime_enabled or context.shared(bus_of) is None:
         return None
 
-    async def fan_out(
-        session: AsyncSession, events: Sequence[OutboxEvent]
-    ) -> list[tuple[str, str]]:
-        return [(event.id, CONSUMER) for event in events]
-
-    return fan_out
+    return dispatch.every_event(CONSUMER)
 
 
 async def publish_due(context: JobContext[Settings], *, now: datetime | None = None) -> bool:
