@@ -134,6 +134,17 @@ async def record_outcome(
     return delivery
 
 
+async def events_of(session: AsyncSession, claimed: Sequence[Claimed]) -> list[OutboxEvent]:
+    """The claimed deliveries' events, oldest first (so a consumer sees one subject's
+    events in the order they happened)."""
+    rows = await session.execute(
+        select(OutboxEvent)
+        .where(OutboxEvent.id.in_([c.event_id for c in claimed]))
+        .order_by(OutboxEvent.created_at, OutboxEvent.id)
+    )
+    return list(rows.scalars())
+
+
 def restart(delivery: EventDelivery, *, now: datetime) -> None:
     """Send ``delivery`` again at once, with a fresh schedule (an admin's redelivery)."""
     delivery.status = DeliveryStatus.PENDING

@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
 from tillpay import event_payloads
 from tillpay.events import dispatch
-from tillpay.events.models import OutboxEvent
 from tillpay.hub.broker import BrokerUnavailable, Publisher
 from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import JobContext
@@ -53,14 +50,8 @@ async def publish_due(context: JobContext[Settings], *, now: datetime | None = N
     )
     if not claimed:
         return False
-    # Oldest events first, so a consumer sees one subject's events in the order they happened.
     async with context.database.read_session() as session:
-        rows = (
-            await session.execute(
-                select(OutboxEvent).where(OutboxEvent.id.in_([c.event_id for c in claimed]))
-            )
-        ).scalars()
-        events = {event.id: event for event in rows}
+        events = {event.id: event for event in await dispatch.events_of(session, claimed)}
         bodies = {
             event_id: json.dumps(
                 await event_payloads.payload(session, event), separators=(",", ":")

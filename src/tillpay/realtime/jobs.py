@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
 from tillpay.events import dispatch
-from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import get_logger
@@ -60,14 +57,10 @@ async def publish_due(context: JobContext[Settings], *, now: datetime | None = N
     if not claimed:
         return False
     async with context.database.read_session() as session:
-        rows = (
-            await session.execute(
-                select(OutboxEvent)
-                .where(OutboxEvent.id.in_([c.event_id for c in claimed]))
-                .order_by(OutboxEvent.created_at, OutboxEvent.id)
-            )
-        ).scalars()
-        batches = [await audience.envelopes(session, event) for event in rows]
+        batches = [
+            await audience.envelopes(session, event)
+            for event in await dispatch.events_of(session, claimed)
+        ]
     error: str | None = None
     try:
         await bus.publish(batches)
