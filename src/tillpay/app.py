@@ -21,6 +21,7 @@ from tillpay.accounts.runtime import build_runtime
 from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
+from tillpay.hub import routes as hub_routes
 from tillpay.kit import errors
 from tillpay.kit.crypto import derive_key
 from tillpay.kit.db import Database
@@ -296,6 +297,7 @@ def create_app(
         accounts_routes.admin,
         admin_routes.router,
         merchant_webhook_routes.router,
+        hub_routes.router,
         ops_router,
     ]
     if settings.realtime_enabled:

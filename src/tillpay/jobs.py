@@ -12,6 +12,7 @@ from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
 from tillpay.events.dispatch import Fanout
 from tillpay.hub import jobs as hub_jobs
+from tillpay.hub.intake import Intake
 from tillpay.kit import idempotency_jobs
 from tillpay.kit.jobs import Job, JobContext
 from tillpay.merchant_webhooks import delivery as merchant_webhooks
@@ -24,13 +25,31 @@ from tillpay.sandbox import psp
 from tillpay.settings import Settings
 
 
+def own_consumers(context: JobContext[Settings]) -> list[Intake]:
+    """tillpay's own consumers of events: merchant webhooks, customer mail, and realtime
+    when it has a bus."""
+    intakes = [
+        Intake("webhooks", merchant_webhook_endpoints.fan_out, merchant_webhooks.DELIVERY_JOB),
+        Intake("email", customer_mail_jobs.fan_out, customer_mail_jobs.SEND_JOB),
+    ]
+    realtime = realtime_jobs.fan_out_for(context)
+    if realtime is not None:
+        intakes.append(Intake("realtime", realtime, realtime_jobs.PUBLISH_JOB))
+    return intakes
+
+
+def hub_consumers(context: JobContext[Settings]) -> list[Intake]:
+    """The consumers that read their queue on the hub: all of tillpay's own when a broker
+    is configured (``hub/intake.py``), none without one."""
+    return own_consumers(context) if context.settings.broker_url is not None else []
+
+
 async def relay_events(context: JobContext[Settings]) -> bool:
-    """The outbox relay with every consumer's fan-out: merchant webhooks, customer mail,
-    the RabbitMQ hub when a broker is configured, realtime when it has a bus."""
-    fanouts: list[Fanout] = [merchant_webhook_endpoints.fan_out, customer_mail_jobs.fan_out]
-    for optional in (hub_jobs.fan_out_for(context.settings), realtime_jobs.fan_out_for(context)):
-        if optional is not None:
-            fanouts.append(optional)
+    """The outbox relay. Without a broker it makes every consumer's deliveries itself;
+    with one it makes only the hub's (publishing), and tillpay's own consumers take
+    theirs from their queues on the hub."""
+    hub = hub_jobs.fan_out_for(context.settings)
+    fanouts: list[Fanout] = [hub] if hub is not None else [i.fanout for i in own_consumers(context)]
     return await events_jobs.relay(
         context,
         fanouts,

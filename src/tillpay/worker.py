@@ -12,6 +12,7 @@ import contextlib
 import random
 from datetime import timedelta
 
+from tillpay.hub.intake import Consumers, Intake
 from tillpay.kit import leases
 from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import Job, JobContext, listen, unlisten
@@ -28,6 +29,13 @@ def registered_jobs() -> list[Job]:
     return list(SCHEDULE)
 
 
+def registered_consumers(context: JobContext[Settings]) -> list[Intake]:
+    """The consumers reading their queue on the hub (none without a broker)."""
+    from tillpay.jobs import hub_consumers
+
+    return hub_consumers(context)
+
+
 class LeaseLost(RuntimeError):
     """An exclusive run was cancelled: its lease was taken over or could not be renewed."""
 
@@ -35,9 +43,20 @@ class LeaseLost(RuntimeError):
 class Worker:
     """Runs the registered jobs on their intervals until stopped."""
 
-    def __init__(self, context: JobContext[Settings], jobs: list[Job] | None = None) -> None:
+    def __init__(
+        self,
+        context: JobContext[Settings],
+        jobs: list[Job] | None = None,
+        consumers: list[Intake] | None = None,
+    ) -> None:
+        """``jobs`` and ``consumers`` default to the registered ones; given jobs without
+        consumers, it runs no hub consumer."""
         self.context = context
         self.jobs = jobs if jobs is not None else registered_jobs()
+        if consumers is None:
+            consumers = registered_consumers(context) if jobs is None else []
+        #: The hub consumers (``hub/intake.py``), when there are any.
+        self.consumers = Consumers(context, consumers) if consumers else None
         self._stop = asyncio.Event()
         self._wakes: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,6 +147,8 @@ class Worker:
         """Start every job loop as a task on the running event loop."""
         log.info("worker.started", jobs=[j.name for j in self.jobs])
         self._tasks = [asyncio.create_task(self._loop(j), name=f"job:{j.name}") for j in self.jobs]
+        if self.consumers is not None:
+            self._tasks.append(asyncio.create_task(self.consumers.run(), name="hub:consumers"))
 
     def request_stop(self) -> None:
         """Stop claiming: runs in flight finish, then :meth:`run_forever` returns (the
@@ -136,6 +157,8 @@ class Worker:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.consumers is not None:
+            await self.consumers.stop()
         for wake in self._wakes:
             wake.set()
         if self._tasks:

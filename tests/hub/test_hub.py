@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,8 @@ import aio_pika
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import IN_CI, ClientFactory
+from tests.conftest import ClientFactory
+from tests.hub.conftest import AMQP_URL
 from tests.webhooks.conftest import Hooks
 from tillpay.events.models import DeliveryStatus, EventDelivery, OutboxEvent
 from tillpay.hub import broker
@@ -26,23 +26,16 @@ from tillpay.kit.jobs import JobContext
 
 pytestmark = pytest.mark.rabbitmq
 
-AMQP_URL = os.environ.get("TILLPAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1/"
 
 
 @pytest.fixture
-async def tap() -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+async def tap(topology: broker.Topology) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """An exclusive queue of this test bound to every routing key of the exchange, as an
-    external system would bind one. Other runs publish there too: tests filter by the ids
-    of their own events."""
-    try:
-        connection = await aio_pika.connect(AMQP_URL, timeout=5)
-    except Exception:
-        if IN_CI:
-            raise
-        pytest.skip("RabbitMQ unreachable")
+    external system would bind one."""
+    connection = await aio_pika.connect(AMQP_URL, timeout=5)
     channel = await connection.channel()
-    exchange = await broker.declare_topology(channel)
+    exchange = await broker.declare_topology(channel, topology)
     queue = await channel.declare_queue(f"tillpay-test-{uuid.uuid4().hex[:12]}", exclusive=True)
     await queue.bind(exchange, routing_key="#")
     try:
@@ -85,9 +78,13 @@ async def publish(hooks: Hooks) -> None:
 
 
 async def test_every_event_is_published_once_with_its_type_as_routing_key(
-    make_client: ClientFactory, clean_db: None, mail_dir: Path, tap: aio_pika.abc.AbstractQueue
+    make_client: ClientFactory,
+    clean_db: None,
+    mail_dir: Path,
+    tap: aio_pika.abc.AbstractQueue,
+    topology: broker.Topology,
 ) -> None:
-    async with make_client(broker_url=AMQP_URL) as client:
+    async with make_client(broker_url=AMQP_URL, broker_exchange=topology.exchange) as client:
         hooks = Hooks(client, mail_dir)
         customer = await hooks.checkout.shop.customer()
         order, _ = await hooks.checkout.paid_order(customer)
@@ -114,9 +111,13 @@ async def test_every_event_is_published_once_with_its_type_as_routing_key(
 
 
 async def test_events_wait_while_the_broker_is_down_and_flow_once_when_it_is_back(
-    make_client: ClientFactory, clean_db: None, mail_dir: Path, tap: aio_pika.abc.AbstractQueue
+    make_client: ClientFactory,
+    clean_db: None,
+    mail_dir: Path,
+    tap: aio_pika.abc.AbstractQueue,
+    topology: broker.Topology,
 ) -> None:
-    async with make_client(broker_url=CLOSED_PORT_URL) as down:
+    async with make_client(broker_url=CLOSED_PORT_URL, broker_exchange=topology.exchange) as down:
         hooks = Hooks(down, mail_dir)
         customer = await hooks.checkout.shop.customer()
         await hooks.checkout.paid_order(customer)
@@ -138,7 +139,7 @@ async def test_events_wait_while_the_broker_is_down_and_flow_once_when_it_is_bac
     assert {d.status for d in waiting} == {DeliveryStatus.PENDING}
     assert all(d.attempts == 1 and "broker unavailable" in (d.last_error or "") for d in waiting)
 
-    async with make_client(broker_url=AMQP_URL) as up:
+    async with make_client(broker_url=AMQP_URL, broker_exchange=topology.exchange) as up:
         hooks = Hooks(up, mail_dir)
         hooks._admin = admin
         # The retry is due a second after the failure.

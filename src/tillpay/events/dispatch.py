@@ -43,19 +43,40 @@ async def fan_out(
     if not events:
         return 0, 0
     now = utcnow()
-    pairs: set[tuple[str, str]] = set()
-    for fanout in fanouts:
-        pairs.update(await fanout(session, events))
-    session.add_all(
-        EventDelivery(event_id=event_id, consumer=consumer, next_attempt_at=now, created_at=now)
-        for event_id, consumer in sorted(pairs)
-    )
+    pairs = await deliveries_for(session, fanouts, events)
+    add_deliveries(session, pairs, now=now)
     await session.execute(
         update(OutboxEvent)
         .where(OutboxEvent.id.in_([e.id for e in events]), OutboxEvent.processed_at.is_(None))
         .values(processed_at=now)
     )
     return len(events), len(pairs)
+
+
+async def deliveries_for(
+    session: AsyncSession, fanouts: Sequence[Fanout], events: Sequence[OutboxEvent]
+) -> set[tuple[str, str]]:
+    """The ``(event id, consumer)`` pairs ``fanouts`` want for ``events``."""
+    pairs: set[tuple[str, str]] = set()
+    for fanout in fanouts:
+        pairs.update(await fanout(session, events))
+    return pairs
+
+
+def add_deliveries(session: AsyncSession, pairs: set[tuple[str, str]], *, now: datetime) -> None:
+    """One pending delivery, due now, per pair."""
+    session.add_all(
+        EventDelivery(event_id=event_id, consumer=consumer, next_attempt_at=now, created_at=now)
+        for event_id, consumer in sorted(pairs)
+    )
+
+
+async def existing_deliveries(session: AsyncSession, event_id: str) -> set[tuple[str, str]]:
+    """The pairs already made for one event (a redelivered hub message finds them)."""
+    rows = await session.execute(
+        select(EventDelivery.consumer).where(EventDelivery.event_id == event_id)
+    )
+    return {(event_id, consumer) for consumer in rows.scalars()}
 
 
 def every_event(consumer: str) -> Fanout:

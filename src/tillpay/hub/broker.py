@@ -10,33 +10,77 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 from tillpay.kit import amqp
 
-#: The exchange every event goes to; routing key = the event type (e.g. ``order.paid``).
+#: The default exchange (``TILLPAY_BROKER_EXCHANGE``); routing key = the event type.
 EXCHANGE = "tillpay.events"
-#: Where consumers' queues dead-letter a message after their last failed attempt.
-DEAD_LETTER_EXCHANGE = "tillpay.events.dlx"
-DEAD_LETTER_QUEUE = "tillpay.events.dlq"
 
 
 class BrokerUnavailable(Exception):
     """The broker could not be reached, or did not confirm a message."""
 
 
-async def declare_topology(channel: AbstractChannel) -> AbstractExchange:
+@dataclass(frozen=True)
+class Topology:
+    """The names tillpay declares on the broker, all derived from the exchange's."""
+
+    exchange: str = EXCHANGE
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.exchange}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """Where tillpay's consumer queues dead-letter a message after its last attempt."""
+        return f"{self.exchange}.dlq"
+
+    def queue_of(self, consumer: str) -> str:
+        """The durable queue of one of tillpay's own consumers."""
+        return f"{self.exchange}.{consumer}"
+
+
+async def declare_topology(
+    channel: AbstractChannel, topology: Topology = Topology()
+) -> AbstractExchange:
     """The exchange, and the dead-letter exchange with its queue (all durable)."""
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    dead = await channel.declare_exchange(
-        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    exchange = await channel.declare_exchange(
+        topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
-    queue = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
+    dead = await channel.declare_exchange(
+        topology.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await channel.declare_queue(topology.dead_letter_queue, durable=True)
     await queue.bind(dead)
     return exchange
+
+
+async def declare_consumer_queue(
+    channel: AbstractChannel, topology: Topology, consumer: str, *, max_attempts: int
+) -> AbstractQueue:
+    """A consumer's durable queue bound to every event. A quorum queue, because it is
+    RabbitMQ that counts a message's deliveries there and, past ``x-delivery-limit``,
+    dead-letters it (RabbitMQ docs, "Quorum Queues: Poison Message Handling"): the count
+    survives a consumer that crashes on the message, which a count kept by the consumer
+    would not. The limit counts redeliveries, so N attempts are a limit of N - 1."""
+    exchange = await declare_topology(channel, topology)
+    queue = await channel.declare_queue(
+        topology.queue_of(consumer),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": max_attempts - 1,
+            "x-dead-letter-exchange": topology.dead_letter_exchange,
+        },
+    )
+    await queue.bind(exchange, routing_key="#")
+    return queue
 
 
 class Publisher:
@@ -46,8 +90,9 @@ class Publisher:
     #: Closed by JobContext.aclose (the worker's shutdown).
     owned_by_context = True
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, topology: Topology = Topology(), timeout: float = 5.0) -> None:
         self._url = url
+        self._topology = topology
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self._connection: AbstractConnection | None = None
@@ -61,7 +106,7 @@ class Publisher:
         try:
             self._connection = await amqp.connect(self._url, timeout=self._timeout)
             channel = await self._connection.channel(publisher_confirms=True)
-            self._exchange = await declare_topology(channel)
+            self._exchange = await declare_topology(channel, self._topology)
         except Exception as exc:
             await self.aclose()
             raise BrokerUnavailable(type(exc).__name__) from exc

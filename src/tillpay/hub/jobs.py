@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from tillpay import event_payloads
 from tillpay.events import dispatch
-from tillpay.hub.broker import BrokerUnavailable, Publisher
+from tillpay.hub.broker import BrokerUnavailable, Publisher, Topology
 from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import JobContext
 from tillpay.kit.logging import get_logger
@@ -29,7 +29,11 @@ SCHEDULE: tuple[int, ...] = (0, 1, 2, 5, 10, 30, 60, *([300] * 10_000))
 def publisher_of(context: JobContext[Settings]) -> Publisher:
     url = context.settings.broker_url
     assert url is not None
-    return Publisher(url.get_secret_value())
+    return Publisher(url.get_secret_value(), topology=topology_of(context.settings))
+
+
+def topology_of(settings: Settings) -> Topology:
+    return Topology(settings.broker_exchange)
 
 
 def fan_out_for(settings: Settings) -> dispatch.Fanout | None:

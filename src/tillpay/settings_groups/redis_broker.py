@@ -43,7 +43,27 @@ class RedisBrokerSettings(BaseModel):
         "request only), not as down.",
     )
     broker_url: SecretStr | None = Field(
-        None, description="AMQP URL of RabbitMQ; checked by `/readyz` when set."
+        None,
+        description="AMQP URL of RabbitMQ. When set, every event is published to the "
+        "hub and tillpay's own consumers (webhooks, email, realtime) take their events "
+        "from their queues on it; checked by `/readyz`.",
+    )
+    broker_exchange: str = Field(
+        "tillpay.events",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The hub's topic exchange; tillpay's queues are named after it "
+        "(`<exchange>.webhooks`, `<exchange>.dlq`, …), so several deployments can share "
+        "one broker.",
+    )
+    broker_max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Deliveries of one message to one of tillpay's consumer queues before "
+        "RabbitMQ dead-letters it to `<exchange>.dlq` (a message the consumer cannot "
+        "handle; a database outage is waited out instead).",
     )
 
     @field_validator("redis_url", "broker_url")
