@@ -70,7 +70,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
             "dead_webhook_events": "Provider webhook events that ran out of retries (`dead`), "
             "waiting for a replay.",
             "failed_webhook_deliveries": "Merchant webhook deliveries given up (`failed`), of "
-            "events still in the outbox (30 days).",
+            "events of the last 7 days.",
         },
         example={
             "day": "2026-12-01",
