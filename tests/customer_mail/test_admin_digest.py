@@ -227,7 +227,7 @@ async def test_the_digest_reaches_every_active_admin_and_no_one_else_over_smtp(
     ]
     assert sorted(to for to, _ in received) == sorted([a.email] for a in day.admins)
     message = received[0][1]
-    assert message["Subject"] == "Daily digest for 14 March 2026: 1 need review"
+    assert message["Subject"] == "Daily digest for 14 March 2026: 1 payment needs review"
     plain, html = texts(message)
     assert "sandbox (USD): captured 1,260.56 USD (3), refunded 40.00 USD (1)" in plain
     assert "sandbox (JPY): captured 500 JPY (1)" in plain
@@ -240,9 +240,8 @@ async def test_the_digest_reaches_every_active_admin_and_no_one_else_over_smtp(
     # The dead event's error is text, not markup: escaped in the HTML part.
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
-    assert (
-        f'href="{client.app.state.settings.public_base_url}/v1/payments/{day.review["id"]}"' in html
-    )  # type: ignore[attr-defined]
+    base = context(client).settings.public_base_url
+    assert f'href="{base}/v1/payments/{day.review["id"]}"' in html  # a link to each
     assert "1,260.56 USD" in html
 
 
@@ -369,8 +368,8 @@ def test_the_event_id_is_fixed_by_the_day_and_a_well_formed_event_id() -> None:
 
 
 def test_the_send_time_is_a_utc_time_of_day() -> None:
-    assert Settings(admin_digest_time="07:30").admin_digest_time == time(7, 30)  # type: ignore[arg-type]
+    assert Settings(admin_digest_time="07:30").admin_digest_time == time(7, 30)
     with pytest.raises((ConfigurationError, ValueError)):
-        Settings(admin_digest_time="07:30+02:00")  # type: ignore[arg-type]
+        Settings(admin_digest_time="07:30+02:00")
     with pytest.raises((ConfigurationError, ValueError)):
-        Settings(admin_digest_time="25:00")  # type: ignore[arg-type]
+        Settings(admin_digest_time="25:00")

@@ -201,7 +201,9 @@ def mail_context(settings: Settings, event: OutboxEvent) -> tuple[str, dict[str,
     day = date.fromisoformat(data["day"])
     shown = f"{day.day} {day:%B %Y}"
     review = data["needs_review"]["count"]
-    subject = f"Daily digest for {shown}" + (f": {review} need review" if review else "")
+    subject = f"Daily digest for {shown}"
+    if review:
+        subject += f": {review} payment{'s need' if review > 1 else ' needs'} review"
     base = settings.public_base_url
     return subject, {
         "day": shown,
