@@ -8,6 +8,7 @@ docs/architecture.md says which and why.
 
 from __future__ import annotations
 
+from tillpay.customer_mail import digest as admin_digest
 from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
 from tillpay.events.dispatch import Fanout
@@ -68,6 +69,9 @@ SCHEDULE: tuple[Job, ...] = (
     Job(merchant_webhooks.DELIVERY_JOB, 1.0, merchant_webhooks.deliver_due),
     Job(hub_jobs.PUBLISH_JOB, 1.0, hub_jobs.publish_due),
     Job(customer_mail_jobs.SEND_JOB, 2.0, customer_mail_jobs.send_due),
+    # Every minute, so the digest leaves within a minute of its time; a run that finds
+    # today's digest written costs one primary-key read.
+    Job(admin_digest.DIGEST_JOB, 60.0, admin_digest.write_due, exclusive=True),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys, exclusive=True),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor, exclusive=True),

@@ -30,7 +30,7 @@ def test_every_literal_event_type_emitted_in_the_code_is_catalogued() -> None:
 
 def test_each_type_is_listed_once_about_a_known_subject() -> None:
     assert len(BY_NAME) == len(EVENT_TYPES)
-    subjects = {"order", "payment", "refund", "webhook_endpoint", "user"}
+    subjects = {"order", "payment", "refund", "webhook_endpoint", "user", "admin_digest"}
     assert {e.subject for e in EVENT_TYPES} <= subjects
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from tillpay.accounts.models import Role, User
-from tillpay.customer_mail import account_notices
+from tillpay.customer_mail import account_notices, digest
 from tillpay.events.models import OutboxEvent
 from tillpay.notifications.mail import EmailMessageSpec
 from tillpay.notifications.templating import format_amount, render
@@ -24,6 +24,7 @@ TEMPLATES = {
     "payment.failed": "payment_failed",
     "refund.succeeded": "refund_issued",
     "webhook_endpoint.disabled": "endpoint_disabled",
+    digest.EVENT_TYPE: "admin_digest",
     **account_notices.TEMPLATES,
 }
 
@@ -60,7 +61,17 @@ async def compose(
     if template is None:
         return []
     if event.type == "webhook_endpoint.disabled":
-        return await _to_admins(session, settings, event, template)
+        details = event.payload.get("data", {})
+        subject = f"Webhook endpoint {event.subject_id} was disabled"
+        context = {
+            "endpoint_id": event.subject_id,
+            "url": details.get("url", ""),
+            "failing_since": details.get("failing_since") or "a while",
+        }
+        return await _to_admins(session, settings, event, template, subject, context)
+    if event.type == digest.EVENT_TYPE:
+        subject, context = digest.mail_context(settings, event)
+        return await _to_admins(session, settings, event, template, subject, context)
     if event.type in account_notices.TEMPLATES:
         notice = await account_notices.compose(session, settings, event, shop_name(settings))
         return [] if notice is None else [notice]
@@ -69,18 +80,15 @@ async def compose(
 
 
 async def _to_admins(
-    session: AsyncSession, settings: Settings, event: OutboxEvent, template: str
+    session: AsyncSession,
+    settings: Settings,
+    event: OutboxEvent,
+    template: str,
+    subject: str,
+    context: dict[str, Any],
 ) -> list[EmailMessageSpec]:
-    details = event.payload.get("data", {})
-    subject = f"Webhook endpoint {event.subject_id} was disabled"
-    text, html = render(
-        template,
-        subject=subject,
-        shop_name=shop_name(settings),
-        endpoint_id=event.subject_id,
-        url=details.get("url", ""),
-        failing_since=details.get("failing_since") or "a while",
-    )
+    """One message to each active administrator."""
+    text, html = render(template, subject=subject, shop_name=shop_name(settings), **context)
     admins = (
         await session.execute(
             select(User.email)

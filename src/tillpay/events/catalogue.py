@@ -21,6 +21,9 @@ class EventType:
     details: Mapping[str, str] = field(default_factory=dict)
     #: An example of ``data.details``.
     example: Mapping[str, Any] = field(default_factory=dict)
+    #: Consumed inside tillpay only (mail to its administrators): never delivered to
+    #: merchant webhooks, the RabbitMQ hub or realtime, and not subscribable.
+    internal: bool = False
 
 
 _USER_ID = {"user_id": "The user's id (`usr_…`), also `data.object.id`."}
@@ -51,6 +54,42 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "webhook_endpoint",
         "Every delivery to an endpoint failed for `TILLPAY_WEBHOOKS_DISABLE_AFTER_HOURS`: "
         "tillpay disabled it (re-enable it with PATCH once the receiver is fixed).",
+    ),
+    EventType(
+        "admin.digest",
+        "admin_digest",
+        "Once a day after `TILLPAY_ADMIN_DIGEST_TIME` (UTC): the previous UTC day's figures, "
+        "mailed to every active administrator. `data.details` is the digest itself.",
+        details={
+            "day": "The UTC day the figures are about (`YYYY-MM-DD`).",
+            "totals": "Per provider and currency: payments captured (count, amount) and "
+            "refunds that succeeded (count, amount) that day, in minor units.",
+            "failed_payments": "Payments that ended `failed` that day: `count` and the first "
+            "`items`.",
+            "needs_review": "Payments flagged for review and not cleared, whenever flagged.",
+            "dead_webhook_events": "Provider webhook events that ran out of retries (`dead`), "
+            "waiting for a replay.",
+            "failed_webhook_deliveries": "Merchant webhook deliveries given up (`failed`), of "
+            "events of the last 7 days.",
+        },
+        example={
+            "day": "2026-12-01",
+            "totals": [
+                {
+                    "provider": "stripe",
+                    "currency": "USD",
+                    "captured_count": 12,
+                    "captured_amount": 48200,
+                    "refunded_count": 1,
+                    "refunded_amount": 1500,
+                }
+            ],
+            "failed_payments": {"count": 0, "items": []},
+            "needs_review": {"count": 0, "items": []},
+            "dead_webhook_events": {"count": 0, "items": []},
+            "failed_webhook_deliveries": {"count": 0},
+        },
+        internal=True,
     ),
     EventType(
         "user.registered",
@@ -121,13 +160,23 @@ EVENT_TYPES: tuple[EventType, ...] = (
 )
 
 BY_NAME: dict[str, EventType] = {event.name: event for event in EVENT_TYPES}
+#: The types tillpay keeps to itself (see ``EventType.internal``).
+INTERNAL: frozenset[str] = frozenset(event.name for event in EVENT_TYPES if event.internal)
+#: The types merchant webhooks, the hub and realtime carry (and endpoints subscribe to).
+PUBLIC: tuple[EventType, ...] = tuple(event for event in EVENT_TYPES if not event.internal)
 
 
 def markdown_table() -> str:
     """The catalogue as docs/events.md shows it: the table, then the ``data.details`` of
     each type that documents them."""
     rows = ["| type | `data.object` is | when |", "|---|---|---|"]
-    rows += [f"| `{e.name}` | {e.subject} | {e.description} |" for e in EVENT_TYPES]
+    rows += [f"| `{e.name}` | {e.subject} | {e.description} |" for e in PUBLIC]
+    rows += [
+        "",
+        "Internal (mailed to administrators; never sent to webhooks, the hub or realtime):",
+    ]
+    rows += ["", "| type | when |", "|---|---|"]
+    rows += [f"| `{e.name}` | {e.description} |" for e in EVENT_TYPES if e.internal]
     for event in (e for e in EVENT_TYPES if e.details):
         rows += ["", f"`{event.name}`, `data.details`:", ""]
         rows += [f"- `{name}`: {meaning}" for name, meaning in event.details.items()]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.events.catalogue import INTERNAL
 from tillpay.events.models import DeliveryStatus, EventDelivery, OutboxEvent
 from tillpay.kit.db import Database, claim_due_rows, utcnow
 
@@ -80,12 +81,13 @@ async def existing_deliveries(session: AsyncSession, event_id: str) -> set[tuple
 
 
 def every_event(consumer: str) -> Fanout:
-    """A fan-out giving every event one delivery to ``consumer``."""
+    """A fan-out giving every event one delivery to ``consumer``, internal types aside
+    (``catalogue.INTERNAL``: they are for tillpay's own administrators)."""
 
     async def fan_out(
         session: AsyncSession, events: Sequence[OutboxEvent]
     ) -> list[tuple[str, str]]:
-        return [(event.id, consumer) for event in events]
+        return [(event.id, consumer) for event in events if event.type not in INTERNAL]
 
     return fan_out
 

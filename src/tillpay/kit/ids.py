@@ -12,6 +12,7 @@ random order among themselves.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -26,6 +27,7 @@ __all__ = [
     "ID_BODY_LENGTH",
     "ID_COLUMN_LENGTH",
     "MAX_ID_LENGTH",
+    "derived_id",
     "id_column_length",
     "id_constraints",
     "id_created_at",
@@ -75,6 +77,18 @@ def new_id(prefix: str, *, timestamp_ms: int | None = None) -> str:
     if not 0 <= ms < 1 << _TIME_BITS:
         raise ValueError("timestamp_ms must fit in 48 bits")
     return f"{prefix}_{_encode(ms << _RANDOM_BITS | secrets.randbits(_RANDOM_BITS))}"
+
+
+def derived_id(prefix: str, key: str, *, timestamp_ms: int) -> str:
+    """The id that ``key`` always gives (its 80 low bits are SHA-256 of ``key``, not
+    random): for a row that must exist once, e.g. one event per day, where a second
+    writer's insert of the same id then conflicts. Guessable by design: never use it for an
+    id that must be unguessable."""
+    _check_prefix(prefix)
+    if not 0 <= timestamp_ms < 1 << _TIME_BITS:
+        raise ValueError("timestamp_ms must fit in 48 bits")
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
+    return f"{prefix}_{_encode(timestamp_ms << _RANDOM_BITS | digest)}"
 
 
 def id_pattern(prefix: str) -> str:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from tillpay.accounts.deps import require_permission, require_recent_auth
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
-from tillpay.events.catalogue import EVENT_TYPES
+from tillpay.events.catalogue import PUBLIC
 from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.ids import id_pattern
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -58,7 +58,7 @@ async def event_types(principal: Manager) -> list[EventTypeOut]:
             details=dict(e.details),
             example=dict(e.example),
         )
-        for e in EVENT_TYPES
+        for e in PUBLIC
     ]
 
 

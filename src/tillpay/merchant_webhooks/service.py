@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay.audit.service import Actor, record
 from tillpay.events import dispatch
-from tillpay.events.catalogue import BY_NAME
+from tillpay.events.catalogue import INTERNAL, PUBLIC
 from tillpay.events.models import DeliveryStatus, EventDelivery, OutboxEvent
 from tillpay.events.service import emit
 from tillpay.kit.crypto import seal, unseal
@@ -50,7 +50,8 @@ async def check_url(settings: Settings, url: str) -> targets.Target:
 
 
 def _check_event_types(event_types: Sequence[str]) -> list[str]:
-    unknown = sorted({t for t in event_types if t != "*" and t not in BY_NAME})
+    public = {e.name for e in PUBLIC}
+    unknown = sorted({t for t in event_types if t != "*" and t not in public})
     if unknown:
         raise Unprocessable(
             f"Unknown event types: {', '.join(unknown)} (GET /v1/admin/event-types).",
@@ -227,7 +228,7 @@ async def rotate_secret(
 
 async def fan_out(session: AsyncSession, events: Sequence[OutboxEvent]) -> list[tuple[str, str]]:
     """The relay's fan-out for merchant webhooks: each event to every enabled endpoint
-    subscribed to its type."""
+    subscribed to its type (internal types never: ``*`` means every public type)."""
     endpoints = (
         await session.execute(
             select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
@@ -238,6 +239,7 @@ async def fan_out(session: AsyncSession, events: Sequence[OutboxEvent]) -> list[
     return [
         (event.id, consumer_of(endpoint_id))
         for event in events
+        if event.type not in INTERNAL
         for endpoint_id, types in endpoints
         if "*" in types or event.type in types
     ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class MailSettings(BaseModel):
@@ -29,3 +30,18 @@ class MailSettings(BaseModel):
     mail_dir: Path | None = Field(
         None, description="Where `.eml` files go without SMTP; default `<data_dir>/mail`."
     )
+    admin_digest_enabled: bool = Field(
+        True, description="Mail administrators a daily digest of the previous UTC day."
+    )
+    admin_digest_time: time = Field(
+        time(6, 0),
+        description="UTC time of day (`HH:MM`) from which the worker sends the digest.",
+    )
+
+    @field_validator("admin_digest_time")
+    @classmethod
+    def _utc_time_of_day(cls, value: time) -> time:
+        # The digest is about UTC days: another offset would move its day's boundaries.
+        if value.tzinfo is not None and value.utcoffset():
+            raise ValueError("must be a UTC time of day (`HH:MM`, no offset)")
+        return value.replace(tzinfo=None)
