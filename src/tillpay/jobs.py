@@ -11,7 +11,7 @@ from __future__ import annotations
 from tillpay.customer_mail import digest as admin_digest
 from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
-from tillpay.events.dispatch import Fanout
+from tillpay.events.dispatch import Fanout, internal_only
 from tillpay.hub import jobs as hub_jobs
 from tillpay.hub.intake import Intake
 from tillpay.kit import idempotency_jobs
@@ -47,10 +47,11 @@ def hub_consumers(context: JobContext[Settings]) -> list[Intake]:
 
 async def relay_events(context: JobContext[Settings]) -> bool:
     """The outbox relay. Without a broker it makes every consumer's deliveries itself;
-    with one it makes only the hub's (publishing), and tillpay's own consumers take
-    theirs from their queues on the hub."""
+    with one it makes the hub's (publishing), and tillpay's own consumers take theirs
+    from their queues on the hub, but for internal events, which never go to the hub."""
+    own = [i.fanout for i in own_consumers(context)]
     hub = hub_jobs.fan_out_for(context.settings)
-    fanouts: list[Fanout] = [hub] if hub is not None else [i.fanout for i in own_consumers(context)]
+    fanouts: list[Fanout] = own if hub is None else [hub, *map(internal_only, own)]
     return await events_jobs.relay(
         context,
         fanouts,

@@ -239,3 +239,24 @@ def test_a_worker_runs_the_hub_consumers_only_when_a_broker_is_configured(
     assert with_broker.consumers is not None
     assert {i.name for i in with_broker.consumers.intakes} >= {"webhooks", "email"}
     assert worker().consumers is None
+
+
+async def test_with_a_broker_internal_events_still_reach_their_consumers_from_the_relay(
+    hub_hooks: Hooks,
+) -> None:
+    # Internal types (the admin digest) never go to the hub, so no queue would bring them.
+    database: Any = hub_hooks.client.app.state.database  # type: ignore[attr-defined]
+    async with database.transaction() as session:
+        session.add(
+            OutboxEvent(
+                id="evt_digest",
+                type="admin.digest",
+                subject_type="admin",
+                subject_id="x",
+                payload={},
+            )
+        )
+    await hub_hooks.relay()
+    made = {(d.event_id, d.consumer) for d in await deliveries(hub_hooks)}
+    assert ("evt_digest", "email") in made
+    assert ("evt_digest", hub_jobs.CONSUMER) not in made

@@ -208,6 +208,15 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         # No such delivery: a 404, but past authorization.
         frozenset({404}),
     ),
+    # No broker in this app: a 409 no_broker, but past authorization.
+    ("GET", "/v1/admin/event-hub/dead-letters"): Scenario(
+        P.WEBHOOKS_MANAGE, get("/v1/admin/event-hub/dead-letters"), frozenset({409})
+    ),
+    ("POST", "/v1/admin/event-hub/dead-letters/replay"): Scenario(
+        P.WEBHOOKS_MANAGE,
+        send("POST", "/v1/admin/event-hub/dead-letters/replay", {}),
+        frozenset({409}),
+    ),
     # Last: the endpoint the scenarios above use is gone after it.
     ("DELETE", "/v1/admin/webhook-endpoints/{endpoint_id}"): Scenario(
         P.WEBHOOKS_MANAGE,

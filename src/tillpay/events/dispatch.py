@@ -80,6 +80,18 @@ async def existing_deliveries(session: AsyncSession, event_id: str) -> set[tuple
     return {(event_id, consumer) for consumer in rows.scalars()}
 
 
+def internal_only(fanout: Fanout) -> Fanout:
+    """``fanout`` restricted to internal event types (which never go to the hub)."""
+
+    async def fan_out(
+        session: AsyncSession, events: Sequence[OutboxEvent]
+    ) -> list[tuple[str, str]]:
+        internal = [event for event in events if event.type in INTERNAL]
+        return await fanout(session, internal) if internal else []
+
+    return fan_out
+
+
 def every_event(consumer: str) -> Fanout:
     """A fan-out giving every event one delivery to ``consumer``, internal types aside
     (``catalogue.INTERNAL``: they are for tillpay's own administrators)."""
