@@ -139,3 +139,27 @@ async def test_an_exclusive_run_whose_lease_was_taken_over_is_cancelled(
     assert await leases.acquire(database, job.name, "other", ttl=TTL, now=later)
     assert not await asyncio.wait_for(run, timeout=5)  # failed: the lease was lost
     assert cancelled.is_set()
+
+
+async def test_counted_leases_are_taken_once_freed_by_their_holder_and_lapse(
+    database: Database,
+) -> None:
+    now = utcnow()
+    names = ["slot:0", "slot:1"]
+    async with database.transaction() as session:
+        assert await leases.take(session, ["slot:0"], "w1", ttl=TTL, now=now) == {"slot:0"}
+    async with database.transaction() as session:
+        assert await leases.taken(session, names, now=now) == {"slot:0"}
+        # Of the two, only the free one goes to w2.
+        assert await leases.take(session, names, "w2", ttl=TTL, now=now) == {"slot:1"}
+    async with database.transaction() as session:
+        await leases.drop(session, ["slot:1"], "w1")  # not w1's: stays w2's
+        assert await leases.taken(session, names, now=now) == set(names)
+        await leases.drop(session, ["slot:1"], "w2")
+        assert await leases.taken(session, names, now=now) == {"slot:0"}
+    later = now + TTL
+    async with database.transaction() as session:
+        # w1 died: its lease lapsed and is taken over; its late drop leaves w3's alone.
+        assert await leases.take(session, names, "w3", ttl=TTL, now=later) == set(names)
+        await leases.drop(session, ["slot:0"], "w1")
+        assert await leases.taken(session, names, now=later) == set(names)

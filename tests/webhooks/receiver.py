@@ -1,5 +1,6 @@
 """A real HTTP receiver on 127.0.0.1 for merchant webhook tests: it records every request
-(headers, body) and answers with the statuses the test queues (200 once they run out)."""
+(headers, body, arrival time) and answers with the statuses the test queues (200 once
+they run out), counting the requests in flight per path."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: ``time.monotonic()`` when the request arrived.
+    at: float = 0.0
 
 
 @dataclass
@@ -28,6 +31,10 @@ class Receiver:
     answers_for: dict[str, deque[tuple[int, bytes, float]]] = field(default_factory=dict)
     #: A Location header for 3xx answers.
     location: str = ""
+    #: Requests being answered now, and the most at once, per path.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def port(self) -> int:
@@ -57,12 +64,26 @@ def start() -> Receiver:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
-            receiver.received.append(
-                Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            status, answer, delay = receiver.next_answer(self.path)
+            with receiver.lock:
+                now = receiver.in_flight.get(self.path, 0) + 1
+                receiver.in_flight[self.path] = now
+                most = receiver.most_in_flight.get(self.path, 0)
+                receiver.most_in_flight[self.path] = max(most, now)
+                receiver.received.append(
+                    Received(
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                        time.monotonic(),
+                    )
+                )
+                status, answer, delay = receiver.next_answer(self.path)
             if delay:
                 time.sleep(delay)
+            # Out of flight once answered (before the write: the client may act on the
+            # answer at once, and a slightly low count can hide no long overlap).
+            with receiver.lock:
+                receiver.in_flight[self.path] -= 1
             self.send_response(status)
             if 300 <= status < 400 and receiver.location:
                 self.send_header("Location", receiver.location)

@@ -1,5 +1,6 @@
 """Two and four real ``tillpay worker`` processes on one PostgreSQL database deliver every
-outbox event to a merchant endpoint, and each exactly once (SKIP LOCKED claims)."""
+outbox event to a merchant endpoint, each exactly once (SKIP LOCKED claims), and never
+more at once than the endpoint's limit (slots shared by the processes)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ from tests.webhooks.conftest import Hooks
 from tests.webhooks.receiver import Receiver
 from tillpay.events.models import DeliveryStatus, EventDelivery, OutboxEvent
 
+ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 12
+LIMIT = 2
 
 
 def _env(hooks: Hooks, receiver: Receiver, data_dir: Path) -> dict[str, str]:
     settings = hooks.context().settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILLPAY_")}
     env.update(
+        # This checkout's code, whatever the venv's editable install or a relative
+        # PYTHONPATH (the workers run in tmp_path) would import.
+        PYTHONPATH=f"{ROOT / 'src'}:{ROOT}",
         TILLPAY_ENVIRONMENT="test",
         TILLPAY_DATABASE_URL=settings.database_url.get_secret_value(),
         TILLPAY_REDIS_URL=settings.redis_url.get_secret_value(),
@@ -33,6 +39,7 @@ def _env(hooks: Hooks, receiver: Receiver, data_dir: Path) -> dict[str, str]:
         TILLPAY_WORKER_IN_PROCESS="false",
         TILLPAY_WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
         TILLPAY_WEBHOOKS_ALLOWED_PORTS=json.dumps([receiver.port]),
+        TILLPAY_WEBHOOKS_ENDPOINT_CONCURRENCY=str(LIMIT),
         TILLPAY_DATA_DIR=str(data_dir),
     )
     return env
@@ -60,6 +67,8 @@ async def test_worker_processes_deliver_every_event_to_an_endpoint_exactly_once(
             ).scalars()
         )
 
+    for _ in range(2 * ORDERS):
+        receiver.answer(200, b"ok", 0.1)  # slow enough for requests to overlap
     env = _env(hooks, receiver, tmp_path)
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -94,3 +103,4 @@ async def test_worker_processes_deliver_every_event_to_an_endpoint_exactly_once(
     assert len(ids) == len(set(ids)), "an event reached the endpoint twice"
     assert set(ids) == events  # two per order: order.paid and payment.succeeded
     assert len(events) == 2 * ORDERS
+    assert receiver.most_in_flight["/hooks/tillpay"] == LIMIT

@@ -5,6 +5,10 @@ lease lapsed OR is ours``), so of any number of workers racing for it, one wins,
 PostgreSQL and SQLite alike. The holder renews it while it runs and releases it (expires
 it now) after. A killed holder's lease is taken over once it lapses. The clock is the
 worker's own (as for row claims, ``db.claim_due_rows``): hosts must keep NTP time.
+
+The same table holds counted leases (``take``/``drop``, in the caller's transaction): of
+names ``x:0`` … ``x:N-1``, the holders of valid rows are at most N. Merchant webhooks use
+them to bound the deliveries in flight to one endpoint across every worker.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import CheckConstraint, String, update
+from sqlalchemy import CheckConstraint, String, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tillpay.kit.db import Base, Database, UTCDateTime
@@ -87,4 +93,53 @@ async def release(database: Database, name: str, holder: str, *, now: datetime) 
             update(JobLease)
             .where(JobLease.name == name, JobLease.holder == holder, JobLease.expires_at > now)
             .values(expires_at=now)
+        )
+
+
+async def taken(session: AsyncSession, names: Collection[str], *, now: datetime) -> set[str]:
+    """Which of ``names`` some holder's valid lease holds now."""
+    if not names:
+        return set()
+    rows = await session.execute(
+        select(JobLease.name).where(JobLease.name.in_(sorted(names)), JobLease.expires_at > now)
+    )
+    return set(rows.scalars())
+
+
+async def take(
+    session: AsyncSession, names: Collection[str], holder: str, *, ttl: timedelta, now: datetime
+) -> set[str]:
+    """Take each of ``names`` that is free or lapsed for ``holder`` (until ``now + ttl``) in
+    one statement of the caller's transaction; returns the names taken. Each name is one
+    atomic upsert, so two holders never both win one; names go in sorted order, so two
+    transactions taking overlapping names wait on each other without deadlock."""
+    if not names:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(JobLease).values(
+        [
+            {"name": name, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
+            for name in sorted(names)
+        ]
+    )
+    table = JobLease.__table__.c
+    upsert = statement.on_conflict_do_update(
+        index_elements=[table.name],
+        set_={
+            "holder": statement.excluded.holder,
+            "acquired_at": statement.excluded.acquired_at,
+            "expires_at": statement.excluded.expires_at,
+        },
+        where=table.expires_at <= now,
+    ).returning(table.name, table.holder)
+    return {name for name, won_by in await session.execute(upsert) if won_by == holder}
+
+
+async def drop(session: AsyncSession, names: Collection[str], holder: str) -> None:
+    """Give back ``holder``'s leases on ``names`` (deleted, so no clock decides it); a name
+    another holder took over after it lapsed stays theirs."""
+    if names:
+        await session.execute(
+            delete(JobLease).where(JobLease.name.in_(sorted(names)), JobLease.holder == holder)
         )

@@ -3,29 +3,36 @@
 At-least-once: a delivery is marked delivered only after a 2xx, and a worker killed
 mid-send leaves its claim to lapse, so the receiver may see an event twice; the
 ``webhook-id`` header (the event id) is the same on every attempt, for receivers to dedupe.
-No database transaction is open during the HTTP call. Deliveries to one endpoint go one
-at a time within a run, so one slow receiver holds at most one of the run's slots.
+No database transaction is open during the HTTP call.
+
+Concurrency: each delivery is claimed with a slot of its endpoint (``slots.py``), so at
+most ``TILLPAY_WEBHOOKS_ENDPOINT_CONCURRENCY`` requests are in flight to one endpoint
+across every worker, and one endpoint's backlog takes at most that many places of a
+batch. A run sends its whole batch at once (database work ``worker_width`` at a time), so
+a slow receiver delays no other endpoint's delivery, and each request is cut off before
+its slot's lease could lapse.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tillpay import event_payloads
 from tillpay.events import dispatch
 from tillpay.events.models import OutboxEvent
+from tillpay.kit import leases
 from tillpay.kit.db import Database, utcnow
 from tillpay.kit.jobs import JobContext, for_each
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import tls_context
-from tillpay.merchant_webhooks import service, signing, targets
+from tillpay.merchant_webhooks import service, signing, slots, targets
 from tillpay.merchant_webhooks.models import WebhookAttempt, WebhookEndpoint
 from tillpay.settings import Settings
 
@@ -34,6 +41,9 @@ log = get_logger(__name__)
 DELIVERY_JOB = "merchant_webhooks.deliver"
 #: How long a claimed delivery is left to the run that claimed it (beyond any timeout).
 CLAIM_LEASE = timedelta(minutes=2)
+#: A request still unanswered this close to its claim's (and slot's) lapse is cut off, so
+#: it never overlaps a request another worker sends on the slot once it lapsed.
+LEASE_MARGIN = timedelta(seconds=10)
 EXCERPT_BYTES = 1024
 USER_AGENT = "tillpay-webhooks/1"
 
@@ -54,24 +64,24 @@ class Outcome:
 async def deliver_due(
     context: JobContext[Settings], *, now: datetime | None = None, limit: int | None = None
 ) -> bool:
-    """Deliver one batch of due deliveries; True when the batch was full (run again at
-    once). ``now`` is the clock (tests move it to reach later retries)."""
+    """Deliver one batch of due deliveries; True when it left due deliveries behind (run
+    again at once). ``now`` is the clock (tests move it to reach later retries)."""
     settings = context.settings
     clock = now or utcnow()
     width = settings.worker_width
-    batch = limit or width * 4
-    claimed = await dispatch.claim(
+    holder = leases.new_holder()
+    deadline = time.monotonic() + (CLAIM_LEASE - LEASE_MARGIN).total_seconds()
+    batch = await slots.claim(
         context.database,
-        consumer_prefix=service.CONSUMER_PREFIX,
+        holder=holder,
+        per_endpoint=settings.webhooks_endpoint_concurrency,
         now=clock,
-        limit=batch,
+        limit=limit or width * 4,
         lease=CLAIM_LEASE,
     )
-    if not claimed:
+    if not batch.claims:
         return False
-    by_endpoint: dict[str, list[dispatch.Claimed]] = defaultdict(list)
-    for item in claimed:
-        by_endpoint[service.endpoint_of(item.consumer)].append(item)
+    gate = asyncio.Semaphore(width)  # database work; the requests all go at once
     async with httpx.AsyncClient(
         timeout=settings.webhooks_timeout_seconds,
         follow_redirects=False,
@@ -79,13 +89,22 @@ async def deliver_due(
         trust_env=False,
     ) as client:
 
-        async def run(items: Sequence[dispatch.Claimed]) -> None:
-            for item in items:
-                outcome = await _attempt(context.database, settings, client, item, clock)
-                await _book(context.database, settings, item, outcome, now=now)
+        async def run(claim: slots.SlotClaim) -> None:
+            booked = False
+            try:
+                outcome = await _attempt(
+                    context.database, settings, client, claim.item, clock, gate, deadline
+                )
+                async with gate:
+                    await _book(context.database, settings, claim, holder, outcome, now=now)
+                booked = True
+            finally:
+                if not booked:
+                    async with gate:
+                        await slots.release(context.database, claim.slot, holder)
 
-        await for_each(list(by_endpoint.values()), run, width=width)
-    return len(claimed) >= batch
+        await for_each(batch.claims, run, width=len(batch.claims))
+    return batch.more
 
 
 async def _attempt(
@@ -94,9 +113,11 @@ async def _attempt(
     client: httpx.AsyncClient,
     item: dispatch.Claimed,
     now: datetime,
+    gate: asyncio.Semaphore,
+    deadline: float,
 ) -> Outcome:
     endpoint_id = service.endpoint_of(item.consumer)
-    async with database.read_session() as session:
+    async with gate, database.read_session() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         event = await session.get(OutboxEvent, item.event_id)
         outcome = Outcome(endpoint_id, item.event_id, event.type if event else "")
@@ -128,16 +149,19 @@ async def _attempt(
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     started = time.perf_counter()
     try:
-        async with client.stream(
-            "POST",
-            f"{target.scheme}://{literal}:{target.port}{target.path}",
-            content=body.encode(),
-            headers=headers,
-            extensions=extensions,
-        ) as response:
+        async with (
+            asyncio.timeout(max(0.0, deadline - time.monotonic())),
+            client.stream(
+                "POST",
+                f"{target.scheme}://{literal}:{target.port}{target.path}",
+                content=body.encode(),
+                headers=headers,
+                extensions=extensions,
+            ) as response,
+        ):
             outcome.status_code = response.status_code
             outcome.excerpt = await _excerpt(response)
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         outcome.error = "timeout"
     except httpx.HTTPError as exc:
         outcome.error = f"connection failed ({type(exc).__name__})"
@@ -164,40 +188,20 @@ async def _excerpt(response: httpx.Response) -> str:
 async def _book(
     database: Database,
     settings: Settings,
-    item: dispatch.Claimed,
+    claim: slots.SlotClaim,
+    holder: str,
     outcome: Outcome,
     *,
     now: datetime | None,
 ) -> None:
-    """Log the attempt and move the delivery on (delivered, retry later, or failed)."""
+    """Log the attempt, move the delivery on (delivered, retry later, or failed) and give
+    its endpoint slot back, in one transaction."""
     clock = now or utcnow()
-    schedule = settings.webhooks_retry_schedule if outcome.attempted else [0]
     async with database.transaction() as session:
-        booked = await dispatch.record_outcome(
-            session, item.id, error=outcome.error, schedule=schedule, now=clock
-        )
-        if booked is None or not outcome.attempted:
-            return
-        disabled = await service.track_health(
-            session,
-            settings,
-            outcome.endpoint_id,
-            failed=outcome.error is not None,
-            now=clock,
-        )
-        session.add(
-            WebhookAttempt(
-                delivery_id=item.id,
-                endpoint_id=outcome.endpoint_id,
-                event_id=outcome.event_id,
-                event_type=outcome.event_type,
-                attempted_at=clock,
-                status_code=outcome.status_code,
-                latency_ms=outcome.latency_ms,
-                response_excerpt=outcome.excerpt,
-                error=outcome.error,
-            )
-        )
+        disabled = await _record(session, settings, claim.item, outcome, clock)
+        await leases.drop(session, [claim.slot], holder)
+    if disabled is None:
+        return
     if disabled:
         log.error(
             "merchant_webhooks.endpoint_disabled",
@@ -212,3 +216,42 @@ async def _book(
             status_code=outcome.status_code,
             error=outcome.error,
         )
+
+
+async def _record(
+    session: AsyncSession,
+    settings: Settings,
+    item: dispatch.Claimed,
+    outcome: Outcome,
+    clock: datetime,
+) -> bool | None:
+    """Book ``outcome`` on the delivery and the endpoint's health: True when that
+    disabled the endpoint, None when no attempt was booked (nothing sent, or the
+    delivery is no longer pending)."""
+    schedule = settings.webhooks_retry_schedule if outcome.attempted else [0]
+    booked = await dispatch.record_outcome(
+        session, item.id, error=outcome.error, schedule=schedule, now=clock
+    )
+    if booked is None or not outcome.attempted:
+        return None
+    disabled = await service.track_health(
+        session,
+        settings,
+        outcome.endpoint_id,
+        failed=outcome.error is not None,
+        now=clock,
+    )
+    session.add(
+        WebhookAttempt(
+            delivery_id=item.id,
+            endpoint_id=outcome.endpoint_id,
+            event_id=outcome.event_id,
+            event_type=outcome.event_type,
+            attempted_at=clock,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            response_excerpt=outcome.excerpt,
+            error=outcome.error,
+        )
+    )
+    return disabled

@@ -24,6 +24,15 @@ class MerchantWebhookSettings(BaseModel):
     webhooks_timeout_seconds: float = Field(
         10.0, gt=0, le=30, description="Time a receiver has to answer one delivery."
     )
+    webhooks_endpoint_concurrency: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "Deliveries in flight to one endpoint at once, across every worker process and "
+            "host; one endpoint's backlog takes at most this many places of a batch."
+        ),
+    )
     webhooks_secret_overlap_hours: float = Field(
         24.0,
         ge=0,
