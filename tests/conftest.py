@@ -406,6 +406,7 @@ SLOW_FIRST = (
     "tests/jobs/test_worker_processes.py",
     "tests/webhooks/test_worker_processes.py",
     "tests/realtime/",
+    "tests/hub/test_end_to_end.py",
 )
 
 

@@ -12,6 +12,7 @@ from tillpay.customer_mail import digest as admin_digest
 from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
 from tillpay.events.dispatch import Fanout, internal_only
+from tillpay.hub import broker
 from tillpay.hub import jobs as hub_jobs
 from tillpay.hub.intake import Intake
 from tillpay.kit import idempotency_jobs
@@ -29,13 +30,14 @@ from tillpay.settings import Settings
 def own_consumers(context: JobContext[Settings]) -> list[Intake]:
     """tillpay's own consumers of events: merchant webhooks, customer mail, and realtime
     when it has a bus."""
+    webhooks, email = broker.DURABLE_CONSUMERS
     intakes = [
-        Intake("webhooks", merchant_webhook_endpoints.fan_out, merchant_webhooks.DELIVERY_JOB),
-        Intake("email", customer_mail_jobs.fan_out, customer_mail_jobs.SEND_JOB),
+        Intake(webhooks, merchant_webhook_endpoints.fan_out, merchant_webhooks.DELIVERY_JOB),
+        Intake(email, customer_mail_jobs.fan_out, customer_mail_jobs.SEND_JOB),
     ]
     realtime = realtime_jobs.fan_out_for(context)
     if realtime is not None:
-        intakes.append(Intake("realtime", realtime, realtime_jobs.PUBLISH_JOB))
+        intakes.append(Intake("realtime", realtime, realtime_jobs.PUBLISH_JOB, best_effort=True))
     return intakes
 
 

@@ -9,10 +9,11 @@ import aio_pika
 import pytest
 
 from tests.conftest import IN_CI
+from tests.realtime.conftest import make_live
 from tests.webhooks.conftest import client, hooks, receiver
 from tillpay.hub import broker
 
-__all__ = ["AMQP_URL", "client", "hooks", "receiver", "topology"]
+__all__ = ["AMQP_URL", "client", "hooks", "make_live", "receiver", "topology"]
 
 AMQP_URL = os.environ.get("TILLPAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 #: Every queue tillpay may declare for its own consumers.

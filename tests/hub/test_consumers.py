@@ -212,7 +212,10 @@ async def _dead_count(topology: broker.Topology) -> int:
 
 
 def own_queues(hooks: Hooks, topology: broker.Topology) -> list[str]:
-    return sorted(topology.queue_of(i.name) for i in jobs.hub_consumers(hooks.context()))
+    """The queues that dead-letter (realtime's, best effort, drops instead)."""
+    return sorted(
+        topology.queue_of(i.name) for i in jobs.hub_consumers(hooks.context()) if not i.best_effort
+    )
 
 
 def test_database_outages_are_waited_out_and_other_failures_count_against_the_message() -> None:
@@ -260,3 +263,44 @@ async def test_with_a_broker_internal_events_still_reach_their_consumers_from_th
     made = {(d.event_id, d.consumer) for d in await deliveries(hub_hooks)}
     assert ("evt_digest", "email") in made
     assert ("evt_digest", hub_jobs.CONSUMER) not in made
+
+
+async def test_events_published_before_any_consumer_ran_wait_in_their_queues(
+    hub_hooks: Hooks, receiver: Receiver
+) -> None:
+    hooks = hub_hooks
+    await hooks.endpoint(receiver.url, ["order.paid"])
+    customer = await hooks.checkout.shop.customer()
+    order, _ = await hooks.checkout.paid_order(customer)
+    await hooks.relay()
+    # Published to a fresh broker topology, before any worker consumed: the publisher
+    # declared the queues itself, so RabbitMQ kept the messages for them.
+    await hub_jobs.publish_due(hooks.context())
+
+    async with consuming(hooks):
+
+        async def webhook_delivery_made() -> bool:
+            return any(d.consumer.startswith("webhook:") for d in await deliveries(hooks))
+
+        await until(webhook_delivery_made)
+        await hooks.deliver()
+
+    bodies = [json.loads(r.body) for r in receiver.received]
+    assert [b["data"]["object"]["id"] for b in bodies if b["type"] == "order.paid"] == [order["id"]]
+
+
+async def test_a_changed_attempt_limit_keeps_consuming_the_existing_queues(
+    hub_hooks: Hooks,
+) -> None:
+    async with consuming(hub_hooks):
+        pass  # the queues exist now, created with TILLPAY_BROKER_MAX_ATTEMPTS=2
+    app: Any = hub_hooks.client.app  # type: ignore[attr-defined]
+    changed = app.state.settings.model_copy(update={"broker_max_attempts": 7})
+    context: JobContext[Any] = JobContext(settings=changed, database=app.state.database)
+    consumers = intake.Consumers(context, jobs.hub_consumers(context))
+    task = asyncio.create_task(consumers.run())
+    try:
+        await asyncio.wait_for(consumers.consuming.wait(), timeout=15)
+    finally:
+        await consumers.stop()
+        await asyncio.wait_for(task, timeout=15)

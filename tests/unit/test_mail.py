@@ -320,10 +320,13 @@ async def smtp_server(
     *,
     starttls_context: ssl.SSLContext | None = None,
     implicit_tls_context: ssl.SSLContext | None = None,
+    port: int = 0,
+    inbox: Inbox | None = None,
     **smtp_options: Any,
 ) -> AsyncIterator[tuple[int, Inbox]]:
-    """Run aiosmtpd on 127.0.0.1 on a free port, in the test's own event loop."""
-    inbox = Inbox()
+    """Run aiosmtpd on 127.0.0.1 (on ``port``, else a free one), in the test's own event
+    loop, collecting into ``inbox`` (else a new one)."""
+    inbox = inbox if inbox is not None else Inbox()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
@@ -334,7 +337,7 @@ async def smtp_server(
             **smtp_options,
         ),
         host="127.0.0.1",
-        port=0,
+        port=port,
         ssl=implicit_tls_context,
     )
     try:

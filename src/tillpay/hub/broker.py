@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 from tillpay.kit import amqp
+
+if TYPE_CHECKING:
+    from pamqp.common import FieldTable  # aio-pika's own type for queue arguments
 
 #: The default exchange (``TILLPAY_BROKER_EXCHANGE``); routing key = the event type.
 EXCHANGE = "tillpay.events"
@@ -61,26 +65,63 @@ async def declare_topology(
     return exchange
 
 
+#: tillpay's consumers whose queues the publisher declares before its first message, so
+#: nothing is published while they do not exist yet (RabbitMQ drops what no queue takes).
+#: Realtime is not one: it is best effort, and its queue exists only once it is consumed.
+DURABLE_CONSUMERS = ("webhooks", "email")
+#: How long a realtime message may wait in its queue: a stale push is worth nothing.
+BEST_EFFORT_TTL_MS = 60_000
+
+
 async def declare_consumer_queue(
-    channel: AbstractChannel, topology: Topology, consumer: str, *, max_attempts: int
+    connection: AbstractConnection,
+    channel: AbstractChannel,
+    topology: Topology,
+    consumer: str,
+    *,
+    max_attempts: int,
+    best_effort: bool = False,
 ) -> AbstractQueue:
     """A consumer's durable queue bound to every event. A quorum queue, because it is
     RabbitMQ that counts a message's deliveries there and, past ``x-delivery-limit``,
     dead-letters it (RabbitMQ docs, "Quorum Queues: Poison Message Handling"): the count
     survives a consumer that crashes on the message, which a count kept by the consumer
-    would not. The limit counts redeliveries, so N attempts are a limit of N - 1."""
+    would not. The limit counts redeliveries, so N attempts are a limit of N - 1. A
+    best-effort queue (realtime) drops what waited past a minute or failed, rather than
+    dead-lettering it.
+
+    A queue that exists already is used as it is: its arguments are fixed at creation,
+    and declaring it again with others (a changed ``TILLPAY_BROKER_MAX_ATTEMPTS``) would be
+    refused and stop every consumer; the change applies to queues created afterwards, or
+    through a RabbitMQ policy."""
     exchange = await declare_topology(channel, topology)
-    queue = await channel.declare_queue(
-        topology.queue_of(consumer),
-        durable=True,
-        arguments={
+    name = topology.queue_of(consumer)
+    if not await _queue_exists(connection, name):
+        arguments: FieldTable = {
             "x-queue-type": "quorum",
             "x-delivery-limit": max_attempts - 1,
-            "x-dead-letter-exchange": topology.dead_letter_exchange,
-        },
-    )
+        }
+        if best_effort:
+            arguments["x-message-ttl"] = BEST_EFFORT_TTL_MS
+        else:
+            arguments["x-dead-letter-exchange"] = topology.dead_letter_exchange
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+    queue = await channel.declare_queue(name, passive=True)
     await queue.bind(exchange, routing_key="#")
     return queue
+
+
+async def _queue_exists(connection: AbstractConnection, name: str) -> bool:
+    # A passive declaration of a missing queue closes its channel: a channel of its own.
+    probe = await connection.channel()
+    try:
+        await probe.declare_queue(name, passive=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await probe.close()
+    return True
 
 
 class Publisher:
@@ -90,9 +131,17 @@ class Publisher:
     #: Closed by JobContext.aclose (the worker's shutdown).
     owned_by_context = True
 
-    def __init__(self, url: str, *, topology: Topology = Topology(), timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        topology: Topology = Topology(),
+        max_attempts: int = 5,
+        timeout: float = 5.0,
+    ) -> None:
         self._url = url
         self._topology = topology
+        self._max_attempts = max_attempts
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self._connection: AbstractConnection | None = None
@@ -107,6 +156,14 @@ class Publisher:
             self._connection = await amqp.connect(self._url, timeout=self._timeout)
             channel = await self._connection.channel(publisher_confirms=True)
             self._exchange = await declare_topology(channel, self._topology)
+            for consumer in DURABLE_CONSUMERS:
+                await declare_consumer_queue(
+                    self._connection,
+                    channel,
+                    self._topology,
+                    consumer,
+                    max_attempts=self._max_attempts,
+                )
         except Exception as exc:
             await self.aclose()
             raise BrokerUnavailable(type(exc).__name__) from exc

@@ -57,6 +57,8 @@ class Intake:
     name: str
     fanout: dispatch.Fanout
     wake: str
+    #: Realtime: a message that waited or failed is dropped, not dead-lettered.
+    best_effort: bool = False
 
 
 class UnknownEvent(Exception):
@@ -126,10 +128,12 @@ class Consumers:
             queues: list[tuple[AbstractQueue, str]] = []
             for intake in self.intakes:
                 queue = await broker.declare_consumer_queue(
+                    connection,
                     channel,
                     topology,
                     intake.name,
                     max_attempts=self.context.settings.broker_max_attempts,
+                    best_effort=intake.best_effort,
                 )
                 tag = await queue.consume(self._handler(intake))
                 queues.append((queue, tag))

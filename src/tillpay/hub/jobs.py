@@ -29,7 +29,11 @@ SCHEDULE: tuple[int, ...] = (0, 1, 2, 5, 10, 30, 60, *([300] * 10_000))
 def publisher_of(context: JobContext[Settings]) -> Publisher:
     url = context.settings.broker_url
     assert url is not None
-    return Publisher(url.get_secret_value(), topology=topology_of(context.settings))
+    return Publisher(
+        url.get_secret_value(),
+        topology=topology_of(context.settings),
+        max_attempts=context.settings.broker_max_attempts,
+    )
 
 
 def topology_of(settings: Settings) -> Topology:
