@@ -52,13 +52,17 @@ async def current_object(
 
 
 async def payload(session: AsyncSession, event: OutboxEvent) -> dict[str, Any]:
+    """The body of ``event``, its subject read now."""
+    return body(event, await current_object(session, event.subject_type, event.subject_id))
+
+
+def body(event: OutboxEvent, current: dict[str, Any] | None) -> dict[str, Any]:
+    """The body of ``event`` around ``current``, its subject as :func:`current_object`
+    shows it (for a caller that read it already)."""
     details = event.payload.get("data", {}) if isinstance(event.payload, dict) else {}
     return {
         "id": event.id,
         "type": event.type,
         "created": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": {
-            "object": await current_object(session, event.subject_type, event.subject_id),
-            "details": details,
-        },
+        "data": {"object": current, "details": details},
     }

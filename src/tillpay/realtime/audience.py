@@ -28,6 +28,10 @@ from tillpay.realtime.hub import ADMIN_CHANNEL
 Envelope = tuple[str, str]
 """``(audience, message text)``: audience ``user:<id>`` or ``admin``."""
 
+Owners = tuple[list[Envelope], dict[str, Any] | None]
+"""The owners' envelopes, and the subject as ``event_payloads.current_object`` shows it
+(the owner's view is the API's: the admin channel's body reuses it, no second read)."""
+
 
 def _text(event: OutboxEvent, obj: dict[str, Any] | None, details: Any = None) -> str:
     body: dict[str, Any] = {
@@ -39,7 +43,7 @@ def _text(event: OutboxEvent, obj: dict[str, Any] | None, details: Any = None) -
     return json.dumps({"type": "event", "event": body}, separators=(",", ":"))
 
 
-async def _order(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
+async def _order(session: AsyncSession, event: OutboxEvent) -> Owners:
     order = (
         (
             await session.execute(
@@ -50,30 +54,26 @@ async def _order(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
         .scalar_one_or_none()
     )
     if order is None:
-        return []
-    out = [
-        (
-            f"user:{order.customer_id}",
-            _text(event, OrderOut.model_validate(order).model_dump(mode="json")),
-        )
-    ]
+        return [], None
+    current = OrderOut.model_validate(order).model_dump(mode="json")
+    out = [(f"user:{order.customer_id}", _text(event, current))]
     vendors = sorted({line.vendor_id for line in order.lines if line.vendor_id is not None})
     for vendor_id in vendors:
         view = VendorOrder(order, [line for line in order.lines if line.vendor_id == vendor_id])
         shown = VendorOrderOut.model_validate(view).model_dump(mode="json")
         out.append((f"user:{vendor_id}", _text(event, shown)))
-    return out
+    return out, current
 
 
-async def _payment(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
+async def _payment(session: AsyncSession, event: OutboxEvent) -> Owners:
     payment = await session.get(Payment, event.subject_id)
     if payment is None:
-        return []
+        return [], None
     shown = PaymentOut.model_validate(payment).model_dump(mode="json")
-    return [(f"user:{payment.customer_id}", _text(event, shown))]
+    return [(f"user:{payment.customer_id}", _text(event, shown))], shown
 
 
-async def _refund(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
+async def _refund(session: AsyncSession, event: OutboxEvent) -> Owners:
     row = (
         await session.execute(
             select(Refund, Payment.customer_id)
@@ -82,21 +82,17 @@ async def _refund(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
         )
     ).one_or_none()
     if row is None:
-        return []
+        return [], None
     refund, customer_id = row
-    return [
-        (
-            f"user:{customer_id}",
-            _text(event, RefundOut.model_validate(refund).model_dump(mode="json")),
-        )
-    ]
+    shown = RefundOut.model_validate(refund).model_dump(mode="json")
+    return [(f"user:{customer_id}", _text(event, shown))], shown
 
 
-async def _user(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
+async def _user(session: AsyncSession, event: OutboxEvent) -> Owners:
     shown = await event_payloads.current_object(session, event.subject_type, event.subject_id)
     if shown is None:
-        return []
-    return [(f"user:{event.subject_id}", _text(event, shown))]
+        return [], None
+    return [(f"user:{event.subject_id}", _text(event, shown))], shown
 
 
 _OWNERS = {"order": _order, "payment": _payment, "refund": _refund, "user": _user}
@@ -105,7 +101,11 @@ _OWNERS = {"order": _order, "payment": _payment, "refund": _refund, "user": _use
 async def envelopes(session: AsyncSession, event: OutboxEvent) -> list[Envelope]:
     """Every ``(audience, text)`` ``event`` goes to: its owners, then the admin channel."""
     owners = _OWNERS.get(event.subject_type)
-    out = await owners(session, event) if owners is not None else []
-    full = await event_payloads.payload(session, event)
+    if owners is None:
+        out: list[Envelope] = []
+        full = await event_payloads.payload(session, event)
+    else:
+        out, current = await owners(session, event)
+        full = event_payloads.body(event, current)
     out.append((ADMIN_CHANNEL, json.dumps({"type": "event", "event": full}, separators=(",", ":"))))
     return out
