@@ -60,7 +60,7 @@ from tillpay.payments.providers import razorpay_routes
 from tillpay.payments.runtime import build_payments_runtime
 from tillpay.realtime import routes as realtime_routes
 from tillpay.realtime.bus import Bus, LocalBus, channel_of, listen
-from tillpay.realtime.hub import Hub
+from tillpay.realtime.hub import Hub, HubMetrics
 from tillpay.realtime.jobs import bus_of
 from tillpay.sandbox import routes as sandbox_routes
 from tillpay.settings import Settings, load_settings
@@ -272,6 +272,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # Read when scraped: the hub of the running lifespan, none before it started.
+    metrics.registry.register(HubMetrics(lambda: getattr(app.state, "realtime", None)))
     app.state.ratelimiter = limiter
     errors.install(app)
     # Hottest first: FastAPI tries routes in order, at ~15 function calls for every route

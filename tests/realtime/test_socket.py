@@ -176,6 +176,9 @@ async def test_a_user_may_hold_only_so_many_sockets(make_live) -> None:
         async with live.socket(customer), live.socket(customer), live.socket() as third:
             await third.send(json.dumps({"type": "auth", "token": customer.access_token}))
             assert await _closed_with(third) == 4029
+            metrics = (await live.client.get("/metrics")).text
+    assert "tillpay_realtime_connections 2.0" in metrics
+    assert "tillpay_realtime_refused_over_cap_total 1.0" in metrics
 
 
 async def test_a_client_too_far_behind_is_dropped(make_live) -> None:
@@ -187,6 +190,9 @@ async def test_a_client_too_far_behind_is_dropped(make_live) -> None:
             live.app.state.realtime.route([(f"user:{customer.user_id}", '{"type":"x"}')] * 50)
             assert await _closed_with(ws) == 1013
             assert live.app.state.realtime.count(customer.user_id) == 0
+            metrics = (await live.client.get("/metrics")).text
+    assert "tillpay_realtime_dropped_slow_total 1.0" in metrics
+    assert "tillpay_realtime_connections 0.0" in metrics
 
 
 async def test_a_quiet_socket_gets_heartbeats(make_live) -> None:

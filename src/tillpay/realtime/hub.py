@@ -8,7 +8,11 @@ message text that audience may see; the audience was decided by the publisher
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tillpay.kit.logging import get_logger
 
@@ -56,10 +60,14 @@ class Hub:
         self.queue_size = queue_size
         self._by_user: dict[str, set[Subscriber]] = {}
         self._admins: set[Subscriber] = set()
+        #: Since start: sockets dropped as too slow, and refused as over the user's cap.
+        self.dropped_slow = 0
+        self.refused_over_cap = 0
 
     def join(self, user_id: str) -> Subscriber:
         mine = self._by_user.setdefault(user_id, set())
         if len(mine) >= self.max_per_user:
+            self.refused_over_cap += 1
             raise TooManyConnections(user_id)
         subscriber = Subscriber(user_id, asyncio.Queue(maxsize=self.queue_size))
         mine.add(subscriber)
@@ -98,6 +106,44 @@ class Hub:
             else:
                 continue
             for subscriber in list(targets):
+                was_dropped = subscriber.dropped
                 subscriber.offer(text)
+                if subscriber.dropped and not was_dropped:
+                    self.dropped_slow += 1
                 reached += 1
         return reached
+
+    def admin_count(self) -> int:
+        return len(self._admins)
+
+
+class HubMetrics(Collector):
+    """The hub's figures at ``/metrics``, read when scraped (nothing kept in step)."""
+
+    def __init__(self, hub: Callable[[], Hub | None]) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub()
+        if hub is None:
+            return
+        yield GaugeMetricFamily(
+            "tillpay_realtime_connections",
+            "Realtime sockets open in this process.",
+            value=hub.count(),
+        )
+        yield GaugeMetricFamily(
+            "tillpay_realtime_admin_subscriptions",
+            "Open sockets subscribed to the admin channel in this process.",
+            value=hub.admin_count(),
+        )
+        yield CounterMetricFamily(
+            "tillpay_realtime_dropped_slow",
+            "Sockets closed because their client fell too far behind (1013).",
+            value=hub.dropped_slow,
+        )
+        yield CounterMetricFamily(
+            "tillpay_realtime_refused_over_cap",
+            "Sockets refused because their user held the most allowed per process.",
+            value=hub.refused_over_cap,
+        )
