@@ -84,7 +84,7 @@ async def list_orders(
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut, summary="An order")
 async def get_order(order_id: OrderId, principal: Customer, session: ReadSession) -> OrderOut:
-    return OrderOut.model_validate(await service.get_order(session, principal, order_id))
+    return await service.order_view(session, principal, order_id)
 
 
 @router.get(
