@@ -338,6 +338,34 @@ def keys_rotate() -> None:
     typer.echo(f"tillpay: new signing key {kid}")
 
 
+@app.command("check-config")
+def check_config() -> None:
+    """Check the configuration without starting anything.
+
+    Reads the TILLPAY_* environment (and .env) as `tillpay serve` would and lists every
+    problem, one per line; exit status 2 when there is one, 0 when the configuration
+    would start. Production refusals and acknowledged risks are those of a real start.
+    """
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        for problem in exc.problems:
+            typer.echo(f"  - {problem}", err=True)
+        count = len(exc.problems)
+        typer.echo(f"tillpay: {count} configuration problem{'s' * (count != 1)}", err=True)
+        raise typer.Exit(2) from None
+    database = (
+        "SQLite"
+        if settings.database_url.get_secret_value().startswith("sqlite")
+        else ("PostgreSQL")
+    )
+    typer.echo(
+        f"tillpay: configuration OK (environment {settings.environment}, {database}, "
+        f"Redis {'on' if settings.redis_url else 'off'}, "
+        f"broker {'on' if settings.broker_url else 'off'})"
+    )
+
+
 @app.command("config-docs")
 def config_docs(
     update: Annotated[

@@ -153,7 +153,7 @@ class Settings(
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigurationError(_describe(exc)) from None
+            raise ConfigurationError(*_describe(exc)) from None
         except SettingsError as exc:
             raise ConfigurationError(str(exc)) from None
 
@@ -211,7 +211,7 @@ class Settings(
             problems.extend(self._production_problems())
             accepted = self._weigh_production_risks(problems)
         if problems:
-            raise ConfigurationError("unsafe configuration: " + "; ".join(problems))
+            raise ConfigurationError("unsafe configuration: " + "; ".join(problems), problems)
         for message in accepted:
             logger.warning("%s", message)
         return self
@@ -342,13 +342,18 @@ def _warn_about_unknown_variables(env_file: object) -> None:
         logger.warning("%s is not a tillpay setting and is ignored%s", name, hint)
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
+def _describe(exc: ValidationError) -> tuple[str, list[str]]:
+    """One message naming every variable at fault, and each problem on its own (the
+    safety check's own list kept as it is)."""
+    parts: list[str] = []
+    problems: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
         name = ".".join(str(p) for p in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         parts.append(f"{ENV_PREFIX}{name.upper()}: {message}" if name else message)
-    return "; ".join(parts)
+        cause = (error.get("ctx") or {}).get("error")
+        problems.extend(cause.problems if isinstance(cause, ConfigurationError) else parts[-1:])
+    return "; ".join(parts), problems
 
 
 def load_settings(**overrides: Any) -> Settings:

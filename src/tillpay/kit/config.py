@@ -14,7 +14,12 @@ SslMode = Literal["disable", "require", "verify-ca", "verify-full"]
 
 
 class ConfigurationError(ValueError):
-    """Raised when the configuration is unsafe or inconsistent; names the settings at fault."""
+    """Raised when the configuration is unsafe or inconsistent; names the settings at fault.
+    ``problems`` lists each one on its own (``tillpay check-config`` prints them)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
 
 
 @dataclass(frozen=True, kw_only=True)
