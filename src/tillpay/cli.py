@@ -338,6 +338,47 @@ def keys_rotate() -> None:
     typer.echo(f"tillpay: new signing key {kid}")
 
 
+certs_app = typer.Typer(help="TLS certificates.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(certs_app, name="certs")
+
+
+@certs_app.command("dev")
+def certs_dev(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Directory to write the files to.")
+    ],
+    days: Annotated[
+        int,
+        typer.Option(
+            "--days", metavar="N", min=1, max=3650, help="Server and client certificate lifetime."
+        ),
+    ] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+) -> None:
+    """Create a development CA, a localhost server and a client certificate.
+
+    The CA is valid 10 years; keys are written 0600. Never use them in production.
+    """
+    from tillpay.kit.certs import CLIENT_NAME, write_dev_certificates
+
+    try:
+        write_dev_certificates(out, days=days, force=force)
+    except FileExistsError as exc:
+        typer.echo(f"tillpay: {out} already holds {exc}; --force replaces them", err=True)
+        raise typer.Exit(2) from None
+    where = out.resolve()
+    typer.echo(f"tillpay: wrote a development CA, server and client certificate to {where}")
+    typer.echo("Serve HTTPS requiring client certificates with:")
+    typer.echo(f"  TILLPAY_TLS_CERT_FILE={where / 'server.pem'}")
+    typer.echo(f"  TILLPAY_TLS_KEY_FILE={where / 'server-key.pem'}")
+    typer.echo(f"  TILLPAY_TLS_CLIENT_CA_FILE={where / 'ca.pem'}")
+    typer.echo(f"Then, as the client {CLIENT_NAME}:")
+    typer.echo(
+        f"  curl --cacert {where / 'ca.pem'} --cert {where / 'client.pem'} "
+        f"--key {where / 'client-key.pem'} https://localhost:8000/healthz"
+    )
+
+
 @app.command("config-docs")
 def config_docs(
     update: Annotated[
