@@ -55,7 +55,30 @@ PortOption = Annotated[
 
 def _listen_address(settings: Settings) -> str:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
+    scheme = "https" if settings.tls_on else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """What `tillpay serve` passes to uvicorn (tests serve their own app with it)."""
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        # Our own middleware decides which proxies to trust; uvicorn's default trusts
+        # 127.0.0.1, which would let anything local spoof client addresses.
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": True,
+        "access_log": False,
+        "log_config": None,
+    }
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        from tillpay.kit.http.tls_uvicorn import uvicorn_options as tls_options
+
+        options.update(
+            tls_options(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+        )
+    return options
 
 
 def _require_free_port(settings: Settings) -> None:
@@ -87,18 +110,11 @@ def _serve(settings: Settings, *, workers: int = 1) -> None:
     from tillpay.app import create_app
 
     _require_free_port(settings)
-    typer.echo(f"tillpay: serving on {_listen_address(settings)} (docs at /docs when enabled)")
-    options: dict[str, object] = {
-        "host": settings.host,
-        "port": settings.port,
-        # Our own middleware decides which proxies to trust; uvicorn's default trusts
-        # 127.0.0.1, which would let anything local spoof client addresses.
-        "proxy_headers": False,
-        "server_header": False,
-        "date_header": True,
-        "access_log": False,
-        "log_config": None,
-    }
+    mtls = ", client certificates required" if settings.tls_client_ca_file else ""
+    typer.echo(
+        f"tillpay: serving on {_listen_address(settings)}{mtls} (docs at /docs when enabled)"
+    )
+    options = uvicorn_options(settings)
     if workers > 1:
         # Each worker process builds its app from the same environment.
         uvicorn.run("tillpay.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
