@@ -55,7 +55,30 @@ PortOption = Annotated[
 
 def _listen_address(settings: Settings) -> str:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
+    scheme = "https" if settings.tls_on else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """What `tillpay serve` passes to uvicorn (tests serve their own app with it)."""
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        # Our own middleware decides which proxies to trust; uvicorn's default trusts
+        # 127.0.0.1, which would let anything local spoof client addresses.
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": True,
+        "access_log": False,
+        "log_config": None,
+    }
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        from tillpay.kit.http.tls_uvicorn import uvicorn_options as tls_options
+
+        options.update(
+            tls_options(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+        )
+    return options
 
 
 def _require_free_port(settings: Settings) -> None:
@@ -87,18 +110,11 @@ def _serve(settings: Settings, *, workers: int = 1) -> None:
     from tillpay.app import create_app
 
     _require_free_port(settings)
-    typer.echo(f"tillpay: serving on {_listen_address(settings)} (docs at /docs when enabled)")
-    options: dict[str, object] = {
-        "host": settings.host,
-        "port": settings.port,
-        # Our own middleware decides which proxies to trust; uvicorn's default trusts
-        # 127.0.0.1, which would let anything local spoof client addresses.
-        "proxy_headers": False,
-        "server_header": False,
-        "date_header": True,
-        "access_log": False,
-        "log_config": None,
-    }
+    mtls = ", client certificates required" if settings.tls_client_ca_file else ""
+    typer.echo(
+        f"tillpay: serving on {_listen_address(settings)}{mtls} (docs at /docs when enabled)"
+    )
+    options = uvicorn_options(settings)
     if workers > 1:
         # Each worker process builds its app from the same environment.
         uvicorn.run("tillpay.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
@@ -354,15 +370,53 @@ def check_config() -> None:
         count = len(exc.problems)
         typer.echo(f"tillpay: {count} configuration problem{'s' * (count != 1)}", err=True)
         raise typer.Exit(2) from None
-    database = (
-        "SQLite"
-        if settings.database_url.get_secret_value().startswith("sqlite")
-        else ("PostgreSQL")
-    )
+    sqlite = settings.database_url.get_secret_value().startswith("sqlite")
+    database = "SQLite" if sqlite else "PostgreSQL"
     typer.echo(
         f"tillpay: configuration OK (environment {settings.environment}, {database}, "
         f"Redis {'on' if settings.redis_url else 'off'}, "
         f"broker {'on' if settings.broker_url else 'off'})"
+    )
+
+
+certs_app = typer.Typer(help="TLS certificates.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(certs_app, name="certs")
+
+
+@certs_app.command("dev")
+def certs_dev(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Directory to write the files to.")
+    ],
+    days: Annotated[
+        int,
+        typer.Option(
+            "--days", metavar="N", min=1, max=3650, help="Server and client certificate lifetime."
+        ),
+    ] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+) -> None:
+    """Create a development CA, a localhost server and a client certificate.
+
+    The CA is valid 10 years; keys are written 0600. Never use them in production.
+    """
+    from tillpay.kit.certs import CLIENT_NAME, write_dev_certificates
+
+    try:
+        write_dev_certificates(out, days=days, force=force)
+    except FileExistsError as exc:
+        typer.echo(f"tillpay: {out} already holds {exc}; --force replaces them", err=True)
+        raise typer.Exit(2) from None
+    where = out.resolve()
+    typer.echo(f"tillpay: wrote a development CA, server and client certificate to {where}")
+    typer.echo("Serve HTTPS requiring client certificates with:")
+    typer.echo(f"  TILLPAY_TLS_CERT_FILE={where / 'server.pem'}")
+    typer.echo(f"  TILLPAY_TLS_KEY_FILE={where / 'server-key.pem'}")
+    typer.echo(f"  TILLPAY_TLS_CLIENT_CA_FILE={where / 'ca.pem'}")
+    typer.echo(f"Then, as the client {CLIENT_NAME}:")
+    typer.echo(
+        f"  curl --cacert {where / 'ca.pem'} --cert {where / 'client.pem'} "
+        f"--key {where / 'client-key.pem'} https://localhost:8000/healthz"
     )
 
 

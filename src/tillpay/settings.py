@@ -47,6 +47,7 @@ from tillpay.settings_groups.realtime import RealtimeSettings
 from tillpay.settings_groups.redis_broker import RedisBrokerSettings
 from tillpay.settings_groups.risks import AcceptedRiskSettings
 from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
+from tillpay.settings_groups.tls import TlsSettings
 from tillpay.settings_safety import OVERRIDES, env_name, production_risks
 
 __all__ = [
@@ -129,6 +130,7 @@ class Settings(
     PerimeterSettings,
     RedisBrokerSettings,
     DatabaseSettings,
+    TlsSettings,
     RuntimeSettings,
     BaseSettings,
 ):

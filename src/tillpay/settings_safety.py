@@ -168,6 +168,7 @@ def production_risks(settings: Settings) -> Iterator[Risk]:
             "load balancer's addresses or networks"
         )
     yield from _plaintext_risks(settings)
+    yield from _tls_risks(settings)
 
 
 def _plaintext_risks(settings: Settings) -> Iterator[Risk]:
@@ -201,3 +202,18 @@ def _plaintext_risks(settings: Settings) -> Iterator[Risk]:
             "TILLPAY_BROKER_URL: `amqp://` to another host is unencrypted; use `amqps://`",
             override="i_understand_broker_without_tls",
         )
+
+
+def _tls_risks(settings: Settings) -> Iterator[Risk]:
+    # Half configurations are refused everywhere (settings_groups/tls.py); here, what only
+    # production must not run with: `tillpay certs dev` files, whose CA key sits on a
+    # developer's disk and could mint any client certificate.
+    from tillpay.kit.certs import is_dev_certificate
+
+    for field in ("tls_cert_file", "tls_client_ca_file"):
+        path = getattr(settings, field)
+        if path is not None and is_dev_certificate(path):
+            yield Risk(
+                f"{env_name(field)}: a `tillpay certs dev` certificate; use certificates "
+                "from your own CA in production"
+            )
