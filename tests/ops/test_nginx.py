@@ -6,8 +6,6 @@ the edge as problem+json, and a signed provider webhook passing through byte for
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import json
 import shutil
 import socket
@@ -21,71 +19,27 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.accounts.helpers import Accounts
 from tests.conftest import IN_CI, ClientFactory
 from tests.harness.servers import Tillpay, free_port, server_env
 from tillpay.kit import signing
+from tillpay.kit.certs import write_dev_certificates
 from tillpay.sandbox import psp
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "nginx" / "tillpay.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_INSTALLED = Path(NGINX).exists()
-HOST = "pay.test"
+HOST = "localhost"
 #: The client connects from this loopback address; nginx reaches tillpay from 127.0.0.1.
 CLIENT_IP = "127.0.0.2"
 
 
 def _certificate(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for ``HOST`` and 127.0.0.1 (cert, key, CA)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tillpay test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "fullchain.pem", directory / "privkey.pem", directory / "ca.pem"
-    paths[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    paths[1].chmod(0o600)
-    paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return paths
+    """`tillpay certs dev`'s server certificate (localhost, 127.0.0.1): cert, key, CA."""
+    write_dev_certificates(directory, days=1)
+    return directory / "server.pem", directory / "server-key.pem", directory / "ca.pem"
 
 
 def _render(upstream: int, https: int, http: int, cert: Path, key: Path) -> str:
@@ -149,7 +103,7 @@ async def edge(
         env = server_env(client.app, "http://127.0.0.1:9", tmp_path)  # type: ignore[attr-defined]
         env.update(
             TILLPAY_TRUSTED_PROXIES="127.0.0.1",
-            TILLPAY_ALLOWED_HOSTS=f"{HOST},127.0.0.1,localhost",
+            TILLPAY_ALLOWED_HOSTS=f"{HOST},127.0.0.1",
         )
         servers = Tillpay(env, tmp_path)
         nginx: subprocess.Popen[bytes] | None = None
