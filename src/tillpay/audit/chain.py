@@ -6,8 +6,13 @@ The canonical encoding is a JSON object of the entry's columns
 (:data:`HASHED_FIELDS`, always all of them, nulls written as ``null``) with keys sorted,
 no whitespace (``,`` and ``:`` separators), ASCII only (anything else as ``\\uXXXX``
 escapes, lower-case hex), ``occurred_at`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always
-six digits), ``seq`` a JSON integer, ``details`` nested the same way; NaN and infinities
-are refused. ``v`` is the encoding's version (1).
+six digits), ``seq`` a JSON integer, ``details`` nested the same way (floats as Python's
+shortest round-trip ``repr``); NaN and infinities are refused. ``v`` is the encoding's
+version (1). tests/audit/test_chain_encoding.py holds a known answer.
+
+Both a sequence number and a head: ``seq`` (1, 2, 3 …) makes a deleted row a visible gap
+and orders the walk; the head row names where the chain ends, so rows deleted from the
+end are missed too (on PostgreSQL a trigger keeps the head from moving back).
 
 Appends are serialised by the chain head row (``audit_chain_head``), locked ``FOR
 UPDATE`` in the flush that inserts the rows. ``record`` holds its events back until
@@ -96,6 +101,10 @@ def _add_deferred(session: Session) -> None:
         return
     pending = session.info.pop(_PENDING, None)
     if pending:
+        # The transaction's other writes first: then the head's lock is the last one it
+        # takes, and no writer holding the head waits on a row lock another writer holds
+        # while that one waits for the head (a deadlock).
+        session.flush()
         session.add_all(entry for _, entry in pending)
 
 
