@@ -420,6 +420,43 @@ def certs_dev(
     )
 
 
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit hash chain from its first entry to its head.
+
+    Exits 0 when intact (printing the head: keep it elsewhere to anchor the chain), 1 at
+    the first broken link (which row, and whether it was modified, deleted or inserted).
+    """
+    from tillpay.audit.verify import ChainReport, verify_chain
+    from tillpay.kit.db import Database
+
+    async def run() -> ChainReport:
+        database = Database.from_settings(_settings())
+        try:
+            async with database.read_connection() as conn:
+                return await verify_chain(conn)
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(run())
+    head = f"head seq {report.head_seq} hash {report.head_hash}"
+    if report.broken is None:
+        typer.echo(f"tillpay: audit chain intact: {report.checked} entries, {head}")
+        return
+    broken = report.broken
+    where = f"seq {broken.seq} (id {broken.id})" if broken.seq is not None else "its end"
+    typer.echo(
+        f"tillpay: audit chain broken at {where}: {broken.kind}: {broken.reason}"
+        f" ({report.checked} intact before it; {head})",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 @app.command("config-docs")
 def config_docs(
     update: Annotated[

@@ -1,6 +1,8 @@
-"""Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
+"""Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests), and the
+audit chain's session hooks (``audit/chain.py``), which every writer of audit rows needs."""
 
 from tillpay.accounts import models as accounts_models
+from tillpay.audit import chain as audit_chain
 from tillpay.audit import models as audit_models
 from tillpay.carts import models as carts_models
 from tillpay.catalog import models as catalog_models
@@ -16,6 +18,7 @@ from tillpay.sandbox import models as sandbox_models
 __all__ = [
     "Base",
     "accounts_models",
+    "audit_chain",
     "audit_models",
     "carts_models",
     "catalog_models",

@@ -1,7 +1,8 @@
 """Recording audit events.
 
 ``record`` joins the caller's transaction: the event commits or rolls back with the change
-it describes. Events that must survive a refused request (a failed login) are recorded
+it describes. It is inserted, and chained (``audit/chain.py``), when that transaction
+commits. Events that must survive a refused request (a failed login) are recorded
 before the service raises ``kit.errors.CommittedRefusal``: the unit of work commits them,
 then answers with the refusal.
 """
@@ -15,7 +16,10 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tillpay.audit import chain
 from tillpay.audit.models import AuditEvent
+from tillpay.kit.db import utcnow
+from tillpay.kit.ids import new_id
 from tillpay.kit.logging import get_logger
 
 log = get_logger("tillpay.audit")
@@ -45,6 +49,8 @@ def _event(
 ) -> AuditEvent:
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     return AuditEvent(
+        id=new_id("aud"),
+        occurred_at=utcnow(),
         action=action,
         outcome=outcome,
         actor_id=actor.id,
@@ -67,7 +73,7 @@ async def record(
     target_id: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an audit event to the current transaction."""
+    """Add an audit event to the current transaction (inserted when it commits)."""
     event = _event(
         actor,
         action,
@@ -76,7 +82,7 @@ async def record(
         target_id=target_id,
         details=details,
     )
-    session.add(event)
+    chain.defer(session.sync_session, event)
     log.info(
         "audit." + action,
         outcome=outcome,
