@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.audit.helpers import tamper, write_events
@@ -18,6 +18,7 @@ from tillpay.audit.models import AuditChainHead, AuditEvent
 from tillpay.audit.service import Actor, record
 from tillpay.audit.verify import ChainReport, verify_chain
 from tillpay.kit.db import Database
+from tillpay.kit.leases import JobLease
 from tillpay.settings import Settings
 
 
@@ -74,6 +75,28 @@ async def test_an_event_rolled_back_with_its_transaction_or_savepoint_is_not_cha
             await record(session, Actor.system(), "test.in_savepoint")
     assert [r.action for r in await _rows(database)] == ["test.kept", "test.in_savepoint"]
     assert (await _verify(database)).intact
+
+
+async def test_a_failed_flush_in_a_savepoint_keeps_the_events_of_the_transaction(
+    database: Database,
+) -> None:
+    """A duplicate insert caught in a savepoint (how a parallel delivery is detected) rolls
+    back the flush inside it; the transaction goes on and commits, with its events."""
+    def lease() -> JobLease:
+        now = datetime.now(UTC)
+        return JobLease(name="test.duplicate", holder="test", acquired_at=now, expires_at=now)
+
+    async with database.transaction() as session:
+        session.add(lease())
+    async with database.transaction() as session:
+        await record(session, Actor.system(), "test.before_the_savepoint")
+        with pytest.raises(IntegrityError):
+            async with session.begin_nested():
+                session.add(lease())
+                await session.flush()
+        await record(session, Actor.system(), "test.after_the_savepoint")
+    actions = [r.action for r in await _rows(database)]
+    assert actions == ["test.before_the_savepoint", "test.after_the_savepoint"]
 
 
 async def test_an_empty_trail_verifies(database: Database) -> None:

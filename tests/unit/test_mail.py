@@ -476,3 +476,19 @@ async def test_unreachable_smtp_server_is_a_delivery_error() -> None:
     )
     with pytest.raises(MailDeliveryError):
         await mailer.send(spec())
+
+
+async def test_a_mail_saved_under_another_name_is_still_filtered_by_its_headers(
+    tmp_path: Path,
+) -> None:
+    mailer = FileMailer(tmp_path, from_address=FROM)
+    await mailer.send(spec(subject="kept", category="password_reset"))
+    [saved] = list(tmp_path.glob("*.eml"))  # noqa: ASYNC240 - test inspection
+    # Renamed by hand (or copied in): the name no longer says its category.
+    saved.rename(tmp_path / "copied-in.eml")
+    await mailer.send(spec(subject="other"))
+
+    assert [m["Subject"] for m in read_mailbox(tmp_path, category="password_reset")] == ["kept"]
+    assert [m["Subject"] for m in read_mailbox(tmp_path, category="verify_email")] == ["other"]
+    kept = read_mailbox(tmp_path, category="password_reset")[0]
+    assert kept.get_body(preferencelist=("plain",)) is not None  # parsed whole

@@ -44,7 +44,7 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-def audit_filter(
+async def audit_filter(
     action: Annotated[str | None, Query(max_length=64, description="Exact action.")] = None,
     actor_id: Annotated[str | None, Query(max_length=40, description="Acting user.")] = None,
     target_type: Annotated[

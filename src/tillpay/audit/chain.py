@@ -113,10 +113,14 @@ def _drop_deferred(session: Session, previous: SessionTransaction) -> None:
     pending = session.info.get(_PENDING)
     if not pending:
         return
-    if not previous.nested:
+    if previous.nested:  # a savepoint: only what was recorded inside it goes
+        session.info[_PENDING] = [(t, e) for t, e in pending if not _within(t, previous)]
+    elif previous.parent is None:  # the transaction itself
         session.info.pop(_PENDING, None)
-        return
-    session.info[_PENDING] = [(t, e) for t, e in pending if not _within(t, previous)]
+    # Otherwise the inner transaction of a failed flush: its own rollback undoes nothing
+    # yet. Inside a savepoint the savepoint's rollback follows (the case above); at the
+    # top level the transaction can only roll back next (the case before). Dropping here
+    # lost the events of a transaction that caught a duplicate insert in a savepoint.
 
 
 def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
