@@ -237,12 +237,15 @@ def _run_worker(settings: Settings, jobs: list[Job] | None = None) -> None:
     from tillpay.kit.db import Database
     from tillpay.kit.jobs import JobContext
     from tillpay.kit.logging import configure_logging
+    from tillpay.ops.telemetry import start as start_telemetry
     from tillpay.worker import Worker
 
     configure_logging(json=settings.json_logs, level=settings.log_level)
+    telemetry = start_telemetry(settings)
 
     async def run() -> None:
         database = Database.from_settings(settings)
+        telemetry.instrument_database(database)
         runner = Worker(JobContext(settings=settings, database=database), jobs)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -254,7 +257,10 @@ def _run_worker(settings: Settings, jobs: list[Job] | None = None) -> None:
         finally:
             await database.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        telemetry.shutdown()
 
 
 @app.command()
