@@ -175,3 +175,35 @@ class Worker:
         self.start()
         await self._stop.wait()
         await self.stop()
+
+
+def run_process(settings: Settings, jobs: list[Job] | None = None) -> None:
+    """``tillpay worker``: run a worker until SIGTERM/SIGINT (``jobs``: the schedule unless
+    given), with this process's logging and, when configured, tracing and error tracking."""
+    import signal
+
+    from tillpay.kit.db import Database
+    from tillpay.kit.logging import configure_logging
+    from tillpay.ops.telemetry import start as start_telemetry
+
+    configure_logging(json=settings.json_logs, level=settings.log_level)
+    telemetry = start_telemetry(settings)
+
+    async def run() -> None:
+        database = Database.from_settings(settings)
+        telemetry.instrument_database(database)
+        runner = Worker(JobContext(settings=settings, database=database), jobs)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # A second signal (a terminal's Ctrl-C reaches the supervisor's children
+            # directly and forwarded) only repeats the request; SIGKILL is the hard stop.
+            loop.add_signal_handler(sig, runner.request_stop)
+        try:
+            await runner.run_forever()
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        telemetry.shutdown()
