@@ -49,6 +49,7 @@ from tillpay.merchant_webhooks import routes as merchant_webhook_routes
 from tillpay.notifications import dev_mailbox
 from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
+from tillpay.ops import telemetry as telemetry_setup
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
 from tillpay.ops.docs import ASSETS_PREFIX
 from tillpay.ops.routes import router as ops_router
@@ -153,6 +154,9 @@ def create_app(
     """
     settings = settings or load_settings()
     configure_logging(json=settings.json_logs, level=settings.log_level)
+    # Tracing and error tracking, when configured: started here because the app's
+    # middleware is instrumented as it is built; flushed and undone when the lifespan ends.
+    telemetry = telemetry_setup.start(settings)
     metrics = Metrics()
     limiter = _build_ratelimiter(settings)
 
@@ -161,6 +165,7 @@ def create_app(
         # Argon2's 19 MiB blocks must not stay resident in every thread that hashed.
         return_large_blocks_to_the_system()
         database = Database.from_settings(settings)
+        telemetry.instrument_database(database)
         metrics.db_pool_size.set(settings.database_pool_size)
         redis_client = (
             redis_asyncio.Redis.from_pool(
@@ -253,6 +258,7 @@ def create_app(
                 await redis_client.aclose()
             await database.dispose()
             log.info("app.stopped")
+            telemetry.shutdown()
 
     app = FastAPI(
         title="tillpay",
@@ -272,6 +278,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    telemetry.instrument_app(app)
     # Read when scraped: the hub of the running lifespan, none before it started.
     metrics.registry.register(HubMetrics(lambda: getattr(app.state, "realtime", None)))
     app.state.ratelimiter = limiter

@@ -232,29 +232,9 @@ def worker(
 
 def _run_worker(settings: Settings, jobs: list[Job] | None = None) -> None:
     """Run a worker until SIGTERM/SIGINT (``jobs``: the schedule unless given)."""
-    import signal
+    from tillpay.worker import run_process
 
-    from tillpay.kit.db import Database
-    from tillpay.kit.jobs import JobContext
-    from tillpay.kit.logging import configure_logging
-    from tillpay.worker import Worker
-
-    configure_logging(json=settings.json_logs, level=settings.log_level)
-
-    async def run() -> None:
-        database = Database.from_settings(settings)
-        runner = Worker(JobContext(settings=settings, database=database), jobs)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # A second signal (a terminal's Ctrl-C reaches the supervisor's children
-            # directly and forwarded) only repeats the request; SIGKILL is the hard stop.
-            loop.add_signal_handler(sig, runner.request_stop)
-        try:
-            await runner.run_forever()
-        finally:
-            await database.dispose()
-
-    asyncio.run(run())
+    run_process(settings, jobs)
 
 
 @app.command()

@@ -37,6 +37,9 @@ OVERRIDES = {
     "i_understand_redis_without_tls": "a sidecar or the network encrypts Redis traffic",
     "i_understand_broker_without_tls": "a sidecar or the network encrypts broker traffic",
     "i_understand_ratelimit_disabled": "a gateway in front enforces rate limits",
+    "i_understand_telemetry_without_tls": (
+        "a sidecar or the network encrypts traces and error reports"
+    ),
 }
 
 
@@ -201,6 +204,21 @@ def _plaintext_risks(settings: Settings) -> Iterator[Risk]:
         yield Risk(
             "TILLPAY_BROKER_URL: `amqp://` to another host is unencrypted; use `amqps://`",
             override="i_understand_broker_without_tls",
+        )
+    # Traces and error reports are redacted like logs, but still describe requests (paths,
+    # SQL, error messages): they cross the network encrypted, as logs shipped off host do.
+    otlp = settings.otel_exporter_otlp_endpoint
+    if otlp and _remote_plaintext(otlp, tls={"https"}, local=set()):
+        yield Risk(
+            "TILLPAY_OTEL_EXPORTER_OTLP_ENDPOINT: `http://` to another host is unencrypted; "
+            "use `https://`",
+            override="i_understand_telemetry_without_tls",
+        )
+    sentry = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    if sentry and _remote_plaintext(sentry, tls={"https"}, local=set()):
+        yield Risk(
+            "TILLPAY_SENTRY_DSN: `http://` to another host is unencrypted; use `https://`",
+            override="i_understand_telemetry_without_tls",
         )
 
 

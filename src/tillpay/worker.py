@@ -2,7 +2,8 @@
 
 The schedule is ``tillpay/jobs.py``. Every run gets a fresh database
 session of its own and commits only when the job returned normally; a failing job is
-logged and retried at its next interval, never taking the loop down.
+logged (and reported to the error tracker, when configured) and retried at its next
+interval, never taking the loop down. With tracing on, each run is a span.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 from datetime import timedelta
 
 from tillpay.hub.intake import Consumers, Intake
-from tillpay.kit import leases
+from tillpay.kit import leases, telemetry
 from tillpay.kit.db import utcnow
 from tillpay.kit.jobs import Job, JobContext, listen, unlisten
 from tillpay.kit.logging import get_logger
@@ -69,14 +70,17 @@ class Worker:
 
     async def _run(self, job_: Job) -> bool | None:
         """Run one job: None when it failed, else whether it has more work due now."""
-        try:
-            if job_.exclusive:
-                more = await self._run_exclusive(job_)
-            else:
-                more = await job_.func(self.context)
-        except Exception:
-            log.exception("worker.job_failed", job=job_.name)
-            return None
+        # One span per run when tracing is on: its queries and provider calls nest under it.
+        with telemetry.span(f"job {job_.name}", {"tillpay.job": job_.name}):
+            try:
+                if job_.exclusive:
+                    more = await self._run_exclusive(job_)
+                else:
+                    more = await job_.func(self.context)
+            except Exception as exc:
+                log.exception("worker.job_failed", job=job_.name)
+                telemetry.report_exception(exc)
+                return None
         return bool(more)
 
     async def _run_exclusive(self, job_: Job) -> bool | None:
@@ -171,3 +175,35 @@ class Worker:
         self.start()
         await self._stop.wait()
         await self.stop()
+
+
+def run_process(settings: Settings, jobs: list[Job] | None = None) -> None:
+    """``tillpay worker``: run a worker until SIGTERM/SIGINT (``jobs``: the schedule unless
+    given), with this process's logging and, when configured, tracing and error tracking."""
+    import signal
+
+    from tillpay.kit.db import Database
+    from tillpay.kit.logging import configure_logging
+    from tillpay.ops.telemetry import start as start_telemetry
+
+    configure_logging(json=settings.json_logs, level=settings.log_level)
+    telemetry = start_telemetry(settings)
+
+    async def run() -> None:
+        database = Database.from_settings(settings)
+        telemetry.instrument_database(database)
+        runner = Worker(JobContext(settings=settings, database=database), jobs)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # A second signal (a terminal's Ctrl-C reaches the supervisor's children
+            # directly and forwarded) only repeats the request; SIGKILL is the hard stop.
+            loop.add_signal_handler(sig, runner.request_stop)
+        try:
+            await runner.run_forever()
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        telemetry.shutdown()

@@ -261,6 +261,16 @@ def test_a_refusal_that_has_an_override_names_it() -> None:
             "i_understand_ratelimit_disabled",
             "TILLPAY_RATELIMIT_ENABLED",
         ),
+        (
+            {"otel_exporter_otlp_endpoint": "http://collector.internal:4318"},
+            "i_understand_telemetry_without_tls",
+            "TILLPAY_OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            {"sentry_dsn": "http://public@sentry.internal/1"},
+            "i_understand_telemetry_without_tls",
+            "TILLPAY_SENTRY_DSN",
+        ),
     ],
 )
 def test_production_accepts_an_acknowledged_risk_and_logs_a_warning(
@@ -282,6 +292,30 @@ def test_an_override_without_the_risk_it_acknowledges_is_warned_about(
         and "not needed" in r.getMessage()
         for r in caplog.records
     )
+
+
+@pytest.mark.parametrize(
+    "telemetry",
+    [
+        {"otel_exporter_otlp_endpoint": "https://collector.internal:4318"},
+        {"otel_exporter_otlp_endpoint": "http://127.0.0.1:4318"},
+        {"sentry_dsn": "https://public@sentry.internal/1"},
+        {"sentry_dsn": "http://public@localhost:9000/1"},
+    ],
+)
+def test_production_accepts_telemetry_over_tls_or_to_this_host(
+    telemetry: dict[str, str],
+) -> None:
+    Settings(**{**SAFE_PRODUCTION, **telemetry})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"otel_exporter_otlp_endpoint": "grpc://collector:4317"}, {"sentry_dsn": "udp://k@h/1"}],
+)
+def test_telemetry_urls_must_be_http(bad: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="unsupported scheme"):
+        Settings(**bad)
 
 
 def test_plaintext_to_another_host_is_accepted_outside_production() -> None:

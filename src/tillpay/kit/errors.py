@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from tillpay.kit.logging import get_logger
+from tillpay.kit.telemetry import trace_ids
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://tillpay.dev/problems/"
@@ -139,14 +140,7 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
 ) -> Response:
     """Render one problem document. ``instance`` is the request id, for support look-ups."""
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "instance": f"urn:request:{request_id}" if request_id else None,
-    }
+    body = problem_body(request_id, status=status, code=code, title=title, detail=detail)
     if extra:
         body.update(extra)
     return Response(
@@ -155,6 +149,24 @@ def problem_response(
         media_type=PROBLEM_CONTENT_TYPE,
         headers=dict(headers or {}),
     )
+
+
+def problem_body(
+    request_id: str | None, *, status: int, code: str, title: str, detail: str
+) -> dict[str, Any]:
+    """The standard members of a problem document, plus ``trace_id`` while tracing is on
+    (the trace of the request, for operators; ``instance`` stays the support reference)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": f"urn:request:{request_id}" if request_id else None,
+    }
+    if (ids := trace_ids()) is not None:
+        body["trace_id"] = ids[0]
+    return body
 
 
 def _request_id(request: Request) -> str | None:

@@ -34,7 +34,16 @@ from uuid import UUID
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["configure_logging", "get_logger", "is_sensitive_key", "redact_event", "redact_text"]
+from tillpay.kit.telemetry import add_trace_ids
+
+__all__ = [
+    "configure_logging",
+    "get_logger",
+    "is_sensitive_key",
+    "redact_data",
+    "redact_event",
+    "redact_text",
+]
 
 REDACTED: Final = "[REDACTED]"
 _REDACTED_JWT: Final = "[REDACTED_JWT]"
@@ -294,6 +303,14 @@ def _redact_value(value: object, depth: int) -> object:
     return redact_text(_safe_repr(value))
 
 
+def redact_data(value: object) -> object:
+    """``value`` with the log redaction applied at any depth (error reports, span attributes).
+
+    It returns ``value`` itself when nothing needed scrubbing; it may raise on objects
+    whose ``repr`` recurses without end (callers outside logging decide what to drop)."""
+    return _redact_value(value, 0)
+
+
 def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Structlog processor removing secrets from keys and values at any depth.
 
@@ -417,7 +434,8 @@ def configure_logging(*, json: bool, level: str = "INFO", stream: TextIO | None 
     # Exceptions become text before redaction so that their messages are scrubbed too.
     # Our own events are redacted before they become a LogRecord, so any other handler
     # on the root logger (pytest's caplog, an error tracker) gets the redacted dict too.
-    final: list[Processor] = [structlog.processors.format_exc_info, redact_event]
+    # The trace ids (when tracing is on) come after redaction: see add_trace_ids.
+    final: list[Processor] = [structlog.processors.format_exc_info, redact_event, add_trace_ids]
 
     handler = _TillpayHandler(output)
     handler.setFormatter(

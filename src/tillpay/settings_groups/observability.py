@@ -1,10 +1,12 @@
-"""Observability settings: logs, API docs and Prometheus metrics."""
+"""Observability settings: logs, API docs, Prometheus metrics, tracing and error tracking."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from tillpay.settings_groups.urls import check_url_scheme
 
 
 class ObservabilitySettings(BaseModel):
@@ -23,3 +25,36 @@ class ObservabilitySettings(BaseModel):
     metrics_token: SecretStr | None = Field(
         None, description="Bearer token required on `/metrics` (required in production)."
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry tracing: the collector's OTLP/HTTP base URL (`/v1/traces` "
+        "is appended), e.g. `http://127.0.0.1:4318`. Unset: no tracing.",
+    )
+    otel_service_name: str = Field("tillpay", description="`service.name` of the traces.")
+    otel_sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of new traces recorded (a caller's choice wins)."
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None, description="Sentry error tracking: the project's DSN. Unset: no error tracking."
+    )
+    sentry_environment: str | None = Field(
+        None, description="Sentry's environment tag; default `TILLPAY_ENVIRONMENT`."
+    )
+    sentry_traces_sample_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of requests sent to Sentry as performance traces."
+    )
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        check_url_scheme(SecretStr(value), ("http", "https"))
+        return value.rstrip("/")
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _check_sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        return check_url_scheme(value, ("http", "https"))

@@ -35,3 +35,8 @@ class AcceptedRiskSettings(BaseModel):
         description="Production: accept `RATELIMIT_ENABLED=false` (a gateway enforces rate "
         "limits). Logged as a warning at every start.",
     )
+    i_understand_telemetry_without_tls: bool = Field(
+        False,
+        description="Production: accept `http://` to another host for the OTLP endpoint or "
+        "the Sentry DSN (TLS by a sidecar or the network). Logged as a warning at every start.",
+    )

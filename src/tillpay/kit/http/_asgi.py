@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import Scope, Send
 
-from tillpay.kit.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE, encode_problem
+from tillpay.kit.errors import PROBLEM_CONTENT_TYPE, encode_problem, problem_body
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -47,16 +47,7 @@ async def send_problem(
 ) -> None:
     """Send a complete problem+json response from raw ASGI code."""
     rid = request_id(scope)
-    body = encode_problem(
-        {
-            "type": PROBLEM_TYPE_BASE + code,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "code": code,
-            "instance": f"urn:request:{rid}" if rid else None,
-        }
-    )
+    body = encode_problem(problem_body(rid, status=status, code=code, title=title, detail=detail))
     items = headers.items() if isinstance(headers, Mapping) else headers
     raw_headers = [
         (b"content-type", PROBLEM_CONTENT_TYPE.encode()),

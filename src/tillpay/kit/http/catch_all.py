@@ -2,7 +2,7 @@
 
 It sits inside the header/request-id middleware so even a crash carries the security
 headers and the request id. The exception is logged (through the redacting logger) and
-nothing about it reaches the client.
+reported to the error tracker when one is configured; nothing about it reaches the client.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tillpay.kit.http._asgi import send_problem
 from tillpay.kit.logging import get_logger
+from tillpay.kit.telemetry import report_exception
 
 log = get_logger(__name__)
 
@@ -33,8 +34,9 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             log.exception("http.unhandled_exception", path=scope.get("path"))
+            report_exception(exc)
             if started:
                 raise
             await send_problem(
