@@ -82,6 +82,7 @@ async def test_a_failed_flush_in_a_savepoint_keeps_the_events_of_the_transaction
 ) -> None:
     """A duplicate insert caught in a savepoint (how a parallel delivery is detected) rolls
     back the flush inside it; the transaction goes on and commits, with its events."""
+
     def lease() -> JobLease:
         now = datetime.now(UTC)
         return JobLease(name="test.duplicate", holder="test", acquired_at=now, expires_at=now)
@@ -90,10 +91,14 @@ async def test_a_failed_flush_in_a_savepoint_keeps_the_events_of_the_transaction
         session.add(lease())
     async with database.transaction() as session:
         await record(session, Actor.system(), "test.before_the_savepoint")
-        with pytest.raises(IntegrityError):
+
+        async def duplicate_in_a_savepoint() -> None:
             async with session.begin_nested():
                 session.add(lease())
                 await session.flush()
+
+        with pytest.raises(IntegrityError):
+            await duplicate_in_a_savepoint()
         await record(session, Actor.system(), "test.after_the_savepoint")
     actions = [r.action for r in await _rows(database)]
     assert actions == ["test.before_the_savepoint", "test.after_the_savepoint"]

@@ -4,6 +4,7 @@ on its own line, the exit status telling a deployment script whether it would st
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
 
 
-def _env(values: dict[str, object]) -> dict[str, str]:
+def _env(values: Mapping[str, object]) -> dict[str, str]:
     def text(value: object) -> str:
         return ",".join(value) if isinstance(value, list) else str(value)
 
