@@ -21,6 +21,8 @@ from tillpay.accounts.runtime import build_runtime
 from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
+from tillpay.credentials import routes as credentials_routes
+from tillpay.credentials.runtime import Credentials
 from tillpay.hub import routes as hub_routes
 from tillpay.kit import errors
 from tillpay.kit.crypto import derive_key
@@ -197,6 +199,7 @@ def create_app(
         )
         await accounts.keys.start()
         app.state.accounts = accounts
+        app.state.credentials = Credentials.from_settings(settings, database)
         payments = build_payments_runtime(settings, database, transport=provider_transport)
         app.state.payments = payments
         hub = Hub(
@@ -304,6 +307,7 @@ def create_app(
         orders_routes.admin,
         payments_routes.admin,
         accounts_routes.admin,
+        credentials_routes.router,
         admin_routes.router,
         merchant_webhook_routes.router,
         hub_routes.router,

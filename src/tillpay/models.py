@@ -6,6 +6,7 @@ from tillpay.audit import chain as audit_chain
 from tillpay.audit import models as audit_models
 from tillpay.carts import models as carts_models
 from tillpay.catalog import models as catalog_models
+from tillpay.credentials import models as credentials_models
 from tillpay.events import models as events_models
 from tillpay.kit import idempotency_models, leases
 from tillpay.kit.db import Base
@@ -22,6 +23,7 @@ __all__ = [
     "audit_models",
     "carts_models",
     "catalog_models",
+    "credentials_models",
     "events_models",
     "idempotency_models",
     "leases",

@@ -165,6 +165,18 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         ),
     ),
     ("GET", "/v1/admin/event-types"): Scenario(P.WEBHOOKS_MANAGE, get("/v1/admin/event-types")),
+    ("POST", "/v1/admin/api-keys"): Scenario(
+        P.API_KEYS_MANAGE,
+        send("POST", "/v1/admin/api-keys", {"name": "inventory", "scopes": ["payments:read"]}),
+        frozenset({201}),
+    ),
+    ("GET", "/v1/admin/api-keys"): Scenario(P.API_KEYS_MANAGE, get("/v1/admin/api-keys")),
+    ("DELETE", "/v1/admin/api-keys/{key_id}"): Scenario(
+        P.API_KEYS_MANAGE,
+        # No such key: a 404, but past authorization.
+        send("DELETE", "/v1/admin/api-keys/key_00000000000000000000000000"),
+        frozenset({404}),
+    ),
     ("POST", "/v1/admin/webhook-endpoints"): Scenario(
         P.WEBHOOKS_MANAGE,
         # A literal public address: registering checks it without resolving a name.

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tillpay.accounts.errors import StepUpRequired
 from tillpay.accounts.models import AuthSession, Role, User
-from tillpay.accounts.permissions import Permission
+from tillpay.accounts.permissions import SCOPE_OF, Permission, Scope
 from tillpay.accounts.principal import AdminTwoFactorRequired, Principal
-from tillpay.accounts.runtime import AccountsRuntime
+from tillpay.accounts.runtime import AccountsRuntime, MachineCredentials
 from tillpay.kit.db import on_unexpected_failure, utcnow
 from tillpay.kit.errors import Forbidden, Unauthorized
 from tillpay.kit.http._asgi import client_ip
@@ -158,12 +158,10 @@ async def session_rejection(
     return _rejection(await _load_state(db, claims["sid"]), claims)
 
 
-async def current_principal(request: Request) -> Principal:
-    """The verified caller; 401 for any token or session problem (reason logged only)."""
-    # Not `Runtime`: on every authenticated request, a sub-dependency costs more than this.
+async def _session_principal(request: Request, token: str) -> Principal:
     rt: AccountsRuntime = request.app.state.accounts
     principal, claims = await authenticate(
-        rt, _bearer(request), ip=client_ip(request.scope), where=request.url.path
+        rt, token, ip=client_ip(request.scope), where=request.url.path
     )
     session_id = principal.session_id
 
@@ -175,41 +173,102 @@ async def current_principal(request: Request) -> Principal:
         return Unauthorized("The access token is invalid or expired.", code="invalid_token")
 
     on_unexpected_failure(request, still_valid)
+    return principal
+
+
+async def current_caller(request: Request) -> Principal:
+    """The verified caller, whatever its credential: a person's access token, an API key or
+    a service token (``credentials/``); 401 for any problem (the reason logged only).
+
+    Only routes whose permissions a scope can grant (``require_permission``) or that decide
+    per caller kind themselves take this directly; everything else is user-only
+    (:func:`current_principal`). Resolved once per request (kept on ``request.state``)."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    token = _bearer(request)
+    machines: MachineCredentials | None = getattr(request.app.state, "credentials", None)
+    principal = None
+    if machines is not None:
+        principal = await machines.authenticate(token, request=request)
+    if principal is None:
+        principal = await _session_principal(request, token)
+    request.state.principal = principal
     request.state.user_id = principal.user_id
     return principal
 
 
+class UserOnly(Forbidden):
+    code, title = "user_only", "Signed-in users only"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This route is for signed-in people; API keys and service tokens cannot call it."
+        )
+
+
+async def current_principal(request: Request) -> Principal:
+    """The verified caller, who must be a person signed in (403 ``user_only`` for a machine
+    credential; 401 for any token or session problem, reason logged only)."""
+    # Not a sub-dependency: on every authenticated request, one costs more than this call.
+    principal = await current_caller(request)
+    if principal.is_machine:
+        log.info("authz.denied", user_id=principal.user_id, reason="user_only")
+        raise UserOnly()
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+CurrentCaller = Annotated[Principal, Depends(current_caller)]
 
 
 class require_permission:  # noqa: N801 - used like a function: Depends(require_permission(p))
     """A dependency granting access only with every listed permission: 403 otherwise, with
-    ``admin_2fa_required`` when the role holds it but the session lacks 2FA. The
-    permissions stay readable (``.permissions``) for the route-inventory tests."""
+    ``admin_2fa_required`` when the role holds it but the session lacks 2FA, and
+    ``insufficient_scope`` for a machine credential without the scope. Machine credentials
+    pass only where a scope grants every listed permission (``SCOPE_OF``). The
+    permissions stay readable (``.permissions``, ``.scopes``) for the route inventory and
+    the OpenAPI document."""
 
     def __init__(self, *permissions: Permission) -> None:
         self.permissions = frozenset(permissions)
+        scopes = [SCOPE_OF.get(p) for p in sorted(self.permissions)]
+        #: The scopes a machine credential needs here; None: machines may not call it.
+        self.scopes: frozenset[Scope] | None = (
+            frozenset(s for s in scopes if s is not None) if all(scopes) else None
+        )
 
-    async def __call__(self, request: Request, principal: CurrentPrincipal) -> Principal:
+    async def __call__(self, request: Request, principal: CurrentCaller) -> Principal:
         missing = [p for p in sorted(self.permissions) if p not in principal.permissions]
         if missing:
             withheld = [p for p in missing if p in principal.withheld]
             log.warning(
                 "authz.denied",
                 user_id=principal.user_id,
-                role=principal.role.value,
+                role=principal.role.value if principal.role else principal.kind.value,
                 missing=[p.value for p in missing],
                 reason="admin_without_2fa" if withheld else "missing_permission",
                 path=request.url.path,
             )
+            if principal.is_machine:
+                if self.scopes is None:
+                    raise UserOnly()
+                raise Forbidden(
+                    "This credential lacks the scope this route requires: "
+                    + ", ".join(sorted(self.scopes)),
+                    code="insufficient_scope",
+                )
             if len(withheld) == len(missing):
                 raise AdminTwoFactorRequired()
             raise Forbidden("You do not have permission to do this.")
         return principal
 
 
-async def require_recent_auth(request: Request, principal: CurrentPrincipal) -> Principal:
-    """Step-up: the session authenticated (password or TOTP) within the configured window."""
+async def require_recent_auth(request: Request, principal: CurrentCaller) -> Principal:
+    """Step-up: the session authenticated (password or TOTP) within the configured window.
+    Machine credentials have no sign-in to be recent: their scopes are the guard."""
+    if principal.is_machine:
+        return principal
     rt: AccountsRuntime = request.app.state.accounts
     window = timedelta(seconds=rt.settings.step_up_max_age_seconds)
     if utcnow() - principal.auth_time > window:

@@ -1,6 +1,6 @@
-"""Permissions granted per role. Routes ask for permissions, not roles, so a later API-key
-or service-token principal can carry scopes without touching every route. Anything not
-granted here is denied.
+"""Permissions granted per role, and per scope to machine credentials. Routes ask for
+permissions, not roles, so an API key or service token carrying scopes passes the same
+checks as a person. Anything not granted here is denied.
 
 Permissions only an administrator holds (:data:`ADMIN_ONLY`) are effective only on a
 session that satisfies the administrator 2FA rule (TOTP enrolled and used at sign-in,
@@ -35,6 +35,23 @@ class Permission(enum.StrEnum):
     PAYMENTS_OPERATE = "payments:operate"
     WEBHOOKS_MANAGE = "webhooks:manage"
     EVENTS_READ = "events:read"
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"
+    REFUNDS_WRITE = "refunds:write"
+    API_KEYS_MANAGE = "api_keys:manage"
+
+
+class Scope(enum.StrEnum):
+    """What a machine credential (API key, service token) may be granted. Each names the
+    permission it stands for (:data:`SCOPE_PERMISSIONS`); a route accepts machine callers
+    only where every permission it requires is one of these."""
+
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"
+    REFUNDS_WRITE = "refunds:write"
+    ORDERS_READ = "orders:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+    EVENTS_READ = "events:read"
 
 
 _CUSTOMER = frozenset(
@@ -63,5 +80,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
-def permissions_for(role: Role) -> frozenset[Permission]:
-    return ROLE_PERMISSIONS.get(role, frozenset())
+SCOPE_PERMISSIONS: dict[Scope, Permission] = {
+    Scope.PAYMENTS_READ: Permission.PAYMENTS_READ,
+    Scope.PAYMENTS_WRITE: Permission.PAYMENTS_WRITE,
+    Scope.REFUNDS_WRITE: Permission.REFUNDS_WRITE,
+    # A shop's backend reads every order of the shop, as an administrator would.
+    Scope.ORDERS_READ: Permission.ORDERS_READ_ANY,
+    Scope.WEBHOOKS_MANAGE: Permission.WEBHOOKS_MANAGE,
+    Scope.EVENTS_READ: Permission.EVENTS_READ,
+}
+SCOPE_OF: dict[Permission, Scope] = {p: s for s, p in SCOPE_PERMISSIONS.items()}
+"""The scope that grants a permission to a machine credential (absent: none can)."""
+
+
+def permissions_for(role: Role | None) -> frozenset[Permission]:
+    return ROLE_PERMISSIONS.get(role, frozenset()) if role is not None else frozenset()
+
+
+def permissions_for_scopes(scopes: frozenset[Scope]) -> frozenset[Permission]:
+    return frozenset(SCOPE_PERMISSIONS[s] for s in scopes)

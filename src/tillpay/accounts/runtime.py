@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tillpay.accounts.keys import KeyStore
 from tillpay.kit.db import Database
@@ -13,6 +13,21 @@ from tillpay.kit.passwords import HashParams, PasswordHasher, default_hash_concu
 from tillpay.kit.ratelimit import Lockout, RateLimiter
 from tillpay.notifications.mail import Mailer
 from tillpay.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+    from tillpay.accounts.principal import Principal
+
+
+class MachineCredentials(Protocol):
+    """Resolves API keys and service tokens (``credentials/runtime.py``)."""
+
+    async def authenticate(self, token: str, *, request: HTTPConnection) -> Principal | None:
+        """The machine principal ``token`` stands for; None when it is not a machine
+        credential (then it is read as a person's access token); Unauthorized when it is
+        one but is refused."""
+        ...
 
 
 @dataclass

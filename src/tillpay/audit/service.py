@@ -32,6 +32,9 @@ class Actor:
     id: str | None
     role: str | None = None
     ip: str | None = None
+    # A machine credential's name (``api_key:key_…``, ``service:<issuer>``; the shop user a
+    # service token names may be longer than ``id`` holds): kept in the entry's details.
+    credential: str | None = None
 
     @classmethod
     def system(cls) -> Actor:
@@ -59,7 +62,8 @@ def _event(
         target_id=target_id,
         ip=actor.ip,
         request_id=request_id if isinstance(request_id, str) else None,
-        details=dict(details or {}),
+        details=dict(details or {})
+        | ({"credential": actor.credential} if actor.credential else {}),
     )
 
 
