@@ -264,6 +264,32 @@ class require_permission:  # noqa: N801 - used like a function: Depends(require_
         return principal
 
 
+class machine_scope:  # noqa: N801 - used like a function: Depends(machine_scope(s))
+    """For routes both people and machines call, deciding per caller in the service (a
+    customer's own payment; a shop's headless payment): a machine credential needs every
+    listed scope (403 ``insufficient_scope``); a person passes, to be checked by the route's
+    own rules. ``.scopes`` stays readable for the route inventory and OpenAPI."""
+
+    def __init__(self, *scopes: Scope) -> None:
+        self.scopes = frozenset(scopes)
+
+    async def __call__(self, request: Request, principal: CurrentCaller) -> Principal:
+        if principal.is_machine and not self.scopes <= principal.scopes:
+            log.warning(
+                "authz.denied",
+                user_id=principal.user_id,
+                missing=sorted(self.scopes - principal.scopes),
+                reason="missing_scope",
+                path=request.url.path,
+            )
+            raise Forbidden(
+                "This credential lacks the scope this route requires: "
+                + ", ".join(sorted(self.scopes)),
+                code="insufficient_scope",
+            )
+        return principal
+
+
 async def require_recent_auth(request: Request, principal: CurrentCaller) -> Principal:
     """Step-up: the session authenticated (password or TOTP) within the configured window.
     Machine credentials have no sign-in to be recent: their scopes are the guard."""
