@@ -23,6 +23,7 @@ from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.credentials import routes as credentials_routes
 from tillpay.credentials.runtime import Credentials
+from tillpay.events import routes as events_routes
 from tillpay.hub import routes as hub_routes
 from tillpay.kit import errors
 from tillpay.kit.crypto import derive_key
@@ -51,6 +52,7 @@ from tillpay.merchant_webhooks import routes as merchant_webhook_routes
 from tillpay.notifications import dev_mailbox
 from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
+from tillpay.ops import openapi_security
 from tillpay.ops import telemetry as telemetry_setup
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
 from tillpay.ops.docs import ASSETS_PREFIX
@@ -310,6 +312,7 @@ def create_app(
         credentials_routes.router,
         admin_routes.router,
         merchant_webhook_routes.router,
+        events_routes.router,
         hub_routes.router,
         ops_router,
     ]
@@ -328,5 +331,6 @@ def create_app(
     # app.dependency_overrides does not reach them (tillpay uses none).
     for router in (*hot, *rest):
         app.router.routes.extend(router.routes)
+    openapi_security.install(app)
 
     return app

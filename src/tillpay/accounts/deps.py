@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tillpay.accounts.errors import StepUpRequired
 from tillpay.accounts.models import AuthSession, Role, User
-from tillpay.accounts.permissions import SCOPE_OF, Permission, Scope
+from tillpay.accounts.permissions import SCOPE_OF, SCOPE_PERMISSIONS, Permission, Scope
 from tillpay.accounts.principal import AdminTwoFactorRequired, Principal
 from tillpay.accounts.runtime import AccountsRuntime, MachineCredentials
 from tillpay.kit.db import on_unexpected_failure, utcnow
@@ -230,16 +230,29 @@ class require_permission:  # noqa: N801 - used like a function: Depends(require_
     permissions stay readable (``.permissions``, ``.scopes``) for the route inventory and
     the OpenAPI document."""
 
-    def __init__(self, *permissions: Permission) -> None:
+    def __init__(self, *permissions: Permission, machine: Scope | None = None) -> None:
         self.permissions = frozenset(permissions)
         scopes = [SCOPE_OF.get(p) for p in sorted(self.permissions)]
         #: The scopes a machine credential needs here; None: machines may not call it.
+        #: ``machine`` names it where people need a narrower permission than a machine's
+        #: scope grants (a customer's own orders; a shop backend's ``orders:read``), the
+        #: route's service then deciding per object.
         self.scopes: frozenset[Scope] | None = (
-            frozenset(s for s in scopes if s is not None) if all(scopes) else None
+            frozenset({machine})
+            if machine is not None
+            else frozenset(s for s in scopes if s is not None)
+            if all(scopes)
+            else None
         )
+        self._machine = machine
 
     async def __call__(self, request: Request, principal: CurrentCaller) -> Principal:
-        missing = [p for p in sorted(self.permissions) if p not in principal.permissions]
+        needed = (
+            frozenset({SCOPE_PERMISSIONS[self._machine]})
+            if principal.is_machine and self._machine is not None
+            else self.permissions
+        )
+        missing = [p for p in sorted(needed) if p not in principal.permissions]
         if missing:
             withheld = [p for p in missing if p in principal.withheld]
             log.warning(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from tillpay.accounts.deps import VerifiedPrincipal, require_permission
-from tillpay.accounts.permissions import Permission
+from tillpay.accounts.permissions import Permission, Scope
 from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession, ReadSession
@@ -27,6 +27,11 @@ admin = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 OrderId = Annotated[str, Path(max_length=40, examples=["ord_01JD3XK5Q6R7S8T9V0W1X2Y3Z4"])]
 Customer = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_OWN))]
+# An order by id: its customer, staff with ORDERS_READ_ANY, or a shop backend's `orders:read`.
+OrderReader = Annotated[
+    Principal,
+    Depends(require_permission(Permission.ORDERS_READ_OWN, machine=Scope.ORDERS_READ)),
+]
 Shopper = Annotated[Principal, Depends(require_permission(Permission.CART_USE))]
 Vendor = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_VENDOR))]
 AnyOrderReader = Annotated[Principal, Depends(require_permission(Permission.ORDERS_READ_ANY))]
@@ -83,7 +88,7 @@ async def list_orders(
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderOut, summary="An order")
-async def get_order(order_id: OrderId, principal: Customer, session: ReadSession) -> OrderOut:
+async def get_order(order_id: OrderId, principal: OrderReader, session: ReadSession) -> OrderOut:
     return await service.order_view(session, principal, order_id)
 
 
@@ -91,7 +96,7 @@ async def get_order(order_id: OrderId, principal: Customer, session: ReadSession
     "/v1/orders/{order_id}/events", response_model=list[OrderEventOut], summary="Order history"
 )
 async def order_events(
-    order_id: OrderId, principal: Customer, session: ReadSession
+    order_id: OrderId, principal: OrderReader, session: ReadSession
 ) -> list[OrderEventOut]:
     rows = await service.events(session, principal, order_id)
     return [OrderEventOut.model_validate(e) for e in rows]
