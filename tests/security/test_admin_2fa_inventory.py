@@ -171,6 +171,7 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         frozenset({201}),
     ),
     ("GET", "/v1/admin/api-keys"): Scenario(P.API_KEYS_MANAGE, get("/v1/admin/api-keys")),
+    ("GET", "/v1/events"): Scenario(P.EVENTS_READ, get("/v1/events")),
     ("DELETE", "/v1/admin/api-keys/{key_id}"): Scenario(
         P.API_KEYS_MANAGE,
         # No such key: a 404, but past authorization.

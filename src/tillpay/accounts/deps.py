@@ -303,16 +303,24 @@ class machine_scope:  # noqa: N801 - used like a function: Depends(machine_scope
         return principal
 
 
-async def require_recent_auth(request: Request, principal: CurrentCaller) -> Principal:
-    """Step-up: the session authenticated (password or TOTP) within the configured window.
-    Machine credentials have no sign-in to be recent: their scopes are the guard."""
-    if principal.is_machine:
-        return principal
+def _check_recent(request: Request, principal: Principal) -> Principal:
     rt: AccountsRuntime = request.app.state.accounts
     window = timedelta(seconds=rt.settings.step_up_max_age_seconds)
     if utcnow() - principal.auth_time > window:
         raise StepUpRequired()
     return principal
+
+
+async def require_recent_auth(request: Request, principal: CurrentPrincipal) -> Principal:
+    """Step-up: the session authenticated (password or TOTP) within the configured window.
+    People only (403 ``user_only`` for a machine credential)."""
+    return _check_recent(request, principal)
+
+
+async def require_recent_auth_of_people(request: Request, principal: CurrentCaller) -> Principal:
+    """Step-up for a person; a machine credential passes, having no sign-in to be recent
+    (its scopes are the guard). For scoped routes only: it authorizes no one by itself."""
+    return principal if principal.is_machine else _check_recent(request, principal)
 
 
 RecentPrincipal = Annotated[Principal, Depends(require_recent_auth)]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from tillpay.accounts.deps import require_permission, require_recent_auth
+from tillpay.accounts.deps import require_permission, require_recent_auth_of_people
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.events.catalogue import PUBLIC
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
 Manager = Annotated[Principal, Depends(require_permission(Permission.WEBHOOKS_MANAGE))]
 # Creating an endpoint or a secret hands out where payment events go and how they are
 # signed: a fresh authentication, as for refunds.
-RECENT = [Depends(require_recent_auth)]
+RECENT = [Depends(require_recent_auth_of_people)]
 EndpointId = Annotated[str, Path(pattern=id_pattern("whe"))]
 DeliveryId = Annotated[str, Path(pattern=id_pattern("dlv"))]
 
