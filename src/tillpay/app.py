@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tillpay import __version__
+from tillpay.accounts import openapi_security
 from tillpay.accounts import pages as accounts_pages
 from tillpay.accounts import routes as accounts_routes
 from tillpay.accounts.runtime import build_runtime
@@ -23,7 +24,6 @@ from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.credentials import routes as credentials_routes
 from tillpay.credentials.runtime import Credentials
-from tillpay.events import routes as events_routes
 from tillpay.hub import routes as hub_routes
 from tillpay.kit import errors
 from tillpay.kit.crypto import derive_key
@@ -48,11 +48,11 @@ from tillpay.kit.memory import return_large_blocks_to_the_system
 from tillpay.kit.metrics import Metrics
 from tillpay.kit.ratelimit import RateLimiter
 from tillpay.kit.redis_pool import bounded_pool
+from tillpay.merchant_webhooks import feed_routes
 from tillpay.merchant_webhooks import routes as merchant_webhook_routes
 from tillpay.notifications import dev_mailbox
 from tillpay.notifications.mail import build_mailer
 from tillpay.ops import docs as docs_routes
-from tillpay.ops import openapi_security
 from tillpay.ops import telemetry as telemetry_setup
 from tillpay.ops.docs import ASSETS as DOCS_ASSETS
 from tillpay.ops.docs import ASSETS_PREFIX
@@ -312,7 +312,7 @@ def create_app(
         credentials_routes.router,
         admin_routes.router,
         merchant_webhook_routes.router,
-        events_routes.router,
+        feed_routes.router,
         hub_routes.router,
         ops_router,
     ]

@@ -13,6 +13,7 @@ from sqlalchemy import select, text, update
 from tests.accounts.helpers import Accounts
 from tests.credentials.helpers import create_api_key, key_headers
 from tests.http.test_errors import assert_problem
+from tillpay.accounts.permissions import Scope
 from tillpay.audit.models import AuditEvent
 from tillpay.credentials import api_keys
 from tillpay.credentials.models import ApiKey
@@ -88,7 +89,7 @@ async def test_a_key_on_a_user_only_route_gets_403_user_only(
     client: httpx.AsyncClient, accounts: Accounts
 ) -> None:
     admin = await accounts.admin()
-    created = await create_api_key(client, admin, scopes=[s.value for s in api_keys.Scope])
+    created = await create_api_key(client, admin, scopes=[s.value for s in Scope])
     for method, path in [
         ("GET", "/v1/me"),
         ("GET", "/v1/cart"),

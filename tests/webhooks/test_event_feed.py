@@ -4,6 +4,7 @@ to catch up after an outage, for credentials with ``events:read``."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -11,10 +12,10 @@ import pytest
 from tests.accounts.helpers import Accounts
 from tests.credentials.helpers import create_api_key, key_headers
 from tests.http.test_errors import assert_problem
-from tillpay.events import feed
 from tillpay.events.catalogue import INTERNAL
 from tillpay.events.models import OutboxEvent
 from tillpay.kit.db import Database
+from tillpay.merchant_webhooks import feed
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ async def test_the_feed_pages_through_public_events_oldest_first(
     headers = await _reader(client, accounts)
     for _ in range(3):
         await accounts.user()
-    seen: list[dict[str, str]] = []
+    seen: list[dict[str, Any]] = []
     after: str | None = None
     while True:
         params = {"limit": "2", "type": "user.registered"} | ({"after": after} if after else {})

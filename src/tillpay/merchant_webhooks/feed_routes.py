@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from tillpay.accounts.deps import require_permission
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
-from tillpay.events import feed
 from tillpay.kit.db import ReadSession
 from tillpay.kit.ids import id_pattern
 from tillpay.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from tillpay.merchant_webhooks import feed
 
 router = APIRouter(tags=["events"])
 
