@@ -37,13 +37,17 @@ class SigningKey:
         return cls(kid, ec.generate_private_key(ec.SECP256R1()))
 
     def jwk(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key()))
+        data: dict[str, Any] = json.loads(
+            jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key())
+        )
         return {**data, "kid": self.kid, "use": "sig", "alg": "ES256"}
 
     def public_pem(self) -> str:
         return (
             self.private.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
             .decode()
         )
 

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -84,7 +85,7 @@ async def test_the_principal_names_the_shop_user_and_the_issuer(
 
     def probe(app: FastAPI) -> None:
         @app.get("/probe")
-        async def _probe(principal: Principal = Depends(current_caller)) -> dict[str, Any]:  # noqa: B008
+        async def _probe(principal: Principal = Depends(current_caller)) -> dict[str, Any]:
             actor = principal.actor()
             return {
                 "user_id": principal.user_id,
@@ -137,6 +138,10 @@ async def test_a_token_of_an_unconfigured_issuer_is_no_service_token(
     assert shop.hits == []
 
 
+def _without(claim: str, now: int) -> dict[str, Any]:
+    return {claim: None}
+
+
 REFUSED_CLAIMS: dict[str, Callable[[int], dict[str, Any]]] = {
     "wrong audience": lambda now: {"aud": "someone-else"},
     "audience as a list": lambda now: {"aud": ["tillpay", "other"]},
@@ -151,10 +156,7 @@ REFUSED_CLAIMS: dict[str, Callable[[int], dict[str, Any]]] = {
     "sub over 200 characters": lambda now: {"sub": "x" * 201},
     "sub with a control character": lambda now: {"sub": "shop\nuser"},
     "jti over 200 characters": lambda now: {"jti": "j" * 201},
-    **{
-        f"missing {c}": (lambda c: lambda now: {c: None})(c)
-        for c in ("aud", "exp", "iat", "jti", "sub", "scope")
-    },
+    **{f"missing {c}": partial(_without, c) for c in ("aud", "exp", "iat", "jti", "sub", "scope")},
 }
 
 
@@ -227,9 +229,7 @@ async def test_the_jwks_is_fetched_from_the_configured_url_only(
 
 
 @pytest.mark.parametrize("kid", ["unknown", "", "../../../../dev/null", "' UNION SELECT '1"])
-async def test_a_kid_not_in_the_jwks_is_refused(
-    api: httpx.AsyncClient, kid: str
-) -> None:
+async def test_a_kid_not_in_the_jwks_is_refused(api: httpx.AsyncClient, kid: str) -> None:
     _refused(await api.get(SCOPED, headers=bearer(mint(SigningKey(kid, KEY.private)))))
 
 

@@ -146,7 +146,7 @@ class ServiceTokenVerifier:
                 cache = JwksCache(entry.issuer, entry.jwks_url, self._client)
                 self._issuers[entry.issuer] = _Issuer(entry, cache)
             else:
-                assert entry.public_key_pem is not None  # noqa: S101 - settings validated
+                assert entry.public_key_pem is not None
                 key = load_pem_public_key(entry.public_key_pem.encode())
                 self._issuers[entry.issuer] = _Issuer(entry, None, key)
 
@@ -234,7 +234,7 @@ class ServiceTokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
             raise Refused("no_kid")
-        assert entry.jwks is not None  # noqa: S101 - only called for JWKS issuers
+        assert entry.jwks is not None
         jwk = await entry.jwks.key(kid)
         if jwk is None:
             raise Refused("unknown_kid")

@@ -84,9 +84,7 @@ class ServiceTokenIssuer(BaseModel):
                 ) from None
             unfit = [a for a in self.algorithms if not _key_fits(key, a)]
             if unfit:
-                raise ValueError(
-                    f"issuer {self.issuer!r}: public_key_pem cannot verify {unfit!r}"
-                )
+                raise ValueError(f"issuer {self.issuer!r}: public_key_pem cannot verify {unfit!r}")
         return self
 
 
