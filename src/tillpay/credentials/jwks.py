@@ -129,7 +129,7 @@ class JwksCache:
                 return  # another caller refreshed (or tried) meanwhile
             now = _now()
             if self._attempted_at is not None and now - self._attempted_at < MIN_REFRESH_SECONDS:
-                log.info("service_token.jwks_refresh_limited", issuer=self.issuer, reason=reason)
+                log.debug("service_token.jwks_refresh_limited", issuer=self.issuer, reason=reason)
                 return
             self._attempted_at = now
             try:
