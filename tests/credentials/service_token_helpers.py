@@ -109,6 +109,7 @@ class Shop:
     keys: list[dict[str, Any]] = field(default_factory=list)
     hits: list[str] = field(default_factory=list)
     status: int = 200  # what /jwks.json answers with (503: the shop is down)
+    redirect_to: str | None = None  # /jwks.json answers 302 to this path
 
     @property
     def jwks_url(self) -> str:
@@ -135,6 +136,8 @@ async def shop_serving(*keys: SigningKey) -> AsyncIterator[Shop]:
 
     async def anything(request: Request) -> JSONResponse:
         shop.hits.append(request.url.path)
+        if request.url.path == "/jwks.json" and shop.redirect_to is not None:
+            return JSONResponse({}, status_code=302, headers={"Location": shop.redirect_to})
         if request.url.path == "/jwks.json":
             return JSONResponse({"keys": shop.keys}, status_code=shop.status)
         # Any other path: an attacker's key set; tillpay must never ask for it.

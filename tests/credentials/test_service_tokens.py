@@ -29,7 +29,7 @@ from tests.credentials.service_token_helpers import (
 )
 from tillpay.credentials import jwks
 from tillpay.credentials.models import UsedServiceToken
-from tillpay.credentials.service_tokens import purge_used, replay_key
+from tillpay.credentials.service_tokens import peek, purge_used, replay_key
 from tillpay.kit.db import Database, utcnow
 from tillpay.settings import Settings
 
@@ -302,20 +302,27 @@ async def test_symmetric_and_duplicate_keys_in_the_jwks_are_never_used(
     _refused(await api.get(SCOPED, headers=bearer(token)))
 
 
+async def test_a_jwks_redirect_is_not_followed(api: httpx.AsyncClient, shop: Shop) -> None:
+    shop.redirect_to = "/attacker.json"
+    _refused(await api.get(SCOPED, headers=bearer(mint(KEY))))
+    assert shop.hits == ["/jwks.json"]
+
+
+async def test_an_oversized_jwks_is_not_read(api: httpx.AsyncClient, shop: Shop) -> None:
+    padding = {"kty": "RSA", "kid": "pad", "n": "A" * (jwks.MAX_JWKS_BYTES + 1), "e": "AQAB"}
+    shop.keys = [KEY.jwk(), padding]
+    _refused(await api.get(SCOPED, headers=bearer(mint(KEY))))
+    assert shop.fetches() == 1
+
+
 async def test_a_replayed_jti_is_refused(api: httpx.AsyncClient) -> None:
     token = mint(KEY)
     assert (await api.get(SCOPED, headers=bearer(token))).status_code == 200
     _refused(await api.get(SCOPED, headers=bearer(token)))
     # Same jti in a fresh token: still a replay.
-    jti = token and (await _jti_of(token))
-    _refused(await api.get(SCOPED, headers=bearer(mint(KEY, jti=jti))))
-
-
-async def _jti_of(token: str) -> str:
-    import jwt
-
-    value: str = jwt.decode(token, options={"verify_signature": False})["jti"]
-    return value
+    peeked = peek(token)
+    assert peeked is not None
+    _refused(await api.get(SCOPED, headers=bearer(mint(KEY, jti=peeked[1]["jti"]))))
 
 
 async def test_a_replay_is_refused_across_app_instances_sharing_the_database(
