@@ -5,6 +5,7 @@ each ``jti`` accepted once across app instances sharing the database."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -313,6 +314,24 @@ async def test_an_oversized_jwks_is_not_read(api: httpx.AsyncClient, shop: Shop)
     shop.keys = [KEY.jwk(), padding]
     _refused(await api.get(SCOPED, headers=bearer(mint(KEY))))
     assert shop.fetches() == 1
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "e30.e30.",  # {} . {}
+        "not.a.jwt",
+        "a.b",
+        "@@@.@@@.@@@",
+        base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=") + ".e30.",
+        "e30." + base64.urlsafe_b64encode(b'{"a":' * 1000).decode().rstrip("=") + ".",
+        "e30." + "A" * 9000 + ".",
+    ],
+    ids=["empty", "garbage", "two parts", "bad chars", "deep header", "deep claims", "huge"],
+)
+async def test_malformed_bearers_are_401_never_500(api: httpx.AsyncClient, token: str) -> None:
+    response = await api.get(SCOPED, headers=bearer(token))
+    assert response.status_code == 401
 
 
 async def test_a_replayed_jti_is_refused(api: httpx.AsyncClient) -> None:

@@ -65,7 +65,8 @@ class Refused(Exception):
 def _segment(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
+        # RecursionError: deeply nested JSON, which fits in a token's few kilobytes.
         return None
     return value if isinstance(value, dict) else None
 
