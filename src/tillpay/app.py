@@ -201,7 +201,8 @@ def create_app(
         )
         await accounts.keys.start()
         app.state.accounts = accounts
-        app.state.credentials = Credentials.from_settings(settings, database)
+        credentials = Credentials.from_settings(settings, database)
+        app.state.credentials = credentials
         payments = build_payments_runtime(settings, database, transport=provider_transport)
         app.state.payments = payments
         hub = Hub(
@@ -249,6 +250,7 @@ def create_app(
             yield {}
         finally:
             await accounts.keys.stop()
+            await credentials.aclose()
             await payments.aclose()
             if worker is not None:
                 await worker.stop()

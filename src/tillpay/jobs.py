@@ -8,6 +8,7 @@ docs/architecture.md says which and why.
 
 from __future__ import annotations
 
+from tillpay.credentials import jobs as credentials_jobs
 from tillpay.customer_mail import digest as admin_digest
 from tillpay.customer_mail import jobs as customer_mail_jobs
 from tillpay.events import jobs as events_jobs
@@ -76,6 +77,13 @@ SCHEDULE: tuple[Job, ...] = (
     # today's digest written costs one primary-key read.
     Job(admin_digest.DIGEST_JOB, 60.0, admin_digest.write_due, exclusive=True),
     Job("idempotency.purge", 3600.0, idempotency_jobs.purge_idempotency_keys, exclusive=True),
+    # Rows live five and a half minutes at most; a purge every ten keeps the table small.
+    Job(
+        credentials_jobs.PURGE_JOB,
+        600.0,
+        credentials_jobs.purge_used_service_tokens,
+        exclusive=True,
+    ),
     Job(webhooks.PROCESS_JOB, 1.0, payments_jobs.process_webhooks),
     Job("payments.janitor", 30.0, payments_jobs.janitor, exclusive=True),
     Job("orders.expire", 30.0, payments_jobs.expire_orders, exclusive=True),

@@ -47,6 +47,7 @@ from tillpay.settings_groups.realtime import RealtimeSettings
 from tillpay.settings_groups.redis_broker import RedisBrokerSettings
 from tillpay.settings_groups.risks import AcceptedRiskSettings
 from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
+from tillpay.settings_groups.service_tokens import ServiceTokenSettings, service_token_problems
 from tillpay.settings_groups.tls import TlsSettings
 from tillpay.settings_safety import OVERRIDES, env_name, production_risks
 
@@ -125,6 +126,7 @@ class Settings(
     CryptomusSettings,
     PaymentSettings,
     CommerceSettings,
+    ServiceTokenSettings,
     AuthSettings,
     RateLimitSettings,
     PerimeterSettings,
@@ -201,6 +203,7 @@ class Settings(
         accepted: list[str] = []
         if "*" in self.cors_allow_origins and self.cors_allow_credentials:
             problems.append("TILLPAY_CORS_ALLOW_ORIGINS: `*` cannot be combined with credentials")
+        problems.extend(service_token_problems(self))
         if len(self.secret_key.get_secret_value()) < 32:
             problems.append("TILLPAY_SECRET_KEY: must be at least 32 characters")
         if self.environment != "test":

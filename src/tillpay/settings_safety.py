@@ -170,6 +170,12 @@ def production_risks(settings: Settings) -> Iterator[Risk]:
             "TILLPAY_TRUSTED_PROXIES: `*` lets any client choose its IP address; list the "
             "load balancer's addresses or networks"
         )
+    for entry in settings.service_token_issuers:
+        if entry.jwks_url is not None and not entry.jwks_url.startswith("https://"):
+            yield Risk(
+                f"TILLPAY_SERVICE_TOKEN_ISSUERS: {entry.issuer!r} fetches its keys over "
+                "http://; production needs https://"
+            )
     yield from _plaintext_risks(settings)
     yield from _tls_risks(settings)
 

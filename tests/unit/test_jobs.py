@@ -43,6 +43,7 @@ def test_a_provided_collaborator_is_used_instead_of_building_one() -> None:
 def test_the_schedule_lists_every_job_with_its_interval() -> None:
     schedule = {job.name: job.interval for job in registered_jobs()}
     assert schedule == {
+        "credentials.purge_used_service_tokens": 600.0,
         "customer_mail.admin_digest": 60.0,
         "customer_mail.send": 2.0,
         "events.relay": 2.0,
