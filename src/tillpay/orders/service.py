@@ -24,7 +24,7 @@ from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
-from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from tillpay.orders.models import OrderKind, Order, OrderEvent, OrderLine, OrderStatus
 from tillpay.orders.schemas import OrderLineOut, OrderOut
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
@@ -204,9 +204,10 @@ def _visible(principal: Principal, order: Order) -> bool:
     return _may_see(principal, order.customer_id)
 
 
-def _may_see(principal: Principal, customer_id: str) -> bool:
+def _may_see(principal: Principal, customer_id: str | None) -> bool:
     """Own orders, or any with ORDERS_READ_ANY (an admin without 2FA: 403 for others')."""
-    return customer_id == principal.user_id or principal.can(Permission.ORDERS_READ_ANY)
+    own = customer_id is not None and customer_id == principal.user_id
+    return own or principal.can(Permission.ORDERS_READ_ANY)
 
 
 # The order and its lines in one statement (one round trip, one snapshot), built once.
@@ -301,7 +302,10 @@ async def list_orders(
     after: str | None,
     limit: int,
 ) -> list[Order]:
-    query = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    # Headless payments' orders belong to a shop backend: listed under /v1/payments only.
+    query = (
+        select(Order).where(Order.kind == OrderKind.SHOP).order_by(Order.id.desc()).limit(limit + 1)
+    )
     if customer_id is not None:
         query = query.where(Order.customer_id == customer_id)
     if status is not None:
