@@ -24,7 +24,7 @@ from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
-from tillpay.orders.models import OrderKind, Order, OrderEvent, OrderLine, OrderStatus
+from tillpay.orders.models import Order, OrderEvent, OrderKind, OrderLine, OrderStatus
 from tillpay.orders.schemas import OrderLineOut, OrderOut
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
@@ -195,8 +195,27 @@ async def transition(
             "from": previous.value,
             "to": target.value,
             "reason": reason,
+            **headless_details(order),
             **(data or {}),
         },
+    )
+
+
+def headless_details(order: Order) -> dict[str, Any]:
+    """What the events of a headless order carry: kind, merchant and the shop's reference."""
+    if order.kind is not OrderKind.HEADLESS:
+        return {}
+    return {"kind": "headless", "merchant": order.merchant, "reference": order.reference}
+
+
+def merchant_owns(principal: Principal, order: Order) -> bool:
+    """Whether ``principal`` is a machine credential of the merchant whose headless order
+    this is (a shop backend sees and acts on its own headless payments only)."""
+    return (
+        principal.is_machine
+        and order.kind is OrderKind.HEADLESS
+        and order.merchant is not None
+        and order.merchant == principal.merchant
     )
 
 
