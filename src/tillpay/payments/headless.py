@@ -212,7 +212,7 @@ async def cancel_headless_payment(
         raise Conflict(
             f"A {payment.status.value} payment cannot be canceled.",
             code="payment_not_cancelable",
-            extra={"status": payment.status.value},
+            extra={"payment_status": payment.status.value},
         )
     attempt = await lock_attempt(session, payment.attempts[-1].id)
     previous = attempt.status
