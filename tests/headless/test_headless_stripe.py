@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests.headless.helpers import ShopBackend, body
-from tests.providers.test_stripe import EnvFactory, make_env  # noqa: F401 - the fixture
 from tests.providers.test_stripe import Env as StripeEnv
+from tests.providers.test_stripe import EnvFactory, make_env  # noqa: F401 - the fixture
 from tillpay.events.models import OutboxEvent
 from tillpay.ledger import service as ledger
 
