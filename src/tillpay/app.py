@@ -59,6 +59,7 @@ from tillpay.ops.docs import ASSETS_PREFIX
 from tillpay.ops.routes import router as ops_router
 from tillpay.ops.schema import SchemaState, script_heads
 from tillpay.orders import routes as orders_routes
+from tillpay.payments import headless_routes
 from tillpay.payments import routes as payments_routes
 from tillpay.payments.jobs import payments_runtime
 from tillpay.payments.providers import razorpay_routes
@@ -310,6 +311,7 @@ def create_app(
         accounts_pages.router,
         orders_routes.admin,
         payments_routes.admin,
+        headless_routes.router,
         accounts_routes.admin,
         credentials_routes.router,
         admin_routes.router,

@@ -114,6 +114,28 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         ),
         frozenset({201}),
     ),
+    ("GET", "/v1/payments"): Scenario(P.PAYMENTS_READ, get("/v1/payments")),
+    # Headless payments are created and canceled by a shop credential only: past
+    # authorization, a person (even an administrator with 2FA) is refused by the service
+    # with 403 machine_credential_required.
+    ("POST", "/v1/payments"): Scenario(
+        P.PAYMENTS_WRITE,
+        send(
+            "POST",
+            "/v1/payments",
+            {
+                "amount": 2500,
+                "currency": "USD",
+                "reference": "inventory-1",
+                "customer": {"email": "shop@example.com"},
+                "provider": "sandbox",
+            },
+        ),
+        frozenset({403}),
+    ),
+    ("POST", "/v1/payments/{payment_id}/cancel"): Scenario(
+        P.PAYMENTS_WRITE, send("POST", "/v1/payments/{w.payment[id]}/cancel"), frozenset({403})
+    ),
     ("GET", "/v1/admin/ledger/accounts"): Scenario(
         P.LEDGER_READ_ANY, get("/v1/admin/ledger/accounts")
     ),
@@ -330,6 +352,10 @@ CHECKED_ELSEWHERE = {
     # The realtime admin channel is subscribed to over the WebSocket.
     Permission.EVENTS_READ: "tests/realtime/test_socket.py::"
     "test_an_admin_without_2fa_may_not_subscribe_to_the_admin_channel",
+    # Refunding a headless payment: the refund route's scenario above is the shop-order
+    # power (REFUNDS_CREATE); a person refunding a headless payment needs REFUNDS_WRITE.
+    Permission.REFUNDS_WRITE: "tests/headless/test_headless_admin.py::"
+    "test_an_admin_refunds_a_headless_payment_only_with_2fa",
 }
 
 

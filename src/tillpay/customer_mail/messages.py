@@ -160,7 +160,8 @@ async def _to_customer(
         customer_id = payment.customer_id
         subject = f"Refund of {format_amount(refund.amount, refund.currency)} issued"
         context |= {"refund": refund, "order_id": payment.order_id}
-    to = await _email_of(session, customer_id)
+    # A headless payment has no tillpay customer: the shop's backend mails its own payer.
+    to = await _email_of(session, customer_id) if customer_id is not None else None
     if to is None:
         return None
     text, html = render(template, subject=subject, **context)

@@ -30,6 +30,51 @@ _USER_ID = {"user_id": "The user's id (`usr_…`), also `data.object.id`."}
 _USER = "usr_01JF3Q8Z6W0C1V7Y5K2M4N8P9R"
 
 
+#: What the events of a headless payment (``POST /v1/payments``, a shop backend's own
+#: order) add to ``data.details``; absent for payments of tillpay's own orders.
+_HEADLESS = {
+    "kind": "`headless` for a shop backend's own order paid through `POST /v1/payments` "
+    "(absent otherwise).",
+    "merchant": "The merchant (shop) whose credential created the payment (headless only).",
+    "reference": "The shop's own order reference, unique per merchant (headless only).",
+}
+_PAYMENT = {
+    "payment_id": "The payment's id (`pay_…`), also `data.object.id`.",
+    "order_id": "The order it pays (`ord_…`; for a headless payment, tillpay's own record "
+    "of the shop's order).",
+    "status": "The payment's status.",
+    "amount": "Minor units.",
+    "currency": "ISO 4217 code (or a crypto code for Cryptomus).",
+    **_HEADLESS,
+}
+_PAYMENT_EXAMPLE = {
+    "payment_id": "pay_01JF3Q8Z6W0C1V7Y5K2M4N8P9R",
+    "order_id": "ord_01JF3Q8Z6W0C1V7Y5K2M4N8P9S",
+    "status": "succeeded",
+    "amount": 2599,
+    "currency": "USD",
+    "kind": "headless",
+    "merchant": "acme",
+    "reference": "order-10042",
+}
+_REFUND = {
+    "refund_id": "The refund's id (`rfd_…`), also `data.object.id`.",
+    "payment_id": "The payment refunded.",
+    "amount": "Minor units.",
+    "currency": "ISO 4217 code.",
+    **_HEADLESS,
+}
+_REFUND_EXAMPLE = {
+    "refund_id": "rfd_01JF3Q8Z6W0C1V7Y5K2M4N8P9T",
+    "payment_id": "pay_01JF3Q8Z6W0C1V7Y5K2M4N8P9R",
+    "amount": 1000,
+    "currency": "USD",
+    "kind": "headless",
+    "merchant": "acme",
+    "reference": "order-10042",
+}
+
+
 EVENT_TYPES: tuple[EventType, ...] = (
     EventType("order.paid", "order", "A payment was applied: the order is paid."),
     EventType("order.fulfilled", "order", "The vendor or an admin marked the order fulfilled."),
@@ -37,18 +82,71 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType("order.expired", "order", "The order was not paid in time; its stock is released."),
     EventType("order.partially_refunded", "order", "Part of the paid amount was refunded."),
     EventType("order.refunded", "order", "The whole paid amount was refunded."),
-    EventType("payment.succeeded", "payment", "The provider confirmed the payment captured."),
-    EventType("payment.failed", "payment", "The payment failed (declined, error)."),
-    EventType("payment.canceled", "payment", "The payment was canceled before it completed."),
-    EventType("payment.expired", "payment", "The payer did not complete the payment in time."),
+    EventType(
+        "payment.succeeded",
+        "payment",
+        "The provider confirmed the payment captured.",
+        details=_PAYMENT,
+        example=_PAYMENT_EXAMPLE,
+    ),
+    EventType(
+        "payment.failed",
+        "payment",
+        "The payment failed (declined, error).",
+        details={**_PAYMENT, "decline_code": "The provider's reason, when it gave one."},
+        example={**_PAYMENT_EXAMPLE, "status": "failed", "decline_code": "card_declined"},
+    ),
+    EventType(
+        "payment.canceled",
+        "payment",
+        "The payment was canceled before it completed (a headless payment by its shop: "
+        "`POST /v1/payments/{id}/cancel`).",
+        details={**_PAYMENT, "decline_code": "Why, when known (`canceled_by_merchant`)."},
+        example={**_PAYMENT_EXAMPLE, "status": "canceled", "decline_code": "canceled_by_merchant"},
+    ),
+    EventType(
+        "payment.expired",
+        "payment",
+        "The payer did not complete the payment in time.",
+        details={**_PAYMENT, "decline_code": "The provider's reason, when it gave one."},
+        example={**_PAYMENT_EXAMPLE, "status": "expired", "decline_code": None},
+    ),
     EventType(
         "payment.needs_review",
         "payment",
         "Money moved that tillpay could not apply (a late success, an order already paid or "
-        "no longer payable): an operator must look (refund or reconcile).",
+        "no longer payable, a headless payment paid after its shop canceled it): an "
+        "operator must look (refund or reconcile).",
+        details={
+            "payment_id": "The payment's id (`pay_…`).",
+            "order_id": "The order it was for.",
+            "reason": "Why it needs review (`late_success`, `order_already_paid`, "
+            "`order_not_payable`, a mismatch, …).",
+            **_HEADLESS,
+        },
+        example={
+            "payment_id": "pay_01JF3Q8Z6W0C1V7Y5K2M4N8P9R",
+            "order_id": "ord_01JF3Q8Z6W0C1V7Y5K2M4N8P9S",
+            "reason": "order_not_payable",
+            "kind": "headless",
+            "merchant": "acme",
+            "reference": "order-10042",
+        },
     ),
-    EventType("refund.succeeded", "refund", "The provider confirmed the refund."),
-    EventType("refund.failed", "refund", "The provider refused or failed the refund."),
+    EventType(
+        "refund.succeeded",
+        "refund",
+        "The provider confirmed the refund.",
+        details=_REFUND,
+        example=_REFUND_EXAMPLE,
+    ),
+    EventType(
+        "refund.failed",
+        "refund",
+        "The provider refused or failed the refund.",
+        details=_REFUND,
+        example=_REFUND_EXAMPLE,
+    ),
     EventType(
         "webhook_endpoint.disabled",
         "webhook_endpoint",

@@ -52,6 +52,13 @@ def vendor_payable(vendor_id: str | None, currency: str, amount: int) -> Line:
     )
 
 
+def merchant_payable(merchant: str, currency: str, amount: int) -> Line:
+    """What tillpay owes a shop for its headless payments (its clearing/payable account)."""
+    return Line(
+        f"merchant_payable:{merchant}:{currency}", "merchant_payable", None, currency, amount
+    )
+
+
 def check_balanced(lines: Sequence[Line]) -> None:
     if len(lines) < 2:
         raise UnbalancedTransaction("a transaction needs at least two entries")

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Enum,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -32,6 +34,11 @@ class OrderStatus(enum.StrEnum):
     REFUNDED = "refunded"
 
 
+class OrderKind(enum.StrEnum):
+    SHOP = "shop"  # checkout of tillpay's own catalog, owned by a customer
+    HEADLESS = "headless"  # a shop backend's own order, paid through POST /v1/payments
+
+
 class Order(TimestampMixin, Base):
     __tablename__ = "orders"
     __table_args__ = (
@@ -39,12 +46,42 @@ class Order(TimestampMixin, Base):
         CheckConstraint("total_amount >= 0", name="total_not_negative"),
         Index("ix_orders_customer_id_id", "customer_id", "id"),
         Index("ix_orders_status_expires_at", "status", "expires_at"),
+        # A shop's own order reference names one headless payment (two concurrent creates
+        # of one reference yield one row; shop orders have NULL merchant and reference).
+        UniqueConstraint("merchant", "reference", name="uq_orders_merchant_reference"),
+        Index("ix_orders_merchant_id", "merchant", "id"),
+        CheckConstraint(
+            "(kind = 'shop' AND customer_id IS NOT NULL AND merchant IS NULL) OR "
+            "(kind = 'headless' AND customer_id IS NULL AND merchant IS NOT NULL "
+            "AND reference IS NOT NULL)",
+            name="kind_owner",
+        ),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("ord"))
-    customer_id: Mapped[str] = mapped_column(
-        IdColumn, ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    kind: Mapped[OrderKind] = mapped_column(
+        Enum(
+            OrderKind,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        nullable=False,
+        default=OrderKind.SHOP,
+        server_default=OrderKind.SHOP.value,
     )
+    # NULL for a headless order: tillpay has no customer, the shop's backend owns it.
+    customer_id: Mapped[str | None] = mapped_column(
+        IdColumn, ForeignKey("users.id", ondelete="RESTRICT")
+    )
+    # Headless only: the shop (the credential's merchant), its order reference, its payer.
+    merchant: Mapped[str | None] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(128))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_external_id: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(String(500))
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
     status: Mapped[OrderStatus] = mapped_column(
         Enum(
             OrderStatus,

@@ -24,7 +24,7 @@ from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound
 from tillpay.kit.money import Money
-from tillpay.orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from tillpay.orders.models import Order, OrderEvent, OrderKind, OrderLine, OrderStatus
 from tillpay.orders.schemas import OrderLineOut, OrderOut
 from tillpay.orders.state import check_transition
 from tillpay.settings import Settings
@@ -195,8 +195,27 @@ async def transition(
             "from": previous.value,
             "to": target.value,
             "reason": reason,
+            **headless_details(order),
             **(data or {}),
         },
+    )
+
+
+def headless_details(order: Order) -> dict[str, Any]:
+    """What the events of a headless order carry: kind, merchant and the shop's reference."""
+    if order.kind is not OrderKind.HEADLESS:
+        return {}
+    return {"kind": "headless", "merchant": order.merchant, "reference": order.reference}
+
+
+def merchant_owns(principal: Principal, order: Order) -> bool:
+    """Whether ``principal`` is a machine credential of the merchant whose headless order
+    this is (a shop backend sees and acts on its own headless payments only)."""
+    return (
+        principal.is_machine
+        and order.kind is OrderKind.HEADLESS
+        and order.merchant is not None
+        and order.merchant == principal.merchant
     )
 
 
@@ -204,9 +223,10 @@ def _visible(principal: Principal, order: Order) -> bool:
     return _may_see(principal, order.customer_id)
 
 
-def _may_see(principal: Principal, customer_id: str) -> bool:
+def _may_see(principal: Principal, customer_id: str | None) -> bool:
     """Own orders, or any with ORDERS_READ_ANY (an admin without 2FA: 403 for others')."""
-    return customer_id == principal.user_id or principal.can(Permission.ORDERS_READ_ANY)
+    own = customer_id is not None and customer_id == principal.user_id
+    return own or principal.can(Permission.ORDERS_READ_ANY)
 
 
 # The order and its lines in one statement (one round trip, one snapshot), built once.
@@ -301,7 +321,10 @@ async def list_orders(
     after: str | None,
     limit: int,
 ) -> list[Order]:
-    query = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    # Headless payments' orders belong to a shop backend: listed under /v1/payments only.
+    query = (
+        select(Order).where(Order.kind == OrderKind.SHOP).order_by(Order.id.desc()).limit(limit + 1)
+    )
     if customer_id is not None:
         query = query.where(Order.customer_id == customer_id)
     if status is not None:

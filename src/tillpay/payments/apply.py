@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from tillpay.kit.errors import NotFound
 from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
 from tillpay.orders import service as orders
-from tillpay.orders.models import Order, OrderStatus
+from tillpay.orders.models import Order, OrderKind, OrderStatus
 from tillpay.payments import state as fsm
 from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus, Refund, RefundStatus
 from tillpay.payments.providers.base import ProviderState, RefundState
@@ -56,6 +57,28 @@ async def lock_payment(session: AsyncSession, payment_id: str) -> tuple[Order, P
 
 async def lock_attempt(session: AsyncSession, attempt_id: str) -> PaymentAttempt:
     return await lock_row(session, PaymentAttempt, attempt_id)
+
+
+def event_details(order: Order) -> dict[str, Any]:
+    """What every ``payment.*`` / ``refund.*`` event of a headless payment adds to its
+    details: kind, merchant and the shop's own reference (nothing for shop orders)."""
+    return orders.headless_details(order)
+
+
+def _capture_lines(order: Order, payment: Payment) -> list[ledger.Line]:
+    """A capture that paid its order: provider clearing against the merchant's payable
+    (headless) or the vendors' payables / platform revenue (shop orders)."""
+    debit = ledger.clearing(payment.provider, payment.currency, payment.amount)
+    if order.kind is OrderKind.HEADLESS:
+        assert order.merchant is not None  # the kind_owner check constraint
+        return [debit, ledger.merchant_payable(order.merchant, payment.currency, -payment.amount)]
+    return [
+        debit,
+        *[
+            ledger.vendor_payable(vendor, payment.currency, -amount)
+            for vendor, amount in sorted(_vendor_shares(order).items(), key=lambda kv: kv[0] or "")
+        ],
+    ]
 
 
 def _vendor_shares(order: Order) -> dict[str | None, int]:
@@ -148,6 +171,9 @@ async def flag_for_review(
         return
     payment.needs_review = True
     payment.review_reason = reason
+    # The order is already in the session (every caller locked it with the payment).
+    order = await session.get(Order, payment.order_id)
+    assert order is not None
     await record(
         session,
         Actor.system(),
@@ -162,7 +188,12 @@ async def flag_for_review(
         "payment.needs_review",
         subject_type="payment",
         subject_id=payment.id,
-        data={"payment_id": payment.id, "order_id": payment.order_id, "reason": reason},
+        data={
+            "payment_id": payment.id,
+            "order_id": payment.order_id,
+            "reason": reason,
+            **event_details(order),
+        },
     )
     log.warning("payments.review_flagged", payment_id=payment.id, reason=reason, source=source)
 
@@ -186,6 +217,7 @@ async def sync_payment_status(
         "status": payment.status.value,
         "amount": payment.amount,
         "currency": payment.currency,
+        **event_details(order),
     }
     await record(
         session,
@@ -218,15 +250,7 @@ async def sync_payment_status(
                 kind="payment",
                 reference_type="payment",
                 reference_id=payment.id,
-                lines=[
-                    ledger.clearing(payment.provider, payment.currency, payment.amount),
-                    *[
-                        ledger.vendor_payable(vendor, payment.currency, -amount)
-                        for vendor, amount in sorted(
-                            _vendor_shares(order).items(), key=lambda kv: kv[0] or ""
-                        )
-                    ],
-                ],
+                lines=_capture_lines(order, payment),
             )
         else:
             # Money moved for an order that can no longer take it (expired, cancelled,
@@ -311,6 +335,7 @@ async def apply_refund_state(
         "payment_id": payment.id,
         "amount": refund.amount,
         "currency": refund.currency,
+        **event_details(order),
     }
     if state.status is RefundStatus.SUCCEEDED:
         refund.next_check_at = None

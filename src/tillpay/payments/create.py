@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from tillpay.kit.idempotency import Answer, IdempotentRequest
 from tillpay.kit.logging import get_logger
 from tillpay.kit.outbound import ProviderDeclined, ProviderError, ProviderUnavailable
 from tillpay.orders import service as orders
-from tillpay.orders.models import Order, OrderStatus
+from tillpay.orders.models import Order, OrderKind, OrderStatus
 from tillpay.payments import state as fsm
 from tillpay.payments.apply import (
     apply_provider_state,
@@ -29,6 +30,7 @@ from tillpay.payments.apply import (
     sync_payment_status,
 )
 from tillpay.payments.errors import PaymentNotPossible
+from tillpay.payments.headless_schemas import HeadlessPaymentOut
 from tillpay.payments.models import Payment, PaymentAttempt, PaymentStatus
 from tillpay.payments.providers.base import CreateRequest, ProviderAdapter, ProviderState
 from tillpay.payments.runtime import PaymentsRuntime
@@ -60,7 +62,10 @@ def return_url_allowed(settings: Settings, url: str) -> bool:
     return False
 
 
-def _body(payment: Payment) -> dict[str, Any]:
+def _body(order: Order, payment: Payment) -> dict[str, Any]:
+    """The answer body: an order payment's ``PaymentOut``, a headless payment's own view."""
+    if order.kind is OrderKind.HEADLESS:
+        return HeadlessPaymentOut.of(order, payment).model_dump(mode="json")
     return PaymentOut.model_validate(payment).model_dump(mode="json")
 
 
@@ -74,6 +79,9 @@ class _Started:
     request: CreateRequest
     object_id: str | None = None
     resumed: bool = False
+
+
+Started = _Started
 
 
 @dataclass
@@ -100,16 +108,32 @@ async def create_payment(
     if return_url is not None and not return_url_allowed(settings, return_url):
         raise Unprocessable("return_url is not an allowed shop URL.", code="return_url_not_allowed")
     adapter = rt.adapter(provider)
+
+    async def start(session: AsyncSession, claim: idempotency.Claim) -> _Started | Answer:
+        return await _start_payment(
+            session, settings, principal, claim, adapter, order_id, provider, return_url
+        )
+
+    return await run(rt, request, adapter, start)
+
+
+Start = Callable[[AsyncSession, idempotency.Claim], Awaitable["Started | Answer"]]
+
+
+async def run(
+    rt: PaymentsRuntime, request: IdempotentRequest, adapter: ProviderAdapter, start: Start
+) -> Answer:
+    """The idempotent create flow shared by order and headless payments: claim the key,
+    ``start`` (commit payment + attempt) or resume what a stale claim started, call the
+    provider outside any transaction, then apply its answer and store it with the key."""
     async with rt.database.transaction() as session:
         claim = await idempotency.begin(session, request, stale_after=idempotency.STALE_CLAIM)
         if claim.answer is not None:
             return claim.answer
         if claim.resumed:
-            started = await _resume_payment(session, settings, claim)
+            started = await _resume_payment(session, rt.settings, claim)
         else:
-            started = await _start_payment(
-                session, settings, principal, claim, adapter, order_id, provider, return_url
-            )
+            started = await start(session, claim)
         if isinstance(started, Answer):
             return started
 
@@ -158,10 +182,35 @@ async def _start_payment(
                 code="payment_in_progress",
                 extra={"payment_id": open_payment.id},
             )
-        return idempotency.finish(claim, Answer(200, _body(open_payment)))
+        return idempotency.finish(claim, Answer(200, _body(order, open_payment)))
+    return await start_attempt(
+        session,
+        settings,
+        principal,
+        claim,
+        order,
+        provider,
+        return_url,
+        customer_id=principal.user_id,
+    )
+
+
+async def start_attempt(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    claim: idempotency.Claim,
+    order: Order,
+    provider: str,
+    return_url: str | None,
+    *,
+    customer_id: str | None,
+) -> _Started:
+    """The payment and its first attempt for a locked, payable ``order`` (an order
+    payment or a headless one), committed before the provider is called."""
     payment = Payment(
         order_id=order.id,
-        customer_id=principal.user_id,
+        customer_id=customer_id,
         provider=provider,
         status=PaymentStatus.UNKNOWN,
         amount=order.total_amount,
@@ -209,18 +258,23 @@ async def _create_request(
     attempt: PaymentAttempt,
 ) -> CreateRequest:
     """What the provider is asked to create for ``attempt`` (the same on every retry)."""
+    if order.kind is OrderKind.HEADLESS:
+        email, description = order.customer_email, order.description or f"Order {order.reference}"
+    else:
+        # Some providers require the payer's email (Paystack); the others ignore it.
+        email = (
+            await session.execute(select(User.email).where(User.id == order.customer_id))
+        ).scalar_one_or_none()
+        description = f"Order {order.id}"
     return CreateRequest(
         reference=attempt.reference,
         payment_id=payment.id,
         order_id=order.id,
         amount=payment.amount,
         currency=payment.currency,
-        # Some providers require the payer's email (Paystack); the others ignore it.
-        customer_email=(
-            await session.execute(select(User.email).where(User.id == order.customer_id))
-        ).scalar_one_or_none(),
+        customer_email=email,
         return_url=f"{settings.public_base_url}/v1/payments/{payment.id}/return",
-        description=f"Order {order.id}",
+        description=description,
     )
 
 
@@ -233,7 +287,7 @@ async def _resume_payment(
     order, payment = await lock_payment(session, claim.resource_id)
     attempt = await lock_attempt(session, payment.attempts[-1].id)
     if attempt.status not in fsm.OPEN or attempt.redirect_url or attempt.client_data:
-        return idempotency.finish(claim, Answer(201, _body(payment)))
+        return idempotency.finish(claim, Answer(201, _body(order, payment)))
     return _Started(
         claim.record.id,
         payment.id,
@@ -309,5 +363,5 @@ async def _finish_payment(rt: PaymentsRuntime, started: _Started, outcome: _Outc
         else:
             attempt.summary = {**attempt.summary, "create": {"outcome": "unknown"}}
         await session.refresh(payment, ["attempts"])
-        answer = Answer(outcome.status_code, _body(payment))
+        answer = Answer(outcome.status_code, _body(order, payment))
         return await idempotency.finish_by_id(session, started.record_id, answer)

@@ -93,7 +93,8 @@ class Payment(TimestampMixin, Base):
     order_id: Mapped[str] = mapped_column(
         IdColumn, ForeignKey("orders.id", ondelete="RESTRICT"), nullable=False
     )
-    customer_id: Mapped[str] = mapped_column(IdColumn, nullable=False)
+    # NULL for a headless payment (the shop's backend owns the payer, not tillpay).
+    customer_id: Mapped[str | None] = mapped_column(IdColumn)
     provider: Mapped[str] = mapped_column(String(32), nullable=False)
     status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)

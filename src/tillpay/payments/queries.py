@@ -9,11 +9,19 @@ from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.kit.errors import NotFound
 from tillpay.orders import service as orders
+from tillpay.orders.models import Order
 from tillpay.payments.models import Payment, Refund, WebhookEvent
 
 
 async def get_payment(session: AsyncSession, principal: Principal, payment_id: str) -> Payment:
+    """A customer's own payment, any for ORDERS_READ_ANY; a machine credential only its
+    own merchant's headless payments (404 for everything else)."""
     payment = await session.get(Payment, payment_id)
+    if payment is not None and principal.is_machine:
+        order = await session.get(Order, payment.order_id)
+        if order is None or not orders.merchant_owns(principal, order):
+            raise NotFound("No such payment.")
+        return payment
     if payment is None or not (
         payment.customer_id == principal.user_id or principal.can(Permission.ORDERS_READ_ANY)
     ):

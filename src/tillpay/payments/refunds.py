@@ -16,7 +16,8 @@ from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, Forbidden, NotFound
 from tillpay.kit.idempotency import Answer, IdempotentRequest
 from tillpay.kit.outbound import ProviderError, ProviderUnavailable
-from tillpay.orders.models import Order
+from tillpay.orders import service as orders
+from tillpay.orders.models import Order, OrderKind
 from tillpay.payments.apply import apply_refund_state, lock_payment, lock_refund, reserve_refund_row
 from tillpay.payments.errors import RefundExceedsCaptured
 from tillpay.payments.models import PaymentAttempt, PaymentStatus, Refund, RefundStatus
@@ -27,6 +28,15 @@ from tillpay.settings import Settings
 
 
 def _may_refund(principal: Principal, settings: Settings, order: Order) -> bool:
+    if principal.is_machine:
+        # A shop credential: its own merchant's headless payments, with refunds:write.
+        return Permission.REFUNDS_WRITE in principal.permissions and orders.merchant_owns(
+            principal, order
+        )
+    if order.kind is OrderKind.HEADLESS:
+        # A person refunding a shop backend's payment: the headless refund power (an
+        # administrator with 2FA; without 2FA, 403 admin_2fa_required).
+        return principal.can(Permission.REFUNDS_WRITE)
     own_lines = (
         settings.vendor_refunds_enabled
         and Permission.ORDERS_READ_VENDOR in principal.permissions

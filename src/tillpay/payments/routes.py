@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from tillpay.accounts.deps import (
     RecentPrincipal,
     VerifiedPrincipal,
+    machine_scope,
     require_permission,
 )
-from tillpay.accounts.permissions import Permission
+from tillpay.accounts.permissions import Permission, Scope
 from tillpay.accounts.principal import Principal
 from tillpay.kit import idempotency
 from tillpay.kit.db import DbSession, ReadSession
@@ -124,8 +125,12 @@ async def list_order_payments(
 
 @router.get("/v1/payments/{payment_id}", response_model=PaymentOut, summary="A payment")
 async def get_payment(
-    payment_id: PaymentId, principal: Customer, session: ReadSession
+    payment_id: PaymentId,
+    principal: Annotated[Principal, Depends(machine_scope(Scope.PAYMENTS_READ))],
+    session: ReadSession,
 ) -> PaymentOut:
+    """A customer's own payment (an admin's any); a shop credential with `payments:read`
+    its own merchant's headless payments."""
     return PaymentOut.model_validate(await queries.get_payment(session, principal, payment_id))
 
 
@@ -156,7 +161,7 @@ async def payment_return(payment_id: PaymentId, request: Request, rt: Runtime) -
     "/v1/payments/{payment_id}/refunds",
     response_model=RefundOut,
     status_code=201,
-    dependencies=PAYMENTS_LIMIT,
+    dependencies=[*PAYMENTS_LIMIT, Depends(machine_scope(Scope.REFUNDS_WRITE))],
     summary="Refund a payment (full or partial)",
     responses={409: {"description": "More than what is still refundable"}},
 )
@@ -167,7 +172,8 @@ async def create_refund(
     rt: Runtime,
     key: IdempotencyKey,
 ) -> JSONResponse:
-    """Admins (or, when enabled, the vendor of every line) with a recent authentication."""
+    """Admins (or, when enabled, the vendor of every line) with a recent authentication;
+    a shop credential with `refunds:write` for its own merchant's headless payments."""
     request = IdempotentRequest(
         principal.user_id,
         key,

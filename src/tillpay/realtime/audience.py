@@ -56,7 +56,7 @@ async def _order(session: AsyncSession, event: OutboxEvent) -> Owners:
     if order is None:
         return [], None
     current = OrderOut.model_validate(order).model_dump(mode="json")
-    out = [(f"user:{order.customer_id}", _text(event, current))]
+    out = [(f"user:{order.customer_id}", _text(event, current))] if order.customer_id else []
     vendors = sorted({line.vendor_id for line in order.lines if line.vendor_id is not None})
     for vendor_id in vendors:
         view = VendorOrder(order, [line for line in order.lines if line.vendor_id == vendor_id])
@@ -70,6 +70,8 @@ async def _payment(session: AsyncSession, event: OutboxEvent) -> Owners:
     if payment is None:
         return [], None
     shown = PaymentOut.model_validate(payment).model_dump(mode="json")
+    if payment.customer_id is None:  # headless: no tillpay customer to tell
+        return [], shown
     return [(f"user:{payment.customer_id}", _text(event, shown))], shown
 
 
@@ -85,6 +87,8 @@ async def _refund(session: AsyncSession, event: OutboxEvent) -> Owners:
         return [], None
     refund, customer_id = row
     shown = RefundOut.model_validate(refund).model_dump(mode="json")
+    if customer_id is None:
+        return [], shown
     return [(f"user:{customer_id}", _text(event, shown))], shown
 
 
