@@ -35,7 +35,7 @@ def main() -> None:
             thread = threading.Thread(target=time.sleep, args=(3600,), name="test:forever")
             thread.start()
             _kept.append(thread)
-            ready.touch()
+            await asyncio.to_thread(ready.touch)
 
     _run_worker(load_settings(), [Job("test.stuck", 0.2, body)])
 
