@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import os
 import random
+import sys
+import threading
+import time
 from datetime import timedelta
 
 from tillpay.hub.intake import Consumers, Intake
@@ -35,6 +40,17 @@ def registered_consumers(context: JobContext[Settings]) -> list[Intake]:
     from tillpay.jobs import hub_consumers
 
     return hub_consumers(context)
+
+
+#: Once the worker has stopped, how long closing its database pool may take, then how
+#: long tasks still left (a client library's background task) get to end once cancelled.
+DISPOSE_SECONDS = 10.0
+STRAGGLER_SECONDS = 5.0
+#: Once the worker has stopped, the longest the process may take to exit. Past it,
+#: something outside the worker (a task ignoring cancellation, a thread of the default
+#: executor or a non-daemon thread of a library) holds it: its stacks are logged and the
+#: process exits anyway, so a graceful stop always ends the process.
+EXIT_SECONDS = 20.0
 
 
 class LeaseLost(RuntimeError):
@@ -201,9 +217,60 @@ def run_process(settings: Settings, jobs: list[Job] | None = None) -> None:
         try:
             await runner.run_forever()
         finally:
-            await database.dispose()
+            # Nothing below may keep a stopped worker's process alive for long.
+            exit_watchdog(EXIT_SECONDS)
+            try:
+                async with asyncio.timeout(DISPOSE_SECONDS):
+                    await database.dispose()
+            except TimeoutError:
+                log.error("worker.dispose_timed_out", seconds=DISPOSE_SECONDS)
+            await cancel_stragglers(STRAGGLER_SECONDS)
 
     try:
         asyncio.run(run())
     finally:
         telemetry.shutdown()
+
+
+def _describe(task: asyncio.Task[object]) -> str:
+    coro = task.get_coro()
+    return f"{task.get_name()} ({getattr(coro, '__qualname__', repr(coro))})"
+
+
+async def cancel_stragglers(seconds: float) -> None:
+    """Cancel the tasks still running besides this one (``asyncio.run`` would wait for
+    them without a bound) and wait for them at most ``seconds``; each is logged."""
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if not left:
+        return
+    log.warning("worker.tasks_left", tasks=[_describe(t) for t in left])
+    for task in left:
+        task.cancel()
+    _, pending = await asyncio.wait(left, timeout=seconds)
+    if pending:
+        log.error("worker.tasks_stuck", tasks=[_describe(t) for t in pending])
+
+
+def exit_watchdog(seconds: float) -> threading.Thread:
+    """Exit the process (status 0: the worker did stop gracefully) if it is still alive
+    ``seconds`` from now, after logging what holds it: the threads still running and
+    every thread's stack (on stderr)."""
+
+    def watch() -> None:
+        time.sleep(seconds)
+        log.error(
+            "worker.exit_stuck",
+            seconds=seconds,
+            threads=[t.name for t in threading.enumerate() if t is not threading.current_thread()],
+        )
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)
+
+    watchdog = threading.Thread(target=watch, name="worker-exit-watchdog", daemon=True)
+    watchdog.start()
+    return watchdog

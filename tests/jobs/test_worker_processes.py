@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import SESSION_SECRET
 from tillpay.settings import Settings
+from tillpay.worker import EXIT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,3 +183,45 @@ def test_a_worker_that_dies_makes_the_supervisor_stop_the_others_and_fail(
     assert supervisor.wait(timeout=60) == 1, log.read_text()
     assert log.read_text().count("worker.stopped") == 1  # the survivor stopped gracefully
     assert not Path(f"/proc/{second}").exists()
+
+
+def test_a_stopped_worker_exits_even_when_a_task_or_thread_would_hold_the_process(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    ready, log = tmp_path / "ready", tmp_path / "worker.log"
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "tests.jobs.stuck_worker", str(ready)]
+        worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=out)  # noqa: S603
+    processes.append(worker)
+    assert _wait_for(ready.exists, timeout=60), log.read_text()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=EXIT_SECONDS + 15) == 0, log.read_text()
+    text = log.read_text()
+    assert "worker.stopped" in text
+    assert "test:stubborn" in text  # the straggler is named in the log
+    assert "worker.exit_stuck" in text
+    assert "test:forever" in text
+
+
+def test_a_worker_whose_broker_is_unreachable_exits_promptly_on_sigterm(
+    env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    log = tmp_path / "worker.log"
+    closed = {"TILLPAY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"}
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tillpay.cli", "worker"],
+            env={**env, **closed},
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    processes.append(worker)
+    # Consumers reconnecting with back-off, the publisher failing: then the stop.
+    assert _wait_for(lambda: "hub.consumers_disconnected" in log.read_text(), timeout=60)
+    time.sleep(1.5)
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, log.read_text()
+    assert time.monotonic() - stopped_at < 10, log.read_text()
+    assert "worker.exit_stuck" not in log.read_text()

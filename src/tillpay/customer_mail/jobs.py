@@ -45,7 +45,7 @@ async def send_due(context: JobContext[Settings], *, now: datetime | None = None
     if not claimed:
         return False
     mailer = context.shared(mailer_of)
-    for item in claimed:
+    for index, item in enumerate(claimed):
         error: str | None = None
         async with context.database.read_session() as session:
             event = await session.get(OutboxEvent, item.event_id)
@@ -60,11 +60,24 @@ async def send_due(context: JobContext[Settings], *, now: datetime | None = None
                 log.warning("customer_mail.send_failed", event_id=item.event_id, error=error)
                 break
         async with context.database.transaction() as session:
-            await dispatch.record_outcome(
+            booked = await dispatch.record_outcome(
                 session, item.id, error=error, schedule=SCHEDULE, now=clock
             )
+            if error is not None:
+                # The server is down: the rest of the batch is not tried now (each would
+                # time out in turn) but is due again with the failed mail's retry. Left
+                # claimed, it would wait out the whole CLAIM_LEASE instead.
+                rest = claimed[index + 1 :]
+                retry = booked.next_attempt_at if booked is not None else None
+                await dispatch.unclaim(
+                    session, rest, claimed_until=clock + CLAIM_LEASE, due=retry or clock
+                )
         if error is not None:
-            # The server is down: the rest of the batch waits for the next run's retry
-            # rather than each timing out in turn; their claims lapse in CLAIM_LEASE.
+            if rest:
+                log.info(
+                    "customer_mail.batch_deferred",
+                    deliveries=len(rest),
+                    due=(retry or clock).isoformat(),
+                )
             break
     return len(claimed) >= BATCH

@@ -169,6 +169,30 @@ async def record_outcome(
     return delivery
 
 
+async def unclaim(
+    session: AsyncSession,
+    claimed: Sequence[Claimed],
+    *,
+    claimed_until: datetime,
+    due: datetime,
+) -> None:
+    """Give back claims that were not attempted: each delivery is due again at ``due``,
+    its attempts unchanged. Only a claim still as this run made it (due at
+    ``claimed_until``) is changed, so one another worker took over after it lapsed, or
+    one booked meanwhile, is left alone."""
+    if not claimed:
+        return
+    await session.execute(
+        update(EventDelivery)
+        .where(
+            EventDelivery.id.in_([c.id for c in claimed]),
+            EventDelivery.status == DeliveryStatus.PENDING,
+            EventDelivery.next_attempt_at == claimed_until,
+        )
+        .values(next_attempt_at=due)
+    )
+
+
 async def events_of(session: AsyncSession, claimed: Sequence[Claimed]) -> list[OutboxEvent]:
     """The claimed deliveries' events, oldest first (so a consumer sees one subject's
     events in the order they happened)."""
