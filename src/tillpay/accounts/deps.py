@@ -287,11 +287,11 @@ class machine_scope:  # noqa: N801 - used like a function: Depends(machine_scope
         self.scopes = frozenset(scopes)
 
     async def __call__(self, request: Request, principal: CurrentCaller) -> Principal:
-        if principal.is_machine and not self.scopes <= principal.scopes:
+        if principal.is_machine and not self.scopes <= principal.effective_scopes:
             log.warning(
                 "authz.denied",
                 user_id=principal.user_id,
-                missing=sorted(self.scopes - principal.scopes),
+                missing=sorted(self.scopes - principal.effective_scopes),
                 reason="missing_scope",
                 path=request.url.path,
             )
@@ -324,6 +324,8 @@ async def require_recent_auth_of_people(request: Request, principal: CurrentCall
 
 
 RecentPrincipal = Annotated[Principal, Depends(require_recent_auth)]
+# A person with a recent sign-in, or a machine credential (the route checks its scopes).
+RecentCaller = Annotated[Principal, Depends(require_recent_auth_of_people)]
 
 
 async def require_verified_email(principal: CurrentPrincipal) -> Principal:

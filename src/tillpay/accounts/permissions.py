@@ -89,6 +89,15 @@ SCOPE_PERMISSIONS: dict[Scope, Permission] = {
     Scope.WEBHOOKS_MANAGE: Permission.WEBHOOKS_MANAGE,
     Scope.EVENTS_READ: Permission.EVENTS_READ,
 }
+HOUSE_MERCHANT = "default"
+"""The merchant of the deployment's own shop. Only its credentials may hold the scopes
+that reach deployment-wide data (the shop's orders, every event, the webhook endpoints,
+which receive every merchant's events); another merchant's credentials act on their own
+headless payments only (:data:`MERCHANT_SCOPES`)."""
+MERCHANT_SCOPES: frozenset[Scope] = frozenset(
+    {Scope.PAYMENTS_READ, Scope.PAYMENTS_WRITE, Scope.REFUNDS_WRITE}
+)
+
 SCOPE_OF: dict[Permission, Scope] = {p: s for s, p in SCOPE_PERMISSIONS.items()}
 """The scope that grants a permission to a machine credential (absent: none can)."""
 

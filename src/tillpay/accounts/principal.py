@@ -9,6 +9,8 @@ from datetime import datetime
 from tillpay.accounts.models import Role
 from tillpay.accounts.permissions import (
     ADMIN_ONLY,
+    HOUSE_MERCHANT,
+    MERCHANT_SCOPES,
     Permission,
     Scope,
     permissions_for,
@@ -65,11 +67,19 @@ class Principal:
         return self.kind is not CredentialKind.SESSION
 
     @property
+    def effective_scopes(self) -> frozenset[Scope]:
+        """The scopes that count: all of the house merchant's; another merchant's only
+        on its own payments (``MERCHANT_SCOPES``), whatever the credential claims."""
+        if self.merchant == HOUSE_MERCHANT:
+            return self.scopes
+        return self.scopes & MERCHANT_SCOPES
+
+    @property
     def permissions(self) -> frozenset[Permission]:
         """Effective permissions: a machine's scopes; a person's role, less admin-only
         ones without 2FA."""
         if self.is_machine:
-            return permissions_for_scopes(self.scopes)
+            return permissions_for_scopes(self.effective_scopes)
         granted = permissions_for(self.role)
         return granted if self.second_factor else granted - ADMIN_ONLY
 

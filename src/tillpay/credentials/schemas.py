@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tillpay.accounts.permissions import Scope
+from tillpay.accounts.permissions import HOUSE_MERCHANT, MERCHANT_SCOPES, Scope
 from tillpay.kit.db import utcnow
 
 MERCHANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -31,7 +31,7 @@ class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
     merchant: str = Field(
-        "default",
+        HOUSE_MERCHANT,
         pattern=MERCHANT_PATTERN,
         description="The shop the key acts for; keys of one merchant see only its payments.",
     )
@@ -39,6 +39,16 @@ class ApiKeyCreate(BaseModel):
     allowed_ips: list[str] | None = Field(
         None, min_length=1, max_length=50, description="Addresses or CIDR networks."
     )
+
+    @model_validator(mode="after")
+    def _house_scopes(self) -> ApiKeyCreate:
+        wide = sorted(set(self.scopes) - MERCHANT_SCOPES)
+        if self.merchant != HOUSE_MERCHANT and wide:
+            raise ValueError(
+                f"only the {HOUSE_MERCHANT!r} merchant's keys may hold {', '.join(wide)}: "
+                "those reach every merchant's data"
+            )
+        return self
 
     @field_validator("expires_at")
     @classmethod

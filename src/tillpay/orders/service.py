@@ -220,11 +220,15 @@ def merchant_owns(principal: Principal, order: Order) -> bool:
 
 
 def _visible(principal: Principal, order: Order) -> bool:
-    return _may_see(principal, order.customer_id)
+    return _may_see(principal, order.customer_id, order.merchant)
 
 
-def _may_see(principal: Principal, customer_id: str | None) -> bool:
-    """Own orders, or any with ORDERS_READ_ANY (an admin without 2FA: 403 for others')."""
+def _may_see(principal: Principal, customer_id: str | None, merchant: str | None) -> bool:
+    """Own orders, or any with ORDERS_READ_ANY (an admin without 2FA: 403 for others').
+    A machine credential's ``orders:read`` covers the shop's orders and its own merchant's
+    headless ones, never another merchant's."""
+    if principal.is_machine and merchant is not None and merchant != principal.merchant:
+        return False
     own = customer_id is not None and customer_id == principal.user_id
     return own or principal.can(Permission.ORDERS_READ_ANY)
 
@@ -254,6 +258,7 @@ _LINE_COLUMNS = tuple(OrderLine.__table__.c[name] for name in OrderLineOut.model
 _ORDER_VIEW = (
     select(
         Order.__table__.c.customer_id,
+        Order.__table__.c.merchant,
         *_ORDER_COLUMNS,
         *(column.label(f"line_{column.name}") for column in _LINE_COLUMNS),
     )
@@ -271,7 +276,7 @@ async def order_view(session: AsyncSession, principal: Principal, order_id: str)
     if not rows:
         raise NotFound("No such order.")
     first = rows[0]._mapping
-    if not _may_see(principal, first["customer_id"]):
+    if not _may_see(principal, first["customer_id"], first["merchant"]):
         raise NotFound("No such order.")
     order: dict[str, object] = {c.name: first[c.name] for c in _ORDER_COLUMNS}
     order["lines"] = [

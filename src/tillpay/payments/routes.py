@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from tillpay.accounts.deps import (
-    RecentPrincipal,
+    RecentCaller,
     VerifiedPrincipal,
     machine_scope,
     require_permission,
@@ -168,7 +168,7 @@ async def payment_return(payment_id: PaymentId, request: Request, rt: Runtime) -
 async def create_refund(
     payment_id: PaymentId,
     body: RefundCreate,
-    principal: RecentPrincipal,
+    principal: RecentCaller,
     rt: Runtime,
     key: IdempotencyKey,
 ) -> JSONResponse:
