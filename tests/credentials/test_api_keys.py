@@ -31,7 +31,7 @@ async def test_a_new_key_is_shown_once_with_the_test_prefix_and_listed_without_i
     client: httpx.AsyncClient, accounts: Accounts
 ) -> None:
     admin = await accounts.admin()
-    created = await create_api_key(client, admin, scopes=["webhooks:manage"], merchant="acme")
+    created = await create_api_key(client, admin, scopes=["payments:read"], merchant="acme")
     secret = created["secret"]
     assert secret.startswith("tp_test_")
     assert api_keys.well_formed(secret) == "test"
@@ -40,7 +40,7 @@ async def test_a_new_key_is_shown_once_with_the_test_prefix_and_listed_without_i
     [row] = [k for k in listed if k["id"] == created["id"]]
     assert "secret" not in row
     assert secret not in str(listed)
-    assert row["scopes"] == ["webhooks:manage"]
+    assert row["scopes"] == ["payments:read"]
     assert row["merchant"] == "acme"
 
 
@@ -238,3 +238,29 @@ async def test_bad_key_requests_are_422_and_write_nothing(
         response = await client.post("/v1/admin/api-keys", json=body, headers=admin.headers)
         assert_problem(response, 422)
     assert (await client.get("/v1/admin/api-keys", headers=admin.headers)).json() == []
+
+
+async def test_only_the_house_merchant_holds_deployment_wide_scopes(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    admin = await accounts.admin()
+    for scope in ["webhooks:manage", "events:read", "orders:read"]:
+        response = await client.post(
+            "/v1/admin/api-keys",
+            json={"name": "x", "scopes": [scope], "merchant": "acme"},
+            headers=admin.headers,
+        )
+        assert_problem(response, 422)
+    # Even a row that claims one (written outside the API) does not get it.
+    created = await create_api_key(client, admin, scopes=["payments:read"], merchant="acme")
+    async with _db(client).transaction() as session:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == created["id"])
+            .values(scopes=["payments:read", "webhooks:manage"])
+        )
+    response = await client.get(
+        "/v1/admin/webhook-endpoints", headers=key_headers(created["secret"])
+    )
+    assert_problem(response, 403)
+    assert response.json()["code"] == "insufficient_scope"
