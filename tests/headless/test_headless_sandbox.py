@@ -236,3 +236,19 @@ async def test_a_late_success_after_cancel_is_held_for_review(
     assert state["needs_review"] is True
     async with checkout.app.state.database.session() as session:
         assert await ledger.unbalanced_transactions(session) == []
+
+
+async def test_a_shop_lists_its_own_payments_refunds_only(
+    checkout: Checkout, accounts: Any
+) -> None:
+    admin = await accounts.admin()
+    acme = await ShopBackend.make(checkout.client, admin, "acme")
+    globex = await ShopBackend.make(checkout.client, admin, "globex")
+    paid = await _paid(checkout, acme, reference="order-r")
+    refund = await acme.refund(paid["id"], amount=500)
+    assert refund.status_code == 201, refund.text
+    path = f"/v1/payments/{paid['id']}/refunds"
+    listed = await checkout.client.get(path, headers=acme.headers())
+    assert listed.status_code == 200, listed.text
+    assert [r["id"] for r in listed.json()] == [refund.json()["id"]]
+    assert_problem(await checkout.client.get(path, headers=globex.headers()), 404)

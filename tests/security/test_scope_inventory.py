@@ -28,6 +28,7 @@ SCOPED: dict[tuple[str, str], list[str]] = {
     ("GET", "/v1/payments/{payment_id}"): ["payments:read"],
     ("POST", "/v1/payments/{payment_id}/cancel"): ["payments:write"],
     ("POST", "/v1/payments/{payment_id}/refunds"): ["refunds:write"],
+    ("GET", "/v1/payments/{payment_id}/refunds"): ["payments:read"],
     ("GET", "/v1/admin/event-types"): WM,
     ("GET", "/v1/admin/webhook-endpoints"): WM,
     ("POST", "/v1/admin/webhook-endpoints"): WM,

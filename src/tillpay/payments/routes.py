@@ -41,6 +41,12 @@ from tillpay.payments.schemas import (
 log = get_logger("tillpay.payments")
 security_log = get_logger("tillpay.security")
 
+# People by the payment's own rule (``queries.get_payment``); machines with payments:read.
+RefundReader = Annotated[
+    Principal,
+    Depends(require_permission(Permission.ORDERS_READ_OWN, machine=Scope.PAYMENTS_READ)),
+]
+
 router = APIRouter(tags=["payments"])
 webhooks = APIRouter(tags=["webhooks"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -192,8 +198,10 @@ async def create_refund(
     summary="A payment's refunds",
 )
 async def list_refunds(
-    payment_id: PaymentId, principal: Customer, session: ReadSession
+    payment_id: PaymentId, principal: RefundReader, session: ReadSession
 ) -> list[RefundOut]:
+    """The payment's customer or staff; a shop credential with `payments:read` for its
+    own merchant's headless payments."""
     return [
         RefundOut.model_validate(r)
         for r in await queries.list_refunds(session, principal, payment_id)
