@@ -121,7 +121,7 @@ class Shop:
             "audience": AUDIENCE,
             "jwks_url": self.jwks_url,
             "algorithms": ["ES256"],
-            "merchant": "shop-one",
+            "merchant": "default",  # the house: every scope counts
         }
         entry.update(changes)
         return {k: v for k, v in entry.items() if v is not None}

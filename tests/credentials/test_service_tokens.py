@@ -107,7 +107,7 @@ async def test_the_principal_names_the_shop_user_and_the_issuer(
         "user_id": "service:" + "u" * 60,
         "kind": "service_token",
         "role": None,
-        "merchant": "shop-one",
+        "merchant": "default",
         "scopes": ["events:read", "payments:read"],
         "credential": f"service:{ISSUER}#" + "u" * 60,
         "actor_id": ("service:" + "u" * 60)[:40],
@@ -399,3 +399,12 @@ async def test_no_issuers_configured_means_no_verifier(client: httpx.AsyncClient
     assert credentials.service_tokens is None
     response = await client.get(SCOPED, headers=bearer(mint(KEY)))
     assert response.status_code == 401
+
+
+async def test_another_merchants_token_does_not_get_deployment_wide_scopes(
+    make_client: ClientFactory, clean_db: None, shop: Shop
+) -> None:
+    async with make_client(service_token_issuers=[shop.issuer(merchant="shop-one")]) as client:
+        response = await client.get(SCOPED, headers=bearer(mint(KEY)))
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "insufficient_scope"
