@@ -4,16 +4,13 @@ the subject its requests must present."""
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -22,9 +19,9 @@ from fastapi import FastAPI
 from tests.conftest import _base_settings, _run_sync
 from tests.credentials.service_token_helpers import AUDIENCE, ISSUER, SigningKey, bearer, mint
 from tests.harness.servers import free_port
-from tests.tls.conftest import Pki
+from tests.tls.conftest import Pki, serving
 from tests.tls.test_mutual_tls import CLIENT_SUBJECT
-from tillpay import cli, migrate
+from tillpay import migrate
 from tillpay.app import create_app
 from tillpay.kit import certs
 
@@ -72,20 +69,8 @@ async def served(pki: Pki, tmp_path: Path) -> AsyncIterator[Served]:
         ],
     )
     app = create_app(settings)
-    config = uvicorn.Config(app, **cli.uvicorn_options(settings))  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    try:
-        yield Served(f"https://localhost:{settings.port}", app)
-    finally:
-        server.should_exit = True
-        with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=10)
+    async with serving(app, settings) as base:
+        yield Served(base, app)
 
 
 def _context(pki: Pki, cert: Path, key: Path) -> ssl.SSLContext:

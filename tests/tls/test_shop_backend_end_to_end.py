@@ -5,42 +5,25 @@ as a signed webhook, refunds over the same channel, and hears the refund signed 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
 from standardwebhooks.webhooks import Webhook
 
 from tests.accounts.helpers import Accounts
 from tests.credentials.service_token_helpers import AUDIENCE, ISSUER, SigningKey, bearer, mint
 from tests.harness.servers import free_port
 from tests.payments.helpers import GOOD_CARD, Checkout
-from tests.tls.conftest import Pki
+from tests.tls.conftest import Pki, serving
 from tests.tls.test_mutual_tls import CLIENT_SUBJECT
-from tests.webhooks import receiver as receiver_module
 from tests.webhooks.conftest import Hooks, webhook_settings
 from tests.webhooks.receiver import Receiver
-from tillpay import cli
 
 KEY = SigningKey.new("shop-2026-12")
 SCOPES = "payments:write payments:read refunds:write"
-
-
-@pytest.fixture
-def shop_receiver() -> Iterator[Receiver]:
-    running = receiver_module.start()
-    try:
-        yield running
-    finally:
-        running.server.shutdown()
-        running.server.server_close()
 
 
 def _signed(receiver: Receiver, secret: str, event_type: str) -> dict[str, Any]:
@@ -50,11 +33,11 @@ def _signed(receiver: Receiver, secret: str, event_type: str) -> dict[str, Any]:
 
 
 async def test_a_shop_backend_takes_and_refunds_a_payment_over_mutual_tls(
-    make_client: Any, clean_db: None, pki: Pki, shop_receiver: Receiver, mail_dir: Path
+    make_client: Any, clean_db: None, pki: Pki, receiver: Receiver, mail_dir: Path
 ) -> None:
     port = free_port()
     async with make_client(
-        **webhook_settings(shop_receiver),
+        **webhook_settings(receiver),
         host="127.0.0.1",
         port=port,
         tls_cert_file=pki.path("server.pem"),
@@ -75,83 +58,78 @@ async def test_a_shop_backend_takes_and_refunds_a_payment_over_mutual_tls(
         # The operator: an admin registers the shop's webhook endpoint.
         hooks = Hooks(local, mail_dir)
         await Accounts(local, mail_dir).admin()
-        endpoint = await hooks.endpoint(
-            shop_receiver.url, ["payment.succeeded", "refund.succeeded"]
-        )
+        endpoint = await hooks.endpoint(receiver.url, ["payment.succeeded", "refund.succeeded"])
         # The same app served as `tillpay serve` serves it: TLS, client certificates required.
-        config = uvicorn.Config(app, lifespan="off", **cli.uvicorn_options(app.state.settings))  # type: ignore[arg-type]
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        assert server.started
-        tls = ssl.create_default_context(cafile=pki.path("ca.pem"))
-        tls.load_cert_chain(pki.path("client.pem"), pki.path("client-key.pem"))
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"https://localhost:{port}", verify=tls, timeout=15
-            ) as backend:
-                created = await backend.post(
-                    "/v1/payments",
-                    headers={**bearer(mint(KEY, scope=SCOPES)), "Idempotency-Key": "pay-10042-1"},
-                    json={
-                        "amount": 2599,
-                        "currency": "USD",
-                        "reference": "order-10042",
-                        "customer": {"email": "ada@example.com", "external_id": "cus_881"},
-                        "provider": "sandbox",
-                        "return_url": "https://shop.example/orders/10042",
-                    },
-                )
-                assert created.status_code == 201, created.text
-                payment = created.json()
-                assert payment["next_action"]["type"] == "redirect"
+        async with serving(app, app.state.settings, lifespan="off") as base:
+            await _shop_backend(base, local, pki, hooks, receiver, endpoint["secret"])
+    assert json.loads(receiver.received[0].body)["type"] == "payment.succeeded"
 
-                # The customer pays on the provider's page; the provider's webhook lands.
-                customer_side = Checkout.__new__(Checkout)
-                customer_side.client = local
-                await customer_side.submit_card(payment, GOOD_CARD)
-                assert await customer_side.deliver_webhooks() == 1
-                assert await customer_side.process_webhooks() == 1
-                await hooks.relay()
-                await hooks.deliver()
-                paid = _signed(shop_receiver, endpoint["secret"], "payment.succeeded")
-                assert paid["data"]["object"]["id"] == payment["id"]
-                assert paid["data"]["object"]["amount_captured"] == 2599
-                assert paid["data"]["details"]["reference"] == "order-10042"
 
-                refund = await backend.post(
-                    f"/v1/payments/{payment['id']}/refunds",
-                    headers={**bearer(mint(KEY, scope=SCOPES)), "Idempotency-Key": "refund-1"},
-                    json={"amount": 1000, "reason": "requested_by_customer"},
-                )
-                assert refund.status_code == 201, refund.text
-                assert refund.json()["status"] == "succeeded"
-                await hooks.relay()
-                await hooks.deliver()
-                refunded = _signed(shop_receiver, endpoint["secret"], "refund.succeeded")
-                assert refunded["data"]["object"]["id"] == refund.json()["id"]
+async def _shop_backend(
+    base: str,
+    local: httpx.AsyncClient,
+    pki: Pki,
+    hooks: Hooks,
+    receiver: Receiver,
+    secret: str,
+) -> None:
+    """The shop's backend (over mutual TLS) and its customer (on the provider's page)."""
+    tls = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    tls.load_cert_chain(pki.path("client.pem"), pki.path("client-key.pem"))
+    async with httpx.AsyncClient(base_url=base, verify=tls, timeout=15) as backend:
+        created = await backend.post(
+            "/v1/payments",
+            headers={**bearer(mint(KEY, scope=SCOPES)), "Idempotency-Key": "pay-10042-1"},
+            json={
+                "amount": 2599,
+                "currency": "USD",
+                "reference": "order-10042",
+                "customer": {"email": "ada@example.com", "external_id": "cus_881"},
+                "provider": "sandbox",
+                "return_url": "https://shop.example/orders/10042",
+            },
+        )
+        assert created.status_code == 201, created.text
+        payment = created.json()
+        assert payment["next_action"]["type"] == "redirect"
 
-                state = await backend.get(
-                    "/v1/payments",
-                    params={"reference": "order-10042"},
-                    headers=bearer(mint(KEY, scope=SCOPES)),
-                )
-                assert state.status_code == 200, state.text
-                [listed] = state.json()["items"]
-                assert (listed["id"], listed["amount_refunded"]) == (payment["id"], 1000)
+        # The customer pays on the provider's page; the provider's webhook lands.
+        customer_side = Checkout.__new__(Checkout)
+        customer_side.client = local
+        await customer_side.submit_card(payment, GOOD_CARD)
+        assert await customer_side.deliver_webhooks() == 1
+        assert await customer_side.process_webhooks() == 1
+        await hooks.relay()
+        await hooks.deliver()
+        paid = _signed(receiver, secret, "payment.succeeded")
+        assert paid["data"]["object"]["id"] == payment["id"]
+        assert paid["data"]["object"]["amount_captured"] == 2599
+        assert paid["data"]["details"]["reference"] == "order-10042"
 
-                # The same token material without the bound certificate is useless: a
-                # replayed token is refused too.
-                token = mint(KEY, scope=SCOPES)
-                first = await backend.get(f"/v1/payments/{payment['id']}", headers=bearer(token))
-                assert first.status_code == 200, first.text
-                again = await backend.get(f"/v1/payments/{payment['id']}", headers=bearer(token))
-                assert again.status_code == 401
-        finally:
-            server.should_exit = True
-            with suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10)
-    assert json.loads(shop_receiver.received[0].body)["type"] == "payment.succeeded"
+        refund = await backend.post(
+            f"/v1/payments/{payment['id']}/refunds",
+            headers={**bearer(mint(KEY, scope=SCOPES)), "Idempotency-Key": "refund-1"},
+            json={"amount": 1000, "reason": "requested_by_customer"},
+        )
+        assert refund.status_code == 201, refund.text
+        assert refund.json()["status"] == "succeeded"
+        await hooks.relay()
+        await hooks.deliver()
+        refunded = _signed(receiver, secret, "refund.succeeded")
+        assert refunded["data"]["object"]["id"] == refund.json()["id"]
+
+        state = await backend.get(
+            "/v1/payments",
+            params={"reference": "order-10042"},
+            headers=bearer(mint(KEY, scope=SCOPES)),
+        )
+        assert state.status_code == 200, state.text
+        [listed] = state.json()["items"]
+        assert (listed["id"], listed["amount_refunded"]) == (payment["id"], 1000)
+
+        # A token is good for one request: the same one again is a replay.
+        token = mint(KEY, scope=SCOPES)
+        first = await backend.get(f"/v1/payments/{payment['id']}", headers=bearer(token))
+        assert first.status_code == 200, first.text
+        again = await backend.get(f"/v1/payments/{payment['id']}", headers=bearer(token))
+        assert again.status_code == 401
