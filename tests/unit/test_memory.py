@@ -40,3 +40,19 @@ def _rss_after_hashing(mode: str) -> int:
 def test_hashing_threads_do_not_keep_their_argon2_blocks_resident() -> None:
     # Four threads would each keep ~19 MiB without it; allow for noise.
     assert _rss_after_hashing("fixed") < _rss_after_hashing("default") - 30
+
+
+def test_the_setting_is_applied_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Finding libc spawns ldconfig; every app start in a process (each test's app) would
+    # pay for it again.
+    import ctypes.util
+
+    from tillpay.kit import memory
+
+    memory.return_large_blocks_to_the_system.cache_clear()
+    calls: list[str] = []
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: calls.append(name) or real(name))
+    memory.return_large_blocks_to_the_system()
+    memory.return_large_blocks_to_the_system()
+    assert calls == ["c"]
