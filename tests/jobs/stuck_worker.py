@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tillpay import worker
 from tillpay.cli import _run_worker
 from tillpay.kit.jobs import Job
 from tillpay.settings import load_settings
@@ -37,6 +38,10 @@ def main() -> None:
             _kept.append(thread)
             await asyncio.to_thread(ready.touch)
 
+    # The real bounds are 5 s for stragglers and 20 s to exit; what is tested is that they
+    # are applied, not their length (shorter here, so the test does not wait 25 s).
+    worker.STRAGGLER_SECONDS = 1.0
+    worker.EXIT_SECONDS = 3.0
     _run_worker(load_settings(), [Job("test.stuck", 0.2, body)])
 
 
