@@ -29,15 +29,19 @@ async def test_sign_in_with_totp_sets_a_host_cookie_and_opens_the_console(
     admin = await accounts.user(role=Role.ADMIN, totp=True)
     async with browser(accounts.client) as web:
         done = await sign_in(web, admin)
-        assert done.status_code == 303 and done.headers["location"] == "/console"
+        assert done.status_code == 303
+        assert done.headers["location"] == "/console"
         cookie = _set_cookie(done, COOKIE)
         lowered = cookie.lower()
-        assert "secure" in lowered and "httponly" in lowered
-        assert "samesite=strict" in lowered and "path=/" in lowered
+        assert "secure" in lowered
+        assert "httponly" in lowered
+        assert "samesite=strict" in lowered
+        assert "path=/" in lowered
         assert "domain=" not in lowered
         page = await web.get("/console")
         assert page.status_code == 200
-        assert admin.email in page.text and "Sign out" in page.text
+        assert admin.email in page.text
+        assert "Sign out" in page.text
         assert "2FA off" not in page.text
 
 
@@ -50,7 +54,8 @@ async def test_wrong_code_is_refused_and_counted(accounts: Accounts) -> None:
             "/console/login",
             {"csrf_token": csrf_of(page.text), "email": admin.email, "password": admin.password},
         )
-        assert first.status_code == 200 and 'name="mfa_token"' in first.text
+        assert first.status_code == 200
+        assert 'name="mfa_token"' in first.text
         wrong = await post_form(
             web, "/console/login/code", {**hidden_fields(first.text), "code": "000000"}
         )
@@ -140,7 +145,8 @@ async def test_admin_without_2fa_is_refused_where_the_api_refuses(accounts: Acco
     async with browser(accounts.client) as web:
         assert (await sign_in(web, admin)).status_code == 303
         overview = await web.get("/console")
-        assert overview.status_code == 200 and "2FA off" in overview.text
+        assert overview.status_code == 200
+        assert "2FA off" in overview.text
         payments = await web.get("/console/payments")
         assert payments.status_code == 403
         assert "two-factor" in payments.text
@@ -183,7 +189,8 @@ async def test_idle_timeout_expires_the_session(
         later = time.time() + idle + 5
         monkeypatch.setattr("tillpay.web.session.time.time", lambda: later)
         expired = await web.get("/console")
-        assert expired.status_code == 303 and "/console/login" in expired.headers["location"]
+        assert expired.status_code == 303
+        assert "/console/login" in expired.headers["location"]
 
 
 async def test_activity_slides_the_idle_timeout(
@@ -207,7 +214,8 @@ async def test_sign_out_revokes_the_session(accounts: Accounts) -> None:
         page = await web.get("/console")
         stolen = web.cookies.get(COOKIE)
         out = await post_form(web, "/console/logout", {"csrf_token": csrf_of(page.text)})
-        assert out.status_code == 303 and out.headers["location"].startswith("/console/login")
+        assert out.status_code == 303
+        assert out.headers["location"].startswith("/console/login")
         assert (await web.get("/console")).status_code == 303
     # The cookie value itself is dead too (the AuthSession is revoked), not just deleted.
     async with browser(accounts.client) as other:
