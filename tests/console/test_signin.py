@@ -144,9 +144,10 @@ async def test_admin_without_2fa_is_refused_where_the_api_refuses(accounts: Acco
     admin = await accounts.user(role=Role.ADMIN)
     async with browser(accounts.client) as web:
         assert (await sign_in(web, admin)).status_code == 303
+        # Every figure is deployment-wide data: refused like the admin API, saying why.
         overview = await web.get("/console")
-        assert overview.status_code == 200
-        assert "2FA off" in overview.text
+        assert overview.status_code == 403
+        assert "two-factor" in overview.text
         payments = await web.get("/console/payments")
         assert payments.status_code == 403
         assert "two-factor" in payments.text

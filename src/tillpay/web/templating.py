@@ -16,7 +16,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 from markupsafe import Markup
@@ -133,6 +133,11 @@ def render(
     response.headers["Content-Security-Policy"] = PAGE_CSP.format(nonce=nonce)
     finish(request, response)
     return response
+
+
+def finish_json(request: Request, body: Any) -> Response:
+    """A JSON answer for the pages' own script (``no-store``, queued cookies set)."""
+    return finish(request, JSONResponse(body))
 
 
 def redirect(request: Request, path: str, **query: str) -> Response:
