@@ -22,6 +22,8 @@ from tillpay.accounts.runtime import build_runtime
 from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
+from tillpay.console import auth_routes as console_auth_routes
+from tillpay.console import routes as console_routes
 from tillpay.credentials import routes as credentials_routes
 from tillpay.credentials.runtime import Credentials
 from tillpay.hub import routes as hub_routes
@@ -70,6 +72,8 @@ from tillpay.realtime.hub import Hub, HubMetrics
 from tillpay.realtime.jobs import bus_of
 from tillpay.sandbox import routes as sandbox_routes
 from tillpay.settings import Settings, load_settings
+from tillpay.web import assets as web_assets
+from tillpay.web import errors as web_errors
 from tillpay.worker import Worker
 
 log = get_logger(__name__)
@@ -77,10 +81,13 @@ log = get_logger(__name__)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Paths that touch no table, served even when the schema is behind.
 SCHEMA_EXEMPT_PATHS = (
-    OPS_PATHS | {"/docs", "/openapi.json"} | {f"{ASSETS_PREFIX}/{n}" for n in DOCS_ASSETS}
+    OPS_PATHS
+    | {"/docs", "/openapi.json"}
+    | {f"{ASSETS_PREFIX}/{n}" for n in DOCS_ASSETS}
+    | web_assets.URLS
 )
 # Paths whose POST bodies are not JSON (HTML form posts of hosted pages).
-NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/")
+NON_JSON_PREFIXES: tuple[str, ...] = ("/sandbox/checkout/", "/account/", "/console/", "/shop/")
 
 
 def _new_limiter(settings: Settings) -> RateLimiter:
@@ -291,6 +298,8 @@ def create_app(
     metrics.registry.register(HubMetrics(lambda: getattr(app.state, "realtime", None)))
     app.state.ratelimiter = limiter
     errors.install(app)
+    # Browser paths (/console, /shop, /web/) answer refusals as pages, not problem+json.
+    web_errors.install(app)
     # Hottest first: FastAPI tries routes in order, at ~15 function calls for every route
     # passed over (measured: order reads ~20 % cheaper than with orders included 9th).
     # No two routes overlap (tests/perf/test_request_path.py), so order changes nothing else.
@@ -322,6 +331,10 @@ def create_app(
     ]
     if settings.realtime_enabled:
         rest.append(realtime_routes.router)
+    if settings.console_enabled or settings.shop_on:
+        rest.append(web_assets.router)
+    if settings.console_enabled:
+        rest += [console_auth_routes.router, console_routes.router]
     if settings.docs_on:
         rest.append(docs_routes.router)
     if settings.environment == "development":

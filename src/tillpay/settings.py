@@ -49,6 +49,7 @@ from tillpay.settings_groups.risks import AcceptedRiskSettings
 from tillpay.settings_groups.runtime import DEV_SECRET_KEY, RuntimeSettings
 from tillpay.settings_groups.service_tokens import ServiceTokenSettings, service_token_problems
 from tillpay.settings_groups.tls import TlsSettings
+from tillpay.settings_groups.web import WebSettings
 from tillpay.settings_safety import OVERRIDES, env_name, production_risks
 
 __all__ = [
@@ -116,6 +117,7 @@ def _is_secret_field(field: FieldInfo) -> bool:
 # that order.
 class Settings(
     AcceptedRiskSettings,
+    WebSettings,
     ObservabilitySettings,
     RealtimeSettings,
     MerchantWebhookSettings,
@@ -305,6 +307,13 @@ class Settings(
         if self.is_sqlite:
             return 1
         return max(1, min(self.worker_concurrency, self.database_pool_size // 2))
+
+    @property
+    def shop_on(self) -> bool:
+        """The demo storefront defaults to on outside production."""
+        if self.shop_enabled is None:
+            return not self.is_production
+        return self.shop_enabled
 
     @property
     def sandbox_on(self) -> bool:

@@ -132,10 +132,18 @@ async def authenticate(
     if reason is not None or state is None:
         log.info("authz.session_rejected", reason=reason, session_id=session_id)
         raise Unauthorized("The access token is invalid or expired.", code="invalid_token")
+    return principal_of_state(rt, state, session_id, ip=ip), claims
+
+
+def principal_of_state(
+    rt: AccountsRuntime, state: dict[str, Any], session_id: str, *, ip: str | None
+) -> Principal:
+    """The person a checked session state (:func:`_load_state`, accepted by
+    :func:`_rejection`) stands for; shared with the console's cookie session."""
     second_factor = not rt.settings.admin_require_2fa or (
         bool(state["totp_enabled"]) and bool(state["mfa"])
     )
-    principal = Principal(
+    return Principal(
         user_id=state["user_id"],
         role=Role(state["role"]),
         session_id=session_id,
@@ -146,7 +154,6 @@ async def authenticate(
         ip=ip,
         second_factor=second_factor,
     )
-    return principal, claims
 
 
 async def session_rejection(

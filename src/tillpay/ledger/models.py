@@ -34,6 +34,7 @@ class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
     __table_args__ = (
         UniqueConstraint("kind", "reference_id", name="uq_ledger_transactions_kind_reference"),
+        Index("ix_ledger_transactions_reference_id", "reference_id"),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("ltx"))

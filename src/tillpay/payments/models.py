@@ -87,6 +87,8 @@ class Payment(TimestampMixin, Base):
         ),
         Index("ix_payments_order_id", "order_id"),
         Index("ix_payments_customer_id_id", "customer_id", "id"),
+        # Newest first (the console's list, the admin API).
+        Index("ix_payments_created_at_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("pay"))
@@ -210,6 +212,7 @@ class WebhookEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "dedupe_key", name="uq_webhook_events_provider_dedupe_key"),
         Index("ix_webhook_events_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_webhook_events_provider_reference", "provider", "reference"),
         CheckConstraint(
             "status IN ('pending', 'processed', 'dead', 'ignored')", name="status_known"
         ),
