@@ -52,7 +52,12 @@ def test_the_setting_is_applied_once_per_process(monkeypatch: pytest.MonkeyPatch
     memory.return_large_blocks_to_the_system.cache_clear()
     calls: list[str] = []
     real = ctypes.util.find_library
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: calls.append(name) or real(name))
+
+    def counting(name: str) -> str | None:
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(ctypes.util, "find_library", counting)
     memory.return_large_blocks_to_the_system()
     memory.return_large_blocks_to_the_system()
     assert calls == ["c"]
