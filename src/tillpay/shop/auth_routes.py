@@ -24,9 +24,10 @@ from tillpay.kit.errors import AppError, CommittedRefusal, Forbidden
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.shop import session as shop_session
+from tillpay.shop.routes import page
 from tillpay.shop.session import MaybeShopper, Shopper
 from tillpay.web import csrf, errors
-from tillpay.web.templating import NOTICES, redirect, render, safe_next
+from tillpay.web.templating import NOTICES, redirect, safe_next
 
 router = APIRouter(prefix="/shop", include_in_schema=False)
 
@@ -61,7 +62,7 @@ def _login_page(
     request: Request, next_path: str, *, error: str | None = None, email: str = ""
 ) -> Response:
     context = {"next": next_path, "error": error, "email": email}
-    return render(request, "shop/login.html", context, 200 if error is None else 401)
+    return page(request, None, "shop/login.html", context, 200 if error is None else 401)
 
 
 async def _open(
@@ -114,7 +115,7 @@ async def login_submit(
     )
     if not isinstance(result, IssuedSession):
         context = {"next": target, "mfa_token": result["mfa_token"], "error": None}
-        return render(request, "shop/login_code.html", context)
+        return page(request, None, "shop/login_code.html", context)
     await _open(request, session, rt, result)
     return redirect(request, target)
 
@@ -135,7 +136,7 @@ async def login_code_submit(
         if exc.code == "invalid_mfa_token":  # the pending sign-in expired: start over
             return _login_page(request, target, error=exc.detail)
         context = {"next": target, "mfa_token": mfa_token, "error": exc.detail}
-        return render(request, "shop/login_code.html", context)
+        return page(request, None, "shop/login_code.html", context)
 
     errors.on_error(request, again)
     code = code.replace(" ", "")
@@ -155,7 +156,7 @@ async def login_code_submit(
 
 
 def _register_page(request: Request, *, error: str | None = None, email: str = "") -> Response:
-    return render(request, "shop/register.html", {"error": error, "email": email})
+    return page(request, None, "shop/register.html", {"error": error, "email": email})
 
 
 @router.get("/register")
@@ -187,7 +188,7 @@ async def register_submit(
 @router.get("/registered")
 async def registered(request: Request) -> Response:
     csrf.bind_anonymous(request)
-    return render(request, "shop/registered.html", {"dev_mailbox": _dev_mailbox(request)})
+    return page(request, None, "shop/registered.html", {"dev_mailbox": _dev_mailbox(request)})
 
 
 def _dev_mailbox(request: Request) -> bool:
