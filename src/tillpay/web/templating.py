@@ -115,6 +115,10 @@ def finish(request: Request, response: Response) -> Response:
             samesite=cookie.samesite,
         )
     response.headers["Cache-Control"] = "no-store"
+    # Not the API's no-referrer: under it Chrome sends `Origin: null` with a same-origin
+    # form post, which the CSRF origin check (rightly) refuses. same-origin still gives
+    # other sites no referrer.
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
