@@ -117,7 +117,7 @@ async def test_a_shopper_registers_buys_and_sees_the_order_turn_paid_live(
     # A second tab on the order page, left alone: it must turn paid by itself.
     watcher = await page.context.new_page()
     loads: list[str] = []
-    watcher.on("load", lambda: loads.append(watcher.url))
+    watcher.on("load", lambda _page: loads.append(watcher.url))
     await watcher.goto(order_url)
     assert await watcher.get_by_text("Awaiting payment", exact=True).is_visible()
 
