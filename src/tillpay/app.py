@@ -72,6 +72,9 @@ from tillpay.realtime.hub import Hub, HubMetrics
 from tillpay.realtime.jobs import bus_of
 from tillpay.sandbox import routes as sandbox_routes
 from tillpay.settings import Settings, load_settings
+from tillpay.shop import auth_routes as shop_auth_routes
+from tillpay.shop import order_routes as shop_order_routes
+from tillpay.shop import routes as shop_routes
 from tillpay.web import assets as web_assets
 from tillpay.web import errors as web_errors
 from tillpay.worker import Worker
@@ -335,6 +338,9 @@ def create_app(
         rest.append(web_assets.router)
     if settings.console_enabled:
         rest += [console_auth_routes.router, console_routes.router]
+    if settings.shop_on:
+        # The demo storefront (docs/console.md): off in production unless enabled.
+        rest += [shop_routes.router, shop_auth_routes.router, shop_order_routes.router]
     if settings.docs_on:
         rest.append(docs_routes.router)
     if settings.environment == "development":

@@ -316,6 +316,15 @@ class Settings(
         return self.shop_enabled
 
     @property
+    def return_url_prefixes(self) -> list[str]:
+        """``payment_return_urls``, plus the demo shop's own pages when it is served: they
+        are on this very origin (in production ``public_base_url`` is https and the shop
+        is off unless enabled), so allowing them opens no redirect elsewhere."""
+        if not self.shop_on:
+            return self.payment_return_urls
+        return [*self.payment_return_urls, f"{self.public_base_url}/shop/"]
+
+    @property
     def sandbox_on(self) -> bool:
         if self.sandbox_enabled is None:
             return not self.is_production

@@ -41,8 +41,8 @@ log = get_logger(__name__)
 
 
 def return_url_allowed(settings: Settings, url: str) -> bool:
-    """Exact scheme/host/port match with a configured prefix, and a path under it: no open
-    redirects, no userinfo tricks."""
+    """Exact scheme/host/port match with a configured prefix (or, with the demo shop on,
+    its own ``/shop/`` pages), and a path under it: no open redirects, no userinfo tricks."""
     try:
         candidate = urlsplit(url)
         # .port raises for a non-numeric port ("localhost:3000.evil.example").
@@ -51,7 +51,7 @@ def return_url_allowed(settings: Settings, url: str) -> bool:
         return False
     if candidate.scheme not in ("http", "https") or candidate.username or candidate.password:
         return False
-    for allowed in settings.payment_return_urls:
+    for allowed in settings.return_url_prefixes:
         prefix = urlsplit(allowed)
         if (candidate.scheme, candidate.hostname, port) == (
             prefix.scheme,

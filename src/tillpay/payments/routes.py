@@ -74,8 +74,7 @@ Runtime = Annotated[PaymentsRuntime, Depends(runtime)]
 )
 async def providers(rt: Runtime) -> list[ProviderInfo]:
     """Providers whose settings are complete, with the currencies each accepts."""
-    found = [(name, rt.providers.get(name)) for name in rt.providers.names()]
-    return [ProviderInfo(name=n, currencies=a.currencies()) for n, a in found if a is not None]
+    return [ProviderInfo(name=n, currencies=a.currencies()) for n, a in rt.enabled()]
 
 
 @router.post(

@@ -28,6 +28,12 @@ class PaymentsRuntime:
             )
         return adapter
 
+    def enabled(self) -> list[tuple[str, ProviderAdapter]]:
+        """The providers whose settings are complete, by name (``GET /v1/payments/providers``
+        and the demo shop's checkout list them)."""
+        found = [(name, self.providers.get(name)) for name in self.providers.names()]
+        return [(name, adapter) for name, adapter in found if adapter is not None]
+
     async def aclose(self) -> None:
         await self.providers.aclose()
 

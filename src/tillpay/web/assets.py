@@ -21,6 +21,7 @@ PREFIX: Final = "/web/assets"
 FILES: Final = {
     "tillpay.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "shop.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 

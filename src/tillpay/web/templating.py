@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -81,15 +81,24 @@ class Cookie:
     name: str
     value: str
     max_age: int | None  # None: a session cookie; 0: delete it
+    samesite: Literal["strict", "lax"] = "strict"
 
 
-def queue_cookie(request: Request, name: str, value: str, *, max_age: int | None) -> None:
+def queue_cookie(
+    request: Request,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None,
+    samesite: Literal["strict", "lax"] = "strict",
+) -> None:
     """Have the response of this request set (``max_age=0``: delete) a ``__Host-`` cookie.
+    ``SameSite=Strict`` unless a caller needs ``lax`` (the shop's session, docs/console.md).
 
     Dependencies cannot reach a Response a route returns itself, so they queue here and
     :func:`finish` applies the queue to whatever answers (page, redirect or error page)."""
     queued: dict[str, Cookie] = request.state.__dict__.setdefault("web_cookies", {})
-    queued[name] = Cookie(name, value, max_age)
+    queued[name] = Cookie(name, value, max_age, samesite)
 
 
 def finish(request: Request, response: Response) -> Response:
@@ -103,9 +112,13 @@ def finish(request: Request, response: Response) -> Response:
             path="/",
             secure=True,
             httponly=True,
-            samesite="strict",
+            samesite=cookie.samesite,
         )
     response.headers["Cache-Control"] = "no-store"
+    # Not the API's no-referrer: under it Chrome sends `Origin: null` with a same-origin
+    # form post, which the CSRF origin check (rightly) refuses. same-origin still gives
+    # other sites no referrer.
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
