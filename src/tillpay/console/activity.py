@@ -87,7 +87,7 @@ async def recent_deliveries(
         .order_by(WebhookAttempt.attempted_at.desc(), WebhookAttempt.id.desc())
         .limit(limit)
     )
-    return [(attempt, url) for attempt, url in rows.tuples()]
+    return [(attempt, url) for attempt, url in rows.all()]
 
 
 @router.get("/activity")
