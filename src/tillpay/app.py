@@ -22,8 +22,11 @@ from tillpay.accounts.runtime import build_runtime
 from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
+from tillpay.console import activity as console_activity
 from tillpay.console import auth_routes as console_auth_routes
+from tillpay.console import events as console_events
 from tillpay.console import routes as console_routes
+from tillpay.console import webhooks as console_webhooks
 from tillpay.credentials import routes as credentials_routes
 from tillpay.credentials.runtime import Credentials
 from tillpay.hub import routes as hub_routes
@@ -338,6 +341,8 @@ def create_app(
         rest.append(web_assets.router)
     if settings.console_enabled:
         rest += [console_auth_routes.router, console_routes.router]
+        # Provider events, merchant webhooks, the activity feed (docs/console.md).
+        rest += [console_events.router, console_webhooks.router, console_activity.router]
     if settings.shop_on:
         # The demo storefront (docs/console.md): off in production unless enabled.
         rest += [shop_routes.router, shop_auth_routes.router, shop_order_routes.router]

@@ -39,6 +39,7 @@ SCOPED: dict[tuple[str, str], list[str]] = {
     ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}/deliveries"): WM,
     ("POST", "/v1/admin/webhook-endpoints/deliveries/{delivery_id}/redeliver"): WM,
     ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/recover"): WM,
+    ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/test"): WM,
     ("GET", "/v1/admin/event-hub/dead-letters"): WM,
     ("POST", "/v1/admin/event-hub/dead-letters/replay"): WM,
 }

@@ -154,6 +154,20 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "tillpay disabled it (re-enable it with PATCH once the receiver is fixed).",
     ),
     EventType(
+        "webhook_endpoint.test",
+        "webhook_endpoint",
+        "An administrator asked for a test delivery (`POST …/webhook-endpoints/{id}/test`): "
+        "sent to that one endpoint only, whatever types it subscribed to.",
+        details={
+            "endpoint_id": "The endpoint tested (`whe_…`).",
+            "url": "Its URL when the test was asked for.",
+        },
+        example={
+            "endpoint_id": "whe_01JF3Q8Z6W0C1V7Y5K2M4N8P9V",
+            "url": "https://shop.example/hooks",
+        },
+    ),
+    EventType(
         "admin.digest",
         "admin_digest",
         "Once a day after `TILLPAY_ADMIN_DIGEST_TIME` (UTC): the previous UTC day's figures, "

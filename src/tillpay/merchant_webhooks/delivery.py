@@ -38,7 +38,7 @@ from tillpay.settings import Settings
 
 log = get_logger(__name__)
 
-DELIVERY_JOB = "merchant_webhooks.deliver"
+DELIVERY_JOB = service.DELIVERY_JOB
 #: How long a claimed delivery is left to the run that claimed it (beyond any timeout).
 CLAIM_LEASE = timedelta(minutes=2)
 #: A request still unanswered this close to its claim's (and slot's) lapse is cut off, so

@@ -187,3 +187,17 @@ async def recover(
 ) -> RecoverOut:
     count = await service.recover(session, principal.actor(), endpoint_id, since=body.since)
     return RecoverOut(redelivered=count)
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/test",
+    response_model=DeliveryOut,
+    status_code=202,
+    summary="Send a test event (`webhook_endpoint.test`) to this endpoint only",
+)
+async def send_test_event(
+    endpoint_id: EndpointId, principal: Manager, session: DbSession
+) -> DeliveryOut:
+    return DeliveryOut.model_validate(
+        await service.send_test_event(session, principal.actor(), endpoint_id)
+    )

@@ -19,12 +19,17 @@ from tillpay.kit.crypto import seal, unseal
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, NotFound, Unprocessable
 from tillpay.kit.ids import new_id
+from tillpay.kit.jobs import nudge_after_commit
 from tillpay.merchant_webhooks import signing, targets
 from tillpay.merchant_webhooks.models import WebhookAttempt, WebhookEndpoint
 from tillpay.settings import Settings
 
 #: Deliveries to endpoint ``whe_…`` are consumed as ``webhook:whe_…``.
 CONSUMER_PREFIX = "webhook:"
+#: The event an administrator sends to one endpoint to try it.
+TEST_EVENT = "webhook_endpoint.test"
+#: The worker job that delivers (``delivery.py``, which imports this module).
+DELIVERY_JOB = "merchant_webhooks.deliver"
 _SEAL_PURPOSE = "merchant-webhook-secret"
 
 
@@ -224,6 +229,44 @@ async def rotate_secret(
     )
     await session.flush()
     return WithSecret(endpoint, secret)
+
+
+async def send_test_event(session: AsyncSession, actor: Actor, endpoint_id: str) -> EventDelivery:
+    """A ``webhook_endpoint.test`` event for this endpoint only, delivered like any other
+    (signed, logged, retried, redeliverable). The outbox row is written already fanned out,
+    with its one delivery due now: the relay never takes it, so no other endpoint, the hub
+    or realtime receives it."""
+    endpoint = await get_endpoint(session, endpoint_id)
+    if not endpoint.enabled:
+        raise Conflict("Enable the endpoint before testing it.", code="endpoint_disabled")
+    now = utcnow()
+    data = {"endpoint_id": endpoint.id, "url": endpoint.url}
+    event = OutboxEvent(
+        id=new_id("evt"),
+        type=TEST_EVENT,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint.id,
+        payload={"type": TEST_EVENT, "data": data},
+        created_at=now,
+        processed_at=now,
+    )
+    delivery = EventDelivery(
+        event_id=event.id, consumer=consumer_of(endpoint.id), next_attempt_at=now, created_at=now
+    )
+    session.add(event)
+    await session.flush()
+    session.add(delivery)
+    await record(
+        session,
+        actor,
+        "webhook_endpoint.tested",
+        target_type="webhook_endpoint",
+        target_id=endpoint.id,
+        details={"event_id": event.id},
+    )
+    await session.flush()
+    nudge_after_commit(session, DELIVERY_JOB)
+    return delivery
 
 
 async def fan_out(session: AsyncSession, events: Sequence[OutboxEvent]) -> list[tuple[str, str]]:

@@ -407,6 +407,7 @@ async def replay_webhook(
     event.status = WebhookEventStatus.PENDING
     event.attempts = 0
     event.next_attempt_at = utcnow()
+    nudge_after_commit(session, PROCESS_JOB)
     await record(
         session,
         principal.actor(),

@@ -6,7 +6,8 @@
 2. The URL takes no query string (a token there is refused with the handshake: it would
    land in proxies' and access logs). The first message, within ``TILLPAY_REALTIME_AUTH_TIMEOUT_SECONDS``, is
    ``{"type": "auth", "token": "<access token>"}``: never a query string (it would land in
-   access logs and proxies). The token is checked exactly as an HTTP request's.
+   access logs and proxies). The token is checked exactly as an HTTP request's. A console
+   page sends ``{"type": "auth", "ticket": "<ticket>"}`` instead (``tickets``).
 3. ``{"type": "ready"}``, then events addressed to this user (and to the ``admin`` channel
    once subscribed, which needs ``events:read``).
 4. While open: the session is re-checked every ``TILLPAY_REALTIME_RECHECK_SECONDS`` and the
@@ -33,6 +34,7 @@ from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.kit.errors import Unauthorized
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.logging import get_logger
+from tillpay.realtime import tickets
 from tillpay.realtime.hub import ADMIN_CHANNEL, OVERFLOW, Hub, Subscriber, TooManyConnections
 from tillpay.settings import Settings
 
@@ -204,8 +206,19 @@ class Session:
 async def _auth(
     websocket: WebSocket, rt: AccountsRuntime, message: dict[str, Any]
 ) -> tuple[Principal, dict[str, Any]]:
-    """The principal an ``auth`` message's token stands for (checked as over HTTP)."""
-    token = message.get("token")
+    """The principal an ``auth`` message's token stands for (checked as over HTTP), or
+    its console ticket (:mod:`tillpay.realtime.tickets`: a cookie-session page's)."""
+    token, ticket = message.get("token"), message.get("ticket")
+    if message.get("type") == "auth" and token is None and isinstance(ticket, str) and ticket:
+        try:
+            return await tickets.redeem(
+                rt,
+                ticket,
+                ip=client_ip(websocket.scope),
+                lifetime=rt.settings.console_idle_timeout_seconds,
+            )
+        except Unauthorized:
+            raise Closing(UNAUTHORIZED, "invalid or expired ticket") from None
     if message.get("type") != "auth" or not isinstance(token, str) or not token:
         raise Closing(POLICY, "send an auth message first")
     try:
