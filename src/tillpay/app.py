@@ -22,6 +22,7 @@ from tillpay.accounts.runtime import build_runtime
 from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
+from tillpay.console import areas as console_areas
 from tillpay.console import auth_routes as console_auth_routes
 from tillpay.console import routes as console_routes
 from tillpay.credentials import routes as credentials_routes
@@ -335,6 +336,7 @@ def create_app(
         rest.append(web_assets.router)
     if settings.console_enabled:
         rest += [console_auth_routes.router, console_routes.router]
+        rest.append(console_areas.router)
     if settings.docs_on:
         rest.append(docs_routes.router)
     if settings.environment == "development":
