@@ -88,7 +88,8 @@ async def test_an_admin_without_2fa_is_refused_where_the_api_refuses(
 ) -> None:
     admin = await accounts.user(role=Role.ADMIN)
     api = await accounts.client.get("/v1/admin/users", headers=admin.headers)
-    assert api.status_code == 403 and api.json()["code"] == "admin_2fa_required"
+    assert api.status_code == 403
+    assert api.json()["code"] == "admin_2fa_required"
     async with browser(accounts.client) as web:
         assert (await sign_in(web, admin)).status_code == 303
         for path in ALL_PAGES:
@@ -108,13 +109,16 @@ async def test_a_vendor_sees_only_their_own_lines_and_balance(
         assert (await sign_in(web, mine)).status_code == 303
         listing = await web.get("/console/orders")
         assert listing.status_code == 200
-        assert own_order["id"] in listing.text and other["id"] not in listing.text
+        assert own_order["id"] in listing.text
+        assert other["id"] not in listing.text
         detail = await web.get(f"/console/orders/{own_order['id']}")
-        assert detail.status_code == 200 and "Mine mug" in detail.text
+        assert detail.status_code == 200
+        assert "Mine mug" in detail.text
         assert customer.email not in detail.text  # no customer data for vendors
         assert (await web.get(f"/console/orders/{other['id']}")).status_code == 404
         balance = await web.get("/console/vendors")
-        assert balance.status_code == 200 and "USD" in balance.text
+        assert balance.status_code == 200
+        assert "USD" in balance.text
         ledger = await web.get("/console/ledger")
         assert f"vendor_payable:{mine.user_id}:USD" in ledger.text
         assert theirs.user_id not in ledger.text
@@ -127,7 +131,8 @@ async def test_orders_filter_detail_and_cancel(accounts: Accounts, shop: Shop) -
     async with browser(accounts.client) as web:
         await _console_admin(accounts, web)
         found = await web.get("/console/orders", params={"email": customer.email})
-        assert order["id"] in found.text and foreign["id"] not in found.text
+        assert order["id"] in found.text
+        assert foreign["id"] not in found.text
         today = utcnow().date()
         past = await web.get("/console/orders", params={"date_to": str(today - timedelta(days=2))})
         assert order["id"] not in past.text
@@ -137,7 +142,8 @@ async def test_orders_filter_detail_and_cancel(accounts: Accounts, shop: Shop) -
         assert (await web.get("/console/orders", params={"date_from": "x"})).status_code == 400
         assert (await web.get("/console/orders", params={"cursor": "!!"})).status_code == 400
         detail = await web.get(f"/console/orders/{order['id']}")
-        assert "Blue kettle" in detail.text and "Cancel order" in detail.text
+        assert "Blue kettle" in detail.text
+        assert "Cancel order" in detail.text
         no_token = await post_form(web, f"/console/orders/{order['id']}/cancel", {})
         assert no_token.status_code == 403
         cancelled = await post_form(
@@ -157,13 +163,15 @@ async def test_revoking_sessions_needs_step_up_and_ends_the_api_token_at_once(
         admin = await _console_admin(accounts, web)
         detail = await web.get(f"/console/customers/{customer.user_id}")
         assert detail.status_code == 200
-        assert "Sign out everywhere" in detail.text and "not locked" in detail.text
+        assert "Sign out everywhere" in detail.text
+        assert "not locked" in detail.text
         token = csrf_of(detail.text)
         path = f"/console/customers/{customer.user_id}/sessions/revoke"
         assert (await post_form(web, path, {})).status_code == 403  # CSRF missing
         await _age_session(accounts, admin)
         stale = await post_form(web, path, {"csrf_token": token})
-        assert stale.status_code == 303 and stale.headers["location"].startswith("/console/reauth")
+        assert stale.status_code == 303
+        assert stale.headers["location"].startswith("/console/reauth")
         assert (await accounts.client.get("/v1/me", headers=customer.headers)).status_code == 200
         await forget_used_codes(accounts.database, admin)
         reauth = await web.get(stale.headers["location"])
@@ -177,14 +185,16 @@ async def test_revoking_sessions_needs_step_up_and_ends_the_api_token_at_once(
                 "next": path,
             },
         )
-        assert stepped.status_code == 303 and stepped.headers["location"] == path
+        assert stepped.status_code == 303
+        assert stepped.headers["location"] == path
         form = await web.get(path)
         assert form.status_code == 200
         done = await post_form(web, path, {"csrf_token": csrf_of(form.text)})
         assert done.status_code == 303
         assert (await accounts.client.get("/v1/me", headers=customer.headers)).status_code == 401
         audit = await web.get("/console/audit", params={"action": "admin.sessions_revoked"})
-        assert audit.status_code == 200 and customer.user_id in audit.text
+        assert audit.status_code == 200
+        assert customer.user_id in audit.text
         by_email = await web.get("/console/audit", params={"actor": admin.email})
         assert "admin.sessions_revoked" in by_email.text
     async with accounts.database.session() as session:
@@ -205,10 +215,12 @@ async def test_role_change_needs_step_up_and_takes_effect_at_once(accounts: Acco
         token = csrf_of(form.text)
         await _age_session(accounts, admin)
         stale = await post_form(web, path, {"csrf_token": token, "role": "VENDOR"})
-        assert stale.status_code == 303 and "/console/reauth" in stale.headers["location"]
+        assert stale.status_code == 303
+        assert "/console/reauth" in stale.headers["location"]
         async with accounts.database.session() as session:
             user = await session.get(User, customer.user_id)
-            assert user is not None and user.role is Role.CUSTOMER
+            assert user is not None
+            assert user.role is Role.CUSTOMER
         # Fresh step-up (as after /console/reauth): the change applies via the service.
         async with accounts.database.session() as session, session.begin():
             await session.execute(update(AuthSession).values(auth_time=utcnow()))
@@ -219,7 +231,8 @@ async def test_role_change_needs_step_up_and_takes_effect_at_once(accounts: Acco
     assert (await accounts.client.get("/v1/me", headers=customer.headers)).status_code == 401
     async with accounts.database.session() as session:
         user = await session.get(User, customer.user_id)
-        assert user is not None and user.role is Role.VENDOR
+        assert user is not None
+        assert user.role is Role.VENDOR
         event = (
             await session.execute(
                 select(AuditEvent).where(AuditEvent.action == "admin.user_updated")
@@ -238,7 +251,8 @@ async def test_api_key_is_shown_once_and_revoking_it_bites_at_once(accounts: Acc
             "/console/api-keys/new",
             {"csrf_token": token, "name": "x", "merchant": "acme", "scopes": "webhooks:manage"},
         )
-        assert wrong.status_code == 422 and "only the" in wrong.text
+        assert wrong.status_code == 422
+        assert "only the" in wrong.text
         created = await post_form(
             web,
             "/console/api-keys/new",
@@ -255,7 +269,8 @@ async def test_api_key_is_shown_once_and_revoking_it_bites_at_once(accounts: Acc
             await accounts.client.get("/v1/admin/webhook-endpoints", headers=key)
         ).status_code == 200
         listing = await web.get("/console/api-keys")
-        assert "shop backend" in listing.text and secret not in listing.text
+        assert "shop backend" in listing.text
+        assert secret not in listing.text
         assert secret[-4:] in listing.text
         key_id = listing.text.split('action="/console/api-keys/')[1].split("/revoke")[0]
         assert (await post_form(web, f"/console/api-keys/{key_id}/revoke", {})).status_code == 403
@@ -268,7 +283,8 @@ async def test_api_key_is_shown_once_and_revoking_it_bites_at_once(accounts: Acc
         ).status_code == 401
         assert (await web.get("/console/api-keys")).text.count(secret) == 0
         audit = await web.get("/console/audit", params={"target_type": "api_key"})
-        assert "api_key.created" in audit.text and "api_key.revoked" in audit.text
+        assert "api_key.created" in audit.text
+        assert "api_key.revoked" in audit.text
 
 
 async def test_api_key_creation_needs_step_up(accounts: Accounts) -> None:
@@ -281,7 +297,8 @@ async def test_api_key_creation_needs_step_up(accounts: Accounts) -> None:
             "/console/api-keys/new",
             {"csrf_token": token, "name": "k", "scopes": "events:read"},
         )
-        assert stale.status_code == 303 and "/console/reauth" in stale.headers["location"]
+        assert stale.status_code == 303
+        assert "/console/reauth" in stale.headers["location"]
         assert "tp_test_" not in stale.text
 
 
@@ -298,10 +315,12 @@ async def test_ledger_page_shows_balanced_totals(
         assert "Debits USD 25.00 = credits USD 25.00" in page.text
         account_id = page.text.split('href="/console/ledger/accounts/')[1].split('"')[0]
         entries = await web.get(f"/console/ledger/accounts/{account_id}")
-        assert entries.status_code == 200 and "USD 25.00" in entries.text
+        assert entries.status_code == 200
+        assert "USD 25.00" in entries.text
         assert (await web.get("/console/ledger/accounts/lac_nope")).status_code == 404
         vendors = await web.get("/console/vendors")
-        assert vendors.status_code == 200 and "USD" in vendors.text
+        assert vendors.status_code == 200
+        assert "USD" in vendors.text
 
 
 async def test_audit_export_downloads_the_api_export(accounts: Accounts) -> None:
@@ -310,13 +329,14 @@ async def test_audit_export_downloads_the_api_export(accounts: Accounts) -> None
         csv = await web.get("/console/audit/export", params={"format": "csv"})
         assert csv.status_code == 200
         assert csv.headers["content-type"].startswith("text/csv")
-        assert 'attachment; filename="audit-events.csv"' == csv.headers["content-disposition"]
+        assert csv.headers["content-disposition"] == 'attachment; filename="audit-events.csv"'
         assert csv.text.startswith("id,occurred_at,")
         assert admin.user_id in csv.text
         nd = await web.get(
             "/console/audit/export", params={"format": "ndjson", "action": "auth.login"}
         )
-        assert nd.status_code == 200 and '"action":"auth.login"' in nd.text
+        assert nd.status_code == 200
+        assert '"action":"auth.login"' in nd.text
         assert (await web.get("/console/audit/export", params={"format": "xml"})).status_code == 422
         assert (
             await web.get("/console/audit", params={"occurred_from": "soon"})
