@@ -23,6 +23,7 @@ from tillpay.admin import routes as admin_routes
 from tillpay.carts import routes as carts_routes
 from tillpay.catalog import routes as catalog_routes
 from tillpay.console import activity as console_activity
+from tillpay.console import areas as console_areas
 from tillpay.console import auth_routes as console_auth_routes
 from tillpay.console import events as console_events
 from tillpay.console import routes as console_routes
@@ -346,6 +347,7 @@ def create_app(
     if settings.shop_on:
         # The demo storefront (docs/console.md): off in production unless enabled.
         rest += [shop_routes.router, shop_auth_routes.router, shop_order_routes.router]
+        rest.append(console_areas.router)
     if settings.docs_on:
         rest.append(docs_routes.router)
     if settings.environment == "development":

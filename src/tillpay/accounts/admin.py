@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tillpay.accounts.models import Role, User
+from tillpay.accounts.models import AuthSession, Role, User
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.accounts.sessions import revoke_sessions
@@ -41,6 +41,44 @@ async def list_users(
     if after:
         statement = statement.where(User.id > after)
     return list((await session.execute(statement)).scalars())
+
+
+async def user_sessions(
+    session: AsyncSession, user_id: str, *, limit: int = 50
+) -> list[AuthSession]:
+    """A user's live sessions (not revoked, not past their lifetime), most recently used
+    first: what an administrator sees before signing them out."""
+    result = await session.execute(
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.absolute_expires_at > utcnow(),
+        )
+        .order_by(AuthSession.last_used_at.desc())
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+LOCKOUT_KEYS = {
+    "sign-in": "email:{email}",
+    "2FA code": "mfa:{id}",
+    "re-authentication": "reauth:{id}",
+}
+"""The lockout keys of an account (``accounts.login``), by what each one locks."""
+
+
+async def lock_state(rt: AccountsRuntime, user: User) -> dict[str, int]:
+    """Which of the account's credential checks are locked now, and for how many seconds."""
+    if rt.lockout is None:
+        return {}
+    locked = {}
+    for label, key in LOCKOUT_KEYS.items():
+        seconds = await rt.lockout.check(key.format(email=user.email, id=user.id))
+        if seconds:
+            locked[label] = seconds
+    return locked
 
 
 async def admin_update_user(

@@ -30,6 +30,14 @@ NAV: list[NavItem] = [
     NavItem("Overview", "/console"),
     # Vendors too: the list shows them their own orders' payments only.
     NavItem("Payments", "/console/payments"),
+    # The admin areas (console/orders.py … audit.py); vendors see their own slice of the
+    # first three.
+    NavItem("Orders", "/console/orders", Permission.ORDERS_READ_VENDOR),
+    NavItem("Customers", "/console/customers", Permission.USERS_READ),
+    NavItem("Vendors", "/console/vendors", Permission.LEDGER_READ_OWN),
+    NavItem("Ledger", "/console/ledger", Permission.LEDGER_READ_OWN),
+    NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE),
+    NavItem("Audit", "/console/audit", Permission.AUDIT_READ),
 ]
 
 

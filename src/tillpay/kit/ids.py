@@ -33,6 +33,7 @@ __all__ = [
     "id_created_at",
     "id_pattern",
     "is_valid_id",
+    "lowest_id",
     "new_id",
 ]
 
@@ -77,6 +78,15 @@ def new_id(prefix: str, *, timestamp_ms: int | None = None) -> str:
     if not 0 <= ms < 1 << _TIME_BITS:
         raise ValueError("timestamp_ms must fit in 48 bits")
     return f"{prefix}_{_encode(ms << _RANDOM_BITS | secrets.randbits(_RANDOM_BITS))}"
+
+
+def lowest_id(prefix: str, moment: datetime) -> str:
+    """The smallest id with ``prefix`` created at or after ``moment``: ids sort by creation
+    time, so ``id >= lowest_id(p, t)`` selects rows created from ``t`` on (a date filter
+    that an index on the id serves)."""
+    _check_prefix(prefix)
+    ms = min(max(int(moment.timestamp() * 1000), 0), (1 << _TIME_BITS) - 1)
+    return f"{prefix}_{_encode(ms << _RANDOM_BITS)}"
 
 
 def derived_id(prefix: str, key: str, *, timestamp_ms: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -126,9 +127,17 @@ class Balance:
     owner_id: str | None
     currency: str
     balance: int
+    account_id: str | None = None
 
 
-async def balances(session: AsyncSession, *, owner_id: str | None = None) -> list[Balance]:
+async def balances(
+    session: AsyncSession,
+    *,
+    owner_id: str | None = None,
+    owner_ids: Sequence[str] | None = None,
+) -> list[Balance]:
+    """Every account's balance (entries summed), by code; only ``owner_id``'s accounts, or
+    those of any of ``owner_ids``, when given."""
     query = (
         select(
             LedgerAccount.code,
@@ -136,6 +145,7 @@ async def balances(session: AsyncSession, *, owner_id: str | None = None) -> lis
             LedgerAccount.owner_id,
             LedgerAccount.currency,
             func.coalesce(func.sum(LedgerEntry.amount), 0),
+            LedgerAccount.id,
         )
         .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id, isouter=True)
         .group_by(LedgerAccount.id)
@@ -143,11 +153,67 @@ async def balances(session: AsyncSession, *, owner_id: str | None = None) -> lis
     )
     if owner_id is not None:
         query = query.where(LedgerAccount.owner_id == owner_id)
+    if owner_ids is not None:
+        query = query.where(LedgerAccount.owner_id.in_(list(owner_ids)))
     rows = (await session.execute(query)).all()
     return [
-        Balance(code, kind, owner, currency, int(total))
-        for code, kind, owner, currency, total in rows
+        Balance(code, kind, owner, currency, int(total), account_id)
+        for code, kind, owner, currency, total, account_id in rows
     ]
+
+
+async def account_balance(session: AsyncSession, account_id: str) -> int:
+    """One account's balance: its entries summed (debits positive)."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.account_id == account_id
+        )
+    )
+    return int(total or 0)
+
+
+async def get_account(session: AsyncSession, account_id: str) -> LedgerAccount | None:
+    return await session.get(LedgerAccount, account_id)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of an account, with the transaction it belongs to."""
+
+    id: str
+    amount: int
+    currency: str
+    created_at: datetime
+    transaction_id: str
+    transaction_kind: str
+    reference_type: str
+    reference_id: str
+
+
+async def account_entries(
+    session: AsyncSession, account_id: str, *, before: str | None, limit: int
+) -> list[Entry]:
+    """An account's entries, newest first, ``limit + 1`` of them (keyset on the entry id,
+    which sorts by creation time; ``before`` is the last id of the previous page)."""
+    query = (
+        select(
+            LedgerEntry.id,
+            LedgerEntry.amount,
+            LedgerEntry.currency,
+            LedgerEntry.created_at,
+            LedgerTransaction.id,
+            LedgerTransaction.kind,
+            LedgerTransaction.reference_type,
+            LedgerTransaction.reference_id,
+        )
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerEntry.account_id == account_id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(LedgerEntry.id < before)
+    return [Entry(*row) for row in (await session.execute(query)).all()]
 
 
 async def unbalanced_transactions(session: AsyncSession) -> list[str]:

@@ -325,7 +325,11 @@ async def list_orders(
     status: OrderStatus | None,
     after: str | None,
     limit: int,
+    since: str | None = None,
 ) -> list[Order]:
+    """Shop orders, newest first, ``limit + 1`` of them. ``after`` (exclusive) and
+    ``since`` (inclusive) bound the ids, which sort by creation time (``kit.ids.lowest_id``
+    turns a date into one)."""
     # Headless payments' orders belong to a shop backend: listed under /v1/payments only.
     query = (
         select(Order).where(Order.kind == OrderKind.SHOP).order_by(Order.id.desc()).limit(limit + 1)
@@ -336,6 +340,8 @@ async def list_orders(
         query = query.where(Order.status == status)
     if after is not None:
         query = query.where(Order.id < after)
+    if since is not None:
+        query = query.where(Order.id >= since)
     return list((await session.execute(query)).scalars())
 
 
@@ -378,6 +384,20 @@ async def vendor_orders(
         VendorOrder(o, [line for line in o.lines if line.vendor_id == principal.user_id])
         for o in orders
     ]
+
+
+async def vendor_order(session: AsyncSession, principal: Principal, order_id: str) -> VendorOrder:
+    """One order as :func:`vendor_orders` shows it: only the vendor's own lines; an order
+    without any of them is 404, as if absent."""
+    order = (
+        (await session.execute(_ORDER_WITH_LINES, {"order_id": order_id}))
+        .unique()
+        .scalar_one_or_none()
+    )
+    lines = [] if order is None else [ln for ln in order.lines if ln.vendor_id == principal.user_id]
+    if order is None or not lines:
+        raise NotFound("No such order.")
+    return VendorOrder(order, lines)
 
 
 async def expire_due(
