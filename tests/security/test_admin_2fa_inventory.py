@@ -23,6 +23,7 @@ from fastapi.routing import iter_route_contexts
 from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
 from tests.conftest import app_of
+from tests.console.helpers import browser, csrf_of, post_form, sign_in
 from tests.http.test_errors import assert_problem
 from tests.payments.helpers import Checkout
 from tillpay.accounts.deps import require_permission
@@ -265,24 +266,17 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
     ),
 }
 
-# Console pages on the cookie session (bearer tokens do not reach them) that exercise an
-# admin-only permission: the 2FA rule on each is tested in tests/console/hooks/.
-CONSOLE_ADMIN_PAGES = {
-    ("GET", "/console/events"),
-    ("GET", "/console/events/{event_id}"),
-    ("POST", "/console/events/replay"),
-    ("GET", "/console/webhooks"),
-    ("GET", "/console/webhooks/new"),
-    ("POST", "/console/webhooks/new"),
-    ("GET", "/console/webhooks/{endpoint_id}"),
-    ("GET", "/console/webhooks/{endpoint_id}/rotate"),
-    ("POST", "/console/webhooks/{endpoint_id}/rotate"),
-    ("POST", "/console/webhooks/{endpoint_id}/enabled"),
-    ("POST", "/console/webhooks/{endpoint_id}/test"),
-    ("POST", "/console/webhooks/{endpoint_id}/recover"),
-    ("POST", "/console/webhooks/deliveries/{delivery_id}/redeliver"),
-    ("GET", "/console/activity"),
-    ("POST", "/console/live/ticket"),  # any console user; the socket withholds the admin channel
+# The console (cookie session; bearer tokens do not reach it): every /console route
+# refuses an administrator without 2FA (``test_every_console_route_refuses_an_admin_
+# without_2fa`` walks them), except these, which any console user needs.
+CONSOLE_ANY_USER = {
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("POST", "/console/login/code"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/reauth"),
+    ("POST", "/console/reauth"),
+    ("POST", "/console/live/ticket"),  # the socket withholds the admin channel
 }
 
 
@@ -336,6 +330,14 @@ NO_ADMIN_POWER = {
     ("GET", "/sandbox/api/refunds/{refund_id}"),
     ("GET", "/sandbox/checkout/{session_id}"),
     ("POST", "/sandbox/checkout/{session_id}"),
+    # The demo storefront: a signed-in shopper's own cart, orders and payments.
+    *(("GET", f"/shop{p}") for p in ("", "/cart", "/login", "/register", "/registered")),
+    *(("GET", f"/shop/{p}") for p in ("orders/{order_id}", "orders/{order_id}/status")),
+    ("GET", "/shop/products/{product_id}"),
+    *(("POST", f"/shop/{p}") for p in ("login", "login/code", "logout", "register")),
+    *(("POST", f"/shop/{p}") for p in ("verify/resend", "checkout", "orders/{order_id}/pay")),
+    *(("POST", f"/shop/cart/lines{p}") for p in ("", "/{line_id}", "/{line_id}/remove")),
+    ("GET", "/web/assets/{filename}"),  # content-hashed static files
 }
 
 
@@ -363,10 +365,13 @@ async def test_every_route_is_classified_for_the_admin_2fa_rule(
     client: httpx.AsyncClient,
 ) -> None:
     routes = _routes(client)
-    unclassified = set(routes) - set(SCENARIOS) - NO_ADMIN_POWER - CONSOLE_ADMIN_PAGES
+    console = {(m, p) for m, p in routes if p == "/console" or p.startswith("/console/")}
+    unclassified = set(routes) - set(SCENARIOS) - NO_ADMIN_POWER - console
     assert not unclassified, f"classify these routes: {sorted(unclassified)}"
     assert not set(SCENARIOS) & NO_ADMIN_POWER
-    assert set(SCENARIOS) | NO_ADMIN_POWER <= set(routes), "a listed route no longer exists"
+    assert set(SCENARIOS) | NO_ADMIN_POWER | CONSOLE_ANY_USER <= set(routes), (
+        "a listed route no longer exists"
+    )
     for key, required in routes.items():
         if required & ADMIN_ONLY:
             assert key in SCENARIOS, f"{key} asks for {required & ADMIN_ONLY}: add a scenario"
@@ -458,3 +463,41 @@ async def test_an_admin_without_2fa_keeps_what_every_customer_may_do(
         assert response.status_code == 200, (path, response.text)
     cancelled = await client.post(f"/v1/orders/{own['id']}/cancel", headers=admin.headers)
     assert cancelled.status_code == 200, cancelled.text
+
+
+#: Placeholder values for console path parameters: well-formed ids of nothing.
+_PLACEHOLDERS = {
+    "payment_id": "pay_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "order_id": "ord_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "user_id": "usr_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "key_id": "key_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "event_id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "endpoint_id": "whe_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "delivery_id": "wha_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "account_id": "acc_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+}
+
+
+async def test_every_console_route_refuses_an_admin_without_2fa(
+    accounts: Accounts,
+) -> None:
+    """Walked from the app: a page or form the inventory does not list as for any
+    console user answers 403 with the 2FA explanation, before it reads or writes."""
+    admin = await accounts.user(role=Role.ADMIN)
+    routes = sorted(
+        (m, p)
+        for m, p in _routes(accounts.client)
+        if (p == "/console" or p.startswith("/console/")) and (m, p) not in CONSOLE_ANY_USER
+    )
+    assert len(routes) > 20
+    async with browser(accounts.client) as web:
+        assert (await sign_in(web, admin)).status_code == 303
+        token = csrf_of((await web.get("/console/reauth")).text)
+        for method, template in routes:
+            path = template.format(**_PLACEHOLDERS)
+            if method == "GET":
+                answer = await web.get(path)
+            else:
+                answer = await post_form(web, path, {"csrf_token": token})
+            assert answer.status_code == 403, (method, template, answer.status_code)
+            assert "two-factor" in answer.text.lower(), (method, template)

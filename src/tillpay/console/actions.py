@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from tillpay.accounts.principal import Principal
-from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.console.payments import visible_payment
 from tillpay.kit.errors import BadRequest
 from tillpay.kit.idempotency import Answer, IdempotentRequest
-from tillpay.kit.jwt import ACCESS
 from tillpay.kit.money import MoneyError, to_minor
 from tillpay.payments import refunds
 from tillpay.payments.runtime import PaymentsRuntime
@@ -21,7 +18,6 @@ REFUND_REASONS = {
     "fraudulent": "Fraudulent",
     "other": "Other",
 }
-SOCKET_TOKEN_SECONDS = 300
 
 
 async def refund(
@@ -57,18 +53,3 @@ async def refund(
     return await refunds.create_refund(
         rt, principal, request, payment_id=payment_id, amount=minor, reason=reason
     )
-
-
-async def socket_token(rt: AccountsRuntime, principal: Principal) -> dict[str, object]:
-    """A short-lived access token of the console's own session, for the realtime socket's
-    ``auth`` message (which checks it exactly as the API does: revocation included).
-    Handed only to same-origin script (a CSRF-checked POST, ``no-store``)."""
-    tokens = await rt.tokens()
-    issued = tokens.issue(
-        ACCESS,
-        subject=principal.user_id,
-        session_id=principal.session_id,
-        ttl=timedelta(seconds=SOCKET_TOKEN_SECONDS),
-        extra={"role": principal.role.value if principal.role else ""},
-    )
-    return {"token": issued.token, "path": "/v1/ws", "expires_in": SOCKET_TOKEN_SECONDS}

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
 
-from tillpay.accounts.deps import Runtime
+from tillpay.accounts.permissions import Permission
 from tillpay.console import actions
 from tillpay.console import overview as overview_queries
 from tillpay.console import payments as payment_queries
@@ -20,7 +20,11 @@ from tillpay.kit.money import Money
 from tillpay.payments.models import PaymentStatus
 from tillpay.payments.routes import Runtime as PaymentsRuntime
 from tillpay.web import templating
-from tillpay.web.session import ConsolePrincipal, RecentConsolePrincipal
+from tillpay.web.session import (
+    ConsolePrincipal,
+    RecentConsolePrincipal,
+    require_console_permission,
+)
 from tillpay.web.templating import redirect
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -96,7 +100,12 @@ def _refund_form(
     return page(request, principal, "console/refund.html", context)
 
 
-@router.get("/payments/{payment_id}/refund")
+# Refunding is the API's admin power (2FA rule included), asked for before the form is
+# read; the service checks it again with the payment.
+Refunder = [Depends(require_console_permission(Permission.REFUNDS_CREATE))]
+
+
+@router.get("/payments/{payment_id}/refund", dependencies=Refunder)
 async def refund_form(
     request: Request, principal: RecentConsolePrincipal, session: ReadSession, payment_id: PaymentId
 ) -> Response:
@@ -105,7 +114,9 @@ async def refund_form(
     return _refund_form(request, principal, detail, secrets.token_urlsafe(24), None)
 
 
-@router.post("/payments/{payment_id}/refund", dependencies=[Depends(RateLimit("payments"))])
+@router.post(
+    "/payments/{payment_id}/refund", dependencies=[*Refunder, Depends(RateLimit("payments"))]
+)
 async def refund_submit(
     request: Request,
     principal: RecentConsolePrincipal,
@@ -123,9 +134,3 @@ async def refund_submit(
     if answer.status_code >= 400 and status is None:
         notice = "refund_failed"
     return redirect(request, f"/console/payments/{payment_id}", notice=notice)
-
-
-@router.post("/live/token")
-async def live_token(request: Request, principal: ConsolePrincipal, rt: Runtime) -> Response:
-    """For ``console.js``: a short-lived token to open the realtime socket with."""
-    return templating.finish_json(request, await actions.socket_token(rt, principal))

@@ -3,9 +3,10 @@
 (function () {
   "use strict";
 
-  // Live updates: pages that want them carry <div data-live-ticket-url="…">. The script
-  // asks that console route for a short-lived ticket (a same-origin POST with the CSRF
-  // token), opens the realtime WebSocket with it, and reloads the page's live panels
+  // Live updates: pages that want them carry <div data-live-ticket-url="…"> (and
+  // data-live-channel="admin" for an administrator's deployment-wide events). The script
+  // asks that console route for a single-use socket ticket (a same-origin POST with the
+  // CSRF token), opens the realtime WebSocket with it, and reloads the page's live panels
   // when a payment or refund event arrives.
   var live = document.querySelector("[data-live-ticket-url]");
   if (!live || !window.WebSocket || !window.fetch) return;
@@ -54,8 +55,12 @@
         socket.addEventListener("message", function (message) {
           var data;
           try { data = JSON.parse(message.data); } catch (e) { return; }
-          if (data.type === "ready" || data.type === "authenticated") { attempts = 0; setStatus(true, "Live"); }
-          if (data.type === "event" && /^(payment|refund)\./.test(data.event || "")) refreshPanels();
+          var channel = live.getAttribute("data-live-channel");
+          if (data.type === "ready" && channel) socket.send(JSON.stringify({ type: "subscribe", channel: channel }));
+          if ((data.type === "ready" && !channel) || data.type === "subscribed") { attempts = 0; setStatus(true, "Live"); }
+          if (data.type === "error" && data.code === "admin_2fa_required") setStatus(false, "Live updates need 2FA");
+          var type = data.event && data.event.type;
+          if (data.type === "event" && /^(payment|refund)\./.test(type || "")) refreshPanels();
         });
         socket.addEventListener("close", function () {
           setStatus(false, "Offline");
