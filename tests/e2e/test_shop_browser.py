@@ -1,10 +1,9 @@
-# ruff: noqa: F811 - the harness fixtures are imported, then requested by name
 """The demo storefront in a real browser (Debian's headless Chromium via Playwright)
 against a real ``tillpay serve`` process: register, confirm by the mailed link, sign in,
 buy with the sandbox card and watch a second tab turn paid without reloading; a declined
 card, its clear message and a successful retry. Screenshots: artifacts/screenshots/shop-*.
 
-The server, browser and helpers are the sandbox browser test's (same module-scoped
+The server, browser and helpers are the harness's (``tests/e2e/conftest.py``: one
 process per module); with ``CI=true`` a missing browser fails.
 """
 
@@ -14,25 +13,19 @@ import pytest
 from playwright.async_api import Page
 
 from tests.accounts.helpers import PASSWORD, unique_email
-from tests.e2e.test_sandbox_browser import (  # noqa: F401 - fixtures used by name
-    MISSING,
+from tests.e2e.harness import (
     Server,
     Shop,
     Visit,
-    _eventually,
-    _has_mail,
-    _screenshot,
-    browser,
-    server,
-    shop,
-    visit,
+    eventually,
+    has_mail,
+    needs_browser,
+    screenshot,
 )
 from tests.payments.helpers import DECLINED_CARD, GOOD_CARD
 from tillpay.notifications.mail import extract_links, read_mailbox
 
-pytestmark = pytest.mark.skipif(
-    MISSING is not None and not __import__("os").environ.get("CI"), reason=f"browser: {MISSING}"
-)
+pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +55,12 @@ async def _register_and_sign_in(page: Page, server: Server) -> str:
     assert response.status == 200, await page.content()
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
-    await _screenshot(page, "shop-register")
+    await screenshot(page, "shop-register")
     async with page.expect_navigation():
         await page.get_by_role("button", name="Create account").click()
     assert page.url == f"{server.base_url}/shop/registered", await page.content()
-    await _screenshot(page, "shop-registered")
-    await _eventually(lambda: _has_mail(server.mail_dir, email), seconds=10)
+    await screenshot(page, "shop-registered")
+    await eventually(lambda: has_mail(server.mail_dir, email), seconds=10)
     link = extract_links(read_mailbox(server.mail_dir, to=email, category="verify_email")[-1])[0]
     await page.goto(link)
     await page.get_by_role("button", name="Confirm").click()
@@ -75,7 +68,7 @@ async def _register_and_sign_in(page: Page, server: Server) -> str:
     await page.goto(f"{server.base_url}/shop/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
-    await _screenshot(page, "shop-login")
+    await screenshot(page, "shop-login")
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(f"{server.base_url}/shop")
     return email
@@ -85,14 +78,14 @@ async def _order(page: Page, server: Server, product: str, *, shots: bool) -> st
     """Add the product to the cart and check out; returns the order page's URL."""
     await page.goto(f"{server.base_url}/shop")
     if shots:
-        await _screenshot(page, "shop-products")
+        await screenshot(page, "shop-products")
     await page.get_by_role("link", name="Stoneware mug").click()
     if shots:
-        await _screenshot(page, "shop-product")
+        await screenshot(page, "shop-product")
     await page.get_by_role("button", name="Add to cart").click()
     await page.wait_for_url(f"{server.base_url}/shop/cart?notice=shop_added")
     if shots:
-        await _screenshot(page, "shop-cart")
+        await screenshot(page, "shop-cart")
     await page.get_by_role("button", name="Check out").click()
     await page.wait_for_url(f"{server.base_url}/shop/orders/*")
     return page.url
@@ -112,7 +105,7 @@ async def test_a_shopper_registers_buys_and_sees_the_order_turn_paid_live(
     page = visit.page
     await _register_and_sign_in(page, server)
     order_url = await _order(page, server, product, shots=True)
-    await _screenshot(page, "shop-order-pending")
+    await screenshot(page, "shop-order-pending")
 
     # A second tab on the order page, left alone: it must turn paid by itself.
     watcher = await page.context.new_page()
@@ -123,12 +116,12 @@ async def test_a_shopper_registers_buys_and_sees_the_order_turn_paid_live(
 
     await _pay(page, server, GOOD_CARD, "Pay USD 25.99")
     assert await page.get_by_role("heading", name="Thank you for your order").is_visible()
-    await _screenshot(page, "shop-order-paid")
+    await screenshot(page, "shop-order-paid")
 
     await watcher.get_by_role("heading", name="Thank you for your order").wait_for(timeout=20_000)
     assert await watcher.get_by_role("heading", name="Receipt").is_visible()
     assert loads == [order_url], "the watching tab reloaded instead of updating in place"
-    await _screenshot(watcher, "shop-order-paid-live")
+    await screenshot(watcher, "shop-order-paid-live")
     assert visit.console_errors == []
 
 
@@ -142,7 +135,7 @@ async def test_a_declined_card_shows_why_and_a_retry_succeeds(
     await _pay(page, server, DECLINED_CARD, "Pay USD 25.99")
     alert = page.get_by_role("alert")
     assert "The card was declined." in await alert.inner_text()
-    await _screenshot(page, "shop-order-declined")
+    await screenshot(page, "shop-order-declined")
 
     await _pay(page, server, GOOD_CARD, "Try again")
     assert await page.get_by_role("heading", name="Thank you for your order").is_visible()
@@ -155,7 +148,7 @@ async def test_the_shop_fits_a_360_px_screen(server: Server, visit: Visit, produ
     await page.goto(f"{server.base_url}/shop")
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the page scrolls sideways at 360 px ({width} px)"
-    await _screenshot(page, "shop-products-360")
+    await screenshot(page, "shop-products-360")
     # Keyboard: the skip link comes first and focus is visible.
     await page.keyboard.press("Tab")
     focused = await page.evaluate("document.activeElement.className")
