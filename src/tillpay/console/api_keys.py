@@ -74,6 +74,27 @@ def _messages(exc: ValidationError) -> list[str]:
     return found
 
 
+def _validated(values: dict[str, Any]) -> ApiKeyCreate | list[str]:
+    """The API's own request model from the form, or the messages to show with it."""
+    networks = [n.strip() for n in values["ips"].replace(",", "\n").splitlines() if n.strip()]
+    try:
+        expiry = parse_moment(values["expires_at"], "Expires")
+    except BadRequest as exc:
+        return [exc.detail]
+    try:
+        return ApiKeyCreate.model_validate(
+            {
+                "name": values["name"].strip(),
+                "merchant": values["merchant"].strip() or HOUSE_MERCHANT,
+                "scopes": values["scopes"],
+                "expires_at": expiry,
+                "allowed_ips": networks or None,
+            }
+        )
+    except ValidationError as exc:
+        return _messages(exc)
+
+
 @router.post("/api-keys/new")
 async def key_create(
     request: Request,
@@ -89,33 +110,15 @@ async def key_create(
     values = {"name": name, "merchant": merchant, "scopes": scopes or [], "ips": ips}
     values["expires_at"] = expires_at
     errors.on_error(request, lambda exc: _form_page(request, principal, values, [exc.detail]))
-    networks = [n.strip() for n in ips.replace(",", "\n").splitlines() if n.strip()]
-    try:
-        expiry = parse_moment(expires_at, "Expires")
-    except BadRequest as exc:
-        return _form_page(request, principal, values, [exc.detail])
-    try:
-        body = ApiKeyCreate.model_validate(
-            {
-                "name": name.strip(),
-                "merchant": merchant.strip() or HOUSE_MERCHANT,
-                "scopes": scopes or [],
-                "expires_at": expiry,
-                "allowed_ips": networks or None,
-            }
-        )
-    except ValidationError as exc:
-        return _form_page(request, principal, values, _messages(exc))
+    body = _validated(values)
+    if isinstance(body, list):
+        return _form_page(request, principal, values, body)
+    environment = api_keys.environment_of(request.app.state.settings.environment)
     created = await api_keys.create(
-        session,
-        principal.actor(),
-        environment=api_keys.environment_of(request.app.state.settings.environment),
-        name=body.name,
-        merchant=body.merchant,
-        scopes=body.scopes,
-        expires_at=body.expires_at,
+        session, principal.actor(), environment=environment, name=body.name,
+        merchant=body.merchant, scopes=body.scopes, expires_at=body.expires_at,
         allowed_ips=body.allowed_ips,
-    )
+    )  # fmt: skip
     context = {"key": created.key, "secret": created.secret}
     return page(request, principal, "console/api_key_created.html", context, 201)
 

@@ -44,17 +44,31 @@ Reader = Annotated[Principal, Depends(require_console_permission(Permission.AUDI
 FORMATS = {"csv": audit_export.CSV, "ndjson": audit_export.NDJSON}
 
 
-async def _filter(
-    session: ReadSession,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str,
-    occurred_from: str,
-    occurred_to: str,
-) -> AuditFilter | None:
+@dataclasses.dataclass(frozen=True)
+class AuditForm:
+    """The search form's fields, as typed (shown again above the results)."""
+
+    actor: Text = ""
+    action: Text = ""
+    target_type: Text = ""
+    target_id: Text = ""
+    occurred_from: Text = ""
+    occurred_to: Text = ""
+
+
+Form = Annotated[AuditForm, Depends()]
+
+
+async def _filter(session: ReadSession, form: AuditForm) -> AuditFilter | None:
     """The API's filter from the form (None: an actor email no account has). The actor
     is an account id, or an email address looked up to one."""
+    actor, action, target_type, target_id = (
+        form.actor,
+        form.action,
+        form.target_type,
+        form.target_id,
+    )
+    occurred_from, occurred_to = form.occurred_from, form.occurred_to
     actor_id = clean(actor)
     if actor_id is not None and "@" in actor_id:
         user = await user_by_email(session, actor_id.lower())
@@ -82,30 +96,10 @@ async def _filter(
     )
 
 
-@router.get("/audit")
-async def audit_search(
-    request: Request,
-    principal: Reader,
-    session: ReadSession,
-    actor: Text = "",
-    action: Text = "",
-    target_type: Text = "",
-    target_id: Text = "",
-    occurred_from: Text = "",
-    occurred_to: Text = "",
-    cursor: CursorParam = "",
-) -> Response:
-    filters = {
-        "actor": actor,
-        "action": action,
-        "target_type": target_type,
-        "target_id": target_id,
-        "occurred_from": occurred_from,
-        "occurred_to": occurred_to,
-    }
-    where = await _filter(
-        session, actor, action, target_type, target_id, occurred_from, occurred_to
-    )
+async def _search(session: ReadSession, form: AuditForm, cursor: str) -> dict[str, object]:
+    """The page's context: one page of matching events, the chain head, the pager."""
+    filters = dataclasses.asdict(form)
+    where = await _filter(session, form)
     rows: list[AuditEvent] = []
     more = False
     if where is not None:
@@ -114,19 +108,21 @@ async def audit_search(
     head = (
         await session.execute(select(AuditChainHead.seq, AuditChainHead.hash).limit(1))
     ).one_or_none()
-    kept = {k: v for k, v in filters.items() if v}
-    context = {
+    last_key = rows[-1].id if more and rows else None
+    return {
         "rows": rows,
         "filters": filters,
         "head": head,
-        "export_query": kept,
-        "pager": pager(
-            "/console/audit",
-            filters,
-            cursor=cursor,
-            last_key=rows[-1].id if more and rows else None,
-        ),
+        "export_query": {k: v for k, v in filters.items() if v},
+        "pager": pager("/console/audit", filters, cursor=cursor, last_key=last_key),
     }
+
+
+@router.get("/audit")
+async def audit_search(
+    request: Request, principal: Reader, session: ReadSession, form: Form, cursor: CursorParam = ""
+) -> Response:
+    context = await _search(session, form, cursor)
     return page(request, principal, "console/audit.html", context)
 
 
@@ -135,18 +131,11 @@ async def audit_download(
     request: Request,
     principal: Reader,
     session: ReadSession,
+    form: Form,
     format: Annotated[str, Query(pattern="^(csv|ndjson)$")] = "csv",
-    actor: Text = "",
-    action: Text = "",
-    target_type: Text = "",
-    target_id: Text = "",
-    occurred_from: Text = "",
-    occurred_to: Text = "",
 ) -> Response:
     """``GET /v1/admin/audit-events`` with ``Accept: text/csv`` (or NDJSON), as a file."""
-    where = await _filter(
-        session, actor, action, target_type, target_id, occurred_from, occurred_to
-    )
+    where = await _filter(session, form)
     if where is None:  # an unknown actor email: an export that matches nothing
         where = AuditFilter(actor_id="usr_none")
     # finish: no-store, and the session's sliding cookie, as on every console answer.

@@ -8,7 +8,9 @@ their own lines: another vendor's order is a 404, as on the API.
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
@@ -61,55 +63,49 @@ def _status(value: str) -> OrderStatus | None:
         raise BadRequest("Choose an order status from the list.", code="bad_filter") from None
 
 
-@router.get("/orders")
-async def order_list(
-    request: Request,
-    principal: ConsolePrincipal,
-    session: ReadSession,
-    status: Text = "",
-    email: Text = "",
-    date_from: Text = "",
-    date_to: Text = "",
-    cursor: CursorParam = "",
-) -> Response:
-    everything = await slice_of(
-        request, principal, any_=Permission.ORDERS_READ_ANY, own=Permission.ORDERS_READ_VENDOR
-    )
-    after = cursor_key(cursor)
-    filters = {"status": status, "email": email, "date_from": date_from, "date_to": date_to}
-    if not everything:
-        mine = await orders.vendor_orders(session, principal, after=after, limit=PAGE_SIZE)
-        more = mine[PAGE_SIZE - 1].id if len(mine) > PAGE_SIZE else None
-        context = {
-            "vendor_view": True,
-            "rows": mine[:PAGE_SIZE],
-            "pager": pager("/console/orders", {}, cursor=cursor, last_key=more),
-            "filters": filters,
-            "statuses": STATUSES,
-            "emails": {},
-        }
-        return page(request, principal, "console/orders.html", context)
-    wanted = _status(status)
-    first, last = parse_day(date_from, "From"), parse_day(date_to, "To")
+@dataclass(frozen=True)
+class OrderForm:
+    """The admin list's filter fields, as typed."""
+
+    status: Text = ""
+    email: Text = ""
+    date_from: Text = ""
+    date_to: Text = ""
+
+
+async def _vendor_list(session: ReadSession, principal: Principal, cursor: str) -> dict[str, Any]:
+    mine = await orders.vendor_orders(session, principal, after=cursor_key(cursor), limit=PAGE_SIZE)
+    more = mine[PAGE_SIZE - 1].id if len(mine) > PAGE_SIZE else None
+    return {
+        "vendor_view": True,
+        "rows": mine[:PAGE_SIZE],
+        "pager": pager("/console/orders", {}, cursor=cursor, last_key=more),
+        "emails": {},
+    }
+
+
+async def _admin_list(
+    session: ReadSession, principal: Principal, form: OrderForm, cursor: str
+) -> dict[str, Any]:
+    """One page of every shop order matching ``form``, with the customers' emails."""
+    wanted = _status(form.status)
+    first, last = parse_day(form.date_from, "From"), parse_day(form.date_to, "To")
     upper = lowest_id("ord", day_end(last)) if last else None
     since = lowest_id("ord", day_start(first)) if first else None
     customer_id: str | None = None
-    address = clean(email)
+    address = clean(form.email)
     found = True
     if address is not None:
         user = await user_by_email(session, address.lower())
         found, customer_id = user is not None, user.id if user else None
     rows: list[Order] = []
     if found:
+        after = cursor_key(cursor)
         bound = min(k for k in (after, upper) if k) if (after or upper) else None
         rows = await orders.list_orders(
-            session,
-            customer_id=customer_id,
-            status=wanted,
-            after=bound,
-            since=since,
+            session, customer_id=customer_id, status=wanted, after=bound, since=since,
             limit=PAGE_SIZE,
-        )
+        )  # fmt: skip
     more = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
     rows = rows[:PAGE_SIZE]
     ids = {o.customer_id for o in rows if o.customer_id}
@@ -117,14 +113,31 @@ async def order_list(
     if ids:
         result = await session.execute(select(User.id, User.email).where(User.id.in_(ids)))
         emails = {row.id: row.email for row in result}
-    context = {
+    filters = dataclasses.asdict(form)
+    return {
         "vendor_view": False,
         "rows": rows,
         "emails": emails,
-        "filters": filters,
-        "statuses": STATUSES,
         "pager": pager("/console/orders", filters, cursor=cursor, last_key=more),
     }
+
+
+@router.get("/orders")
+async def order_list(
+    request: Request,
+    principal: ConsolePrincipal,
+    session: ReadSession,
+    form: Annotated[OrderForm, Depends()],
+    cursor: CursorParam = "",
+) -> Response:
+    everything = await slice_of(
+        request, principal, any_=Permission.ORDERS_READ_ANY, own=Permission.ORDERS_READ_VENDOR
+    )
+    if everything:
+        context = await _admin_list(session, principal, form, cursor)
+    else:
+        context = await _vendor_list(session, principal, cursor)
+    context |= {"filters": dataclasses.asdict(form), "statuses": STATUSES}
     return page(request, principal, "console/orders.html", context)
 
 

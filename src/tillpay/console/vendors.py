@@ -9,6 +9,7 @@ vendor sees only their own balance (``ledger:read_own``, as ``GET /v1/vendor/bal
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -28,26 +29,8 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 PAYABLE = "vendor_payable"
 
 
-@router.get("/vendors")
-async def vendor_list(
-    request: Request,
-    principal: ConsolePrincipal,
-    session: ReadSession,
-    q: Text = "",
-    cursor: CursorParam = "",
-) -> Response:
-    everything = await slice_of(
-        request, principal, any_=Permission.LEDGER_READ_ANY, own=Permission.LEDGER_READ_OWN
-    )
-    if not everything:
-        own = await ledger.balances(session, owner_id=principal.user_id)
-        context = {
-            "vendor_view": True,
-            "balances": [b for b in own if b.kind == PAYABLE],
-            "filters": {"q": q},
-        }
-        return page(request, principal, "console/vendors.html", context)
-    await require_permission(Permission.USERS_READ)(request, principal)
+async def _payables(session: ReadSession, q: str, cursor: str) -> dict[str, Any]:
+    """One page of vendors matching ``q``, each with what the platform owes them."""
     rows = await user_admin.list_users(
         session, query=clean(q), role=Role.VENDOR, after=cursor_key(cursor), limit=PAGE_SIZE
     )
@@ -63,13 +46,34 @@ async def vendor_list(
     for balances in owed.values():
         for balance in balances:
             totals[balance.currency] += -balance.balance
-    filters = {"q": q}
-    context = {
+    return {
         "vendor_view": False,
         "rows": rows,
         "owed": owed,
         "totals": dict(sorted(totals.items())),
-        "filters": filters,
-        "pager": pager("/console/vendors", filters, cursor=cursor, last_key=more),
+        "pager": pager("/console/vendors", {"q": q}, cursor=cursor, last_key=more),
     }
+
+
+@router.get("/vendors")
+async def vendor_list(
+    request: Request,
+    principal: ConsolePrincipal,
+    session: ReadSession,
+    q: Text = "",
+    cursor: CursorParam = "",
+) -> Response:
+    everything = await slice_of(
+        request, principal, any_=Permission.LEDGER_READ_ANY, own=Permission.LEDGER_READ_OWN
+    )
+    if not everything:
+        own = await ledger.balances(session, owner_id=principal.user_id)
+        context: dict[str, Any] = {
+            "vendor_view": True,
+            "balances": [b for b in own if b.kind == PAYABLE],
+        }
+    else:
+        await require_permission(Permission.USERS_READ)(request, principal)
+        context = await _payables(session, q, cursor)
+    context["filters"] = {"q": q}
     return page(request, principal, "console/vendors.html", context)
