@@ -5,12 +5,14 @@ verified email) through to a paid order with the sandbox card."""
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.accounts.helpers import Account
+from tests.accounts.helpers import Account, Accounts
 from tests.commerce.helpers import Shop
 from tests.conftest import ClientFactory
 from tests.console.helpers import ORIGIN, browser, csrf_of, post_form
@@ -251,3 +253,20 @@ async def test_a_full_buy_with_the_sandbox_card_marks_the_order_paid(
     api = await client.get(f"/v1/orders/{order_id}", headers=customer.headers)
     assert api.json()["status"] == "paid"
     assert ORIGIN.startswith("https://")
+
+
+async def test_an_idle_shopper_signs_in_again_after_the_configured_timeout(
+    make_client: ClientFactory, clean_db: None, mail_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_client(shop_idle_timeout_seconds=600) as client:
+        customer = await Shop(Accounts(client, mail_dir)).customer()
+        async with browser(client) as web:
+            assert (await shop_sign_in(web, customer)).status_code == 303
+            assert (await web.get("/shop/cart")).status_code == 200
+            start = time.time()
+            monkeypatch.setattr("tillpay.shop.session.time.time", lambda: start + 590)
+            assert (await web.get("/shop/cart")).status_code == 200  # activity slides it
+            monkeypatch.setattr("tillpay.shop.session.time.time", lambda: start + 590 + 605)
+            idle = await web.get("/shop/cart")
+            assert idle.status_code == 303
+            assert idle.headers["location"].startswith("/shop/login")

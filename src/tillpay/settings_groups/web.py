@@ -25,3 +25,10 @@ class WebSettings(BaseModel):
         description="Serve the demo storefront at `/shop`; default on except in "
         "production, where it needs an explicit `true`.",
     )
+    shop_idle_timeout_seconds: int = Field(
+        7200,
+        ge=60,
+        le=604800,
+        description="A storefront session unused this long signs in again (long enough to spend a while on a provider's hosted page; sliding; the "
+        "session's absolute lifetime still applies).",
+    )

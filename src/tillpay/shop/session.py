@@ -39,9 +39,6 @@ log = get_logger("tillpay.shop.session")
 
 COOKIE: Final = "__Host-tillpay_shop"
 LOGIN_PATH: Final = "/shop/login"
-#: A shopper idle this long signs in again (the AuthSession's own lifetime still applies).
-#: Long enough to spend a while on a provider's hosted page.
-IDLE_SECONDS: Final = 2 * 3600
 _VERSION: Final = "s1"
 
 
@@ -121,7 +118,8 @@ async def optional_shopper(request: Request) -> Principal | None:
         return known
     value = request.cookies.get(COOKIE)
     claims = decode(request, value) if value else None
-    if claims is not None and time.time() - claims["act"] > IDLE_SECONDS:
+    idle = request.app.state.settings.shop_idle_timeout_seconds
+    if claims is not None and time.time() - claims["act"] > idle:
         log.info("shop.session_rejected", reason="idle_timeout", session_id=claims["sid"])
         claims = None
     if claims is None:
