@@ -48,15 +48,27 @@ FORMATS = {"csv": audit_export.CSV, "ndjson": audit_export.NDJSON}
 class AuditForm:
     """The search form's fields, as typed (shown again above the results)."""
 
-    actor: Text = ""
-    action: Text = ""
-    target_type: Text = ""
-    target_id: Text = ""
-    occurred_from: Text = ""
-    occurred_to: Text = ""
+    actor: str = ""
+    action: str = ""
+    target_type: str = ""
+    target_id: str = ""
+    occurred_from: str = ""
+    occurred_to: str = ""
 
 
-Form = Annotated[AuditForm, Depends()]
+async def _audit_form(
+    actor: Text = "",
+    action: Text = "",
+    target_type: Text = "",
+    target_id: Text = "",
+    occurred_from: Text = "",
+    occurred_to: Text = "",
+) -> AuditForm:
+    # An async factory, not Depends(AuditForm): a class would run in the thread pool.
+    return AuditForm(actor, action, target_type, target_id, occurred_from, occurred_to)
+
+
+Form = Annotated[AuditForm, Depends(_audit_form)]
 
 
 async def _filter(session: ReadSession, form: AuditForm) -> AuditFilter | None:

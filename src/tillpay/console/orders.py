@@ -67,10 +67,17 @@ def _status(value: str) -> OrderStatus | None:
 class OrderForm:
     """The admin list's filter fields, as typed."""
 
-    status: Text = ""
-    email: Text = ""
-    date_from: Text = ""
-    date_to: Text = ""
+    status: str = ""
+    email: str = ""
+    date_from: str = ""
+    date_to: str = ""
+
+
+async def _order_form(
+    status: Text = "", email: Text = "", date_from: Text = "", date_to: Text = ""
+) -> OrderForm:
+    # An async factory, not Depends(OrderForm): a class would run in the thread pool.
+    return OrderForm(status, email, date_from, date_to)
 
 
 async def _vendor_list(session: ReadSession, principal: Principal, cursor: str) -> dict[str, Any]:
@@ -127,7 +134,7 @@ async def order_list(
     request: Request,
     principal: ConsolePrincipal,
     session: ReadSession,
-    form: Annotated[OrderForm, Depends()],
+    form: Annotated[OrderForm, Depends(_order_form)],
     cursor: CursorParam = "",
 ) -> Response:
     everything = await slice_of(
