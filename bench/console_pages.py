@@ -19,6 +19,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,12 @@ from tillpay.settings import Settings
 
 PASSWORD = "bench passphrase " + secrets.token_hex(8)
 PAGES = [
+    "/console",
+    "/console/payments",
+    "/console/payments?status=succeeded",
+    "/console/payments?email={email}",
+    "/console/payments/{payment}",
+    "/console/payments/{payment}/refund",
     "/console/orders",
     "/console/orders?status=paid",
     "/console/orders?email={email}",
@@ -53,6 +60,9 @@ PAGES = [
     "/console/ledger/accounts/{account}",
     "/console/audit",
     "/console/audit?action=order.status_changed",
+    "/console/events",
+    "/console/webhooks",
+    "/console/activity",
 ]
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -103,6 +113,8 @@ async def _seed(settings: Settings, payments: int) -> dict[str, str]:
         order_id, payment_id, tx_id = new_id("ord"), new_id("pay"), new_id("ltx")
         customer = customers[i % len(customers)]
         amount = 1000 + i % 500
+        # Spread over the overview's 30 days, so its charts aggregate real volume.
+        created = now - timedelta(days=i % 30, minutes=i % 1440)
         orders.append(
             {
                 "id": order_id,
@@ -113,7 +125,8 @@ async def _seed(settings: Settings, payments: int) -> dict[str, str]:
                 "total_amount": amount,
                 "refunded_amount": 0,
                 "expires_at": now,
-                "paid_at": now,
+                "paid_at": created,
+                "created_at": created,
             }
         )
         lines.append(
@@ -140,6 +153,7 @@ async def _seed(settings: Settings, payments: int) -> dict[str, str]:
                 "amount": amount,
                 "currency": "USD",
                 "amount_captured": amount,
+                "created_at": created,
             }
         )
         txs.append(
@@ -221,6 +235,7 @@ async def _seed(settings: Settings, payments: int) -> dict[str, str]:
     return {
         "email": "c1@bench.example",
         "order": str(orders[-1]["id"]),
+        "payment": str(pays[-1]["id"]),
         "customer": customers[1],
         "account": payable,
     }
