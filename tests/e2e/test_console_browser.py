@@ -612,7 +612,8 @@ async def test_every_main_page_looks_right_wide_and_at_360_px(
         await page.goto(base + pages[name])
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= NARROW["width"], f"{name} scrolls sideways at 360 px ({width} px)"
-        await screenshot(page, f"console-page-{name}-360")  # the whole (long) page
+        await shot(page, f"page-{name}-360")
+        await screenshot(page, f"console-page-{name}-360-full")  # the whole (long) page
 
 
 async def _focus_ring(page: Page) -> str:
