@@ -442,6 +442,8 @@ async def test_a_dead_provider_event_is_replayed(
         return rows == [("processed",)]
 
     await eventually(processed)
+    await page.goto(f"{server.base_url}/console/events?state=dead")
+    assert "No events in this state" in await page.locator("tbody").inner_text()
     audited = server.sql("SELECT count(*) FROM audit_events WHERE action LIKE '%replay%'")
     assert audited[0][0] >= 1
     assert visit.console_errors == []
