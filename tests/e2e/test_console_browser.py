@@ -649,7 +649,7 @@ async def test_the_nav_and_a_form_are_reachable_by_keyboard_with_visible_focus(
     assert await page.evaluate("document.activeElement.id") == "f-q"
     assert await _focus_ring(page) != "none"
     await page.keyboard.type(seed.paid["id"])
+    await shot(page, "focus-form")
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/console/payments?*")
     assert await page.locator("tbody tr").count() == 1
-    await shot(page, "focus-form")
