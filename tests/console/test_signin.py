@@ -224,6 +224,26 @@ async def test_sign_out_revokes_the_session(accounts: Accounts) -> None:
         assert (await other.get("/console")).status_code == 303
 
 
+async def test_a_cross_site_sign_out_leaves_the_cookie_alone(accounts: Accounts) -> None:
+    """Another site's form post arrives without the SameSite=Strict cookie; its answer
+    must not delete the cookie (Chromium applies a Set-Cookie on a top-level navigation's
+    answer), or any site could sign operators out."""
+    vendor = await accounts.user(role=Role.VENDOR)
+    async with browser(accounts.client) as web:
+        assert (await sign_in(web, vendor)).status_code == 303
+        kept = web.cookies.get(COOKIE)
+        async with browser(accounts.client) as no_cookie:
+            out = await no_cookie.post(
+                "/console/logout",
+                data={"csrf_token": "guess"},
+                headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+            )
+        assert out.status_code == 303
+        assert "set-cookie" not in out.headers
+        assert web.cookies.get(COOKIE) == kept
+        assert (await web.get("/console")).status_code == 200
+
+
 async def test_next_must_be_a_local_path(accounts: Accounts) -> None:
     vendor = await accounts.user(role=Role.VENDOR)
     for evil in ("https://evil.example/", "//evil.example", "/\\evil.example"):

@@ -30,12 +30,22 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server_settings() -> dict[str, str]:
+    """Extra ``TILLPAY_*`` variables for this module's server (none). A module needing
+    some overrides this fixture (module scope), e.g. to let webhooks reach a local
+    receiver."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, server_settings: dict[str, str]
+) -> Iterator[Server]:
     """A migrated, running ``tillpay serve`` process; always terminated afterwards."""
     data_dir = tmp_path_factory.mktemp("tillpay-e2e")
     database = data_dir / "db.sqlite"
     port = free_port()
-    env = server_env(port, data_dir, database)
+    env = server_env(port, data_dir, database, server_settings)
     command = [sys.executable, "-m", "tillpay.cli"]
     # cwd is the temp dir so that no stray .env file is read.
     migrated = subprocess.run(  # noqa: S603 - fixed argv, no shell

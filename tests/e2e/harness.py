@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(port: int, data_dir: Path, database: Path) -> dict[str, str]:
+def server_env(
+    port: int, data_dir: Path, database: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server's environment; ``extra`` (``TILLPAY_*`` names only) comes last."""
     base = f"http://127.0.0.1:{port}"
     # Nothing from the caller's TILLPAY_* environment may leak into the server under test.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILLPAY_")}
@@ -115,6 +118,9 @@ def server_env(port: int, data_dir: Path, database: Path) -> dict[str, str]:
         TILLPAY_DATA_DIR=str(data_dir),
         TILLPAY_WORKER_IN_PROCESS="true",
     )
+    for name, value in (extra or {}).items():
+        assert name.startswith("TILLPAY_"), f"not a tillpay setting: {name}"
+        env[name] = value
     return env
 
 
@@ -241,10 +247,11 @@ def csp_of(header: str | None) -> dict[str, str]:
     return {d[0]: (d[1] if len(d) > 1 else "") for d in directives}
 
 
-async def screenshot(page: Page, name: str) -> Path:
+async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """``artifacts/screenshots/NAME.png``: the whole page, or the viewport only."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path
 

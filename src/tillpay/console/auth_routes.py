@@ -137,7 +137,9 @@ async def logout(request: Request, session: DbSession, rt: Runtime) -> Response:
     principal = await web_session.optional_console_principal(request)
     if principal is not None:  # its CSRF token was checked with the session
         await sessions.logout(session, rt, principal)
-    web_session.clear(request)
+        web_session.clear(request)
+    # Without a session there is nothing to clear (a stale cookie was already): another
+    # site's form, sent without the SameSite=Strict cookie, must not delete it either.
     return redirect(request, web_session.LOGIN_PATH, notice="signed_out")
 
 

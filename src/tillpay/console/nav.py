@@ -42,8 +42,14 @@ NAV: list[NavItem] = [
 
 
 def _items(principal: Principal, current: str) -> list[dict[str, Any]]:
+    # The overview is the root: it is current on itself only, not on every console page
+    # outside the sidebar (the step-up page, say).
     best = max(
-        (i.path for i in NAV if current == i.path or current.startswith(i.path + "/")),
+        (
+            i.path
+            for i in NAV
+            if current == i.path or (i.path != "/console" and current.startswith(i.path + "/"))
+        ),
         key=len,
         default="",
     )
