@@ -333,15 +333,10 @@ async def deliveries(
     for attempt in attempts.scalars():
         last[attempt.delivery_id] = attempt
     endpoint_ids = {endpoint_of(delivery.consumer) for delivery, _ in rows}
-    urls = dict(
-        (
-            await session.execute(
-                select(WebhookEndpoint.id, WebhookEndpoint.url).where(
-                    WebhookEndpoint.id.in_(endpoint_ids)
-                )
-            )
-        ).tuples()
+    found = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url).where(WebhookEndpoint.id.in_(endpoint_ids))
     )
+    urls = {row.id: row.url for row in found}
     return [
         Delivery(
             delivery,
