@@ -149,8 +149,9 @@ def _conditions(where: PaymentFilter) -> list[ColumnElement[bool]]:
     if where.needs_review:
         if where.needs_review != "1":
             raise BadRequest("needs_review takes 1 (flagged payments only) or nothing.")
-        # Written as the partial index's own predicate, so the planner picks it.
-        conditions.append(Payment.needs_review.is_(True))
+        # Bare, as the partial index's predicate is written (not ``IS 1``/``IS true``,
+        # which neither backend matches with it): ix_payments_needs_review_created_at_id.
+        conditions.append(Payment.needs_review.expression)
     if where.q:
         term = where.q.strip()
         by_reference = select(PaymentAttempt.payment_id).where(PaymentAttempt.reference == term)

@@ -91,13 +91,15 @@ class Payment(TimestampMixin, Base):
         Index("ix_payments_created_at_id", "created_at", "id"),
         # The same order over flagged payments only (the console's needs-review filter,
         # ``GET /v1/admin/payments?needs_review=true``): few rows, and a page stays an
-        # index scan however many payments were never flagged.
+        # index scan however many payments were never flagged. Each predicate is what
+        # SQLAlchemy writes for ``where(Payment.needs_review)`` on that backend, so the
+        # planner matches it (SQLite matches a partial index's WHERE term literally).
         Index(
             "ix_payments_needs_review_created_at_id",
             "created_at",
             "id",
             postgresql_where=text("needs_review"),
-            sqlite_where=text("needs_review"),
+            sqlite_where=text("needs_review = 1"),
         ),
     )
 

@@ -37,7 +37,7 @@ def upgrade() -> None:
         ["created_at", "id"],
         unique=False,
         postgresql_where=sa.text("needs_review"),
-        sqlite_where=sa.text("needs_review"),
+        sqlite_where=sa.text("needs_review = 1"),
     )
     op.create_index(
         "ix_outbox_events_subject", "outbox_events", ["subject_type", "subject_id"], unique=False
