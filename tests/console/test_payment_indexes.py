@@ -5,6 +5,8 @@ its outbox events by subject."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, and_, or_, select, text
 
 from tests.accounts.helpers import Accounts
@@ -13,7 +15,7 @@ from tillpay.events.models import EventDelivery, OutboxEvent
 from tillpay.payments.models import Payment
 
 
-async def _plan(accounts: Accounts, query: Select[tuple[object, ...]]) -> str:
+async def _plan(accounts: Accounts, query: Select[Any]) -> str:
     async with accounts.database.session() as session, session.begin():
         dialect = session.get_bind().dialect
         sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
