@@ -79,3 +79,23 @@ class Checkout:
         await self.process_webhooks()
         refreshed = await self.client.get(f"/v1/payments/{payment['id']}", headers=customer.headers)
         return order, refreshed.json()
+
+    async def flagged_payment(
+        self, customer: Account, **product: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A payment that needs review, as it happens: the card paid at the sandbox, then
+        the order was cancelled before tillpay heard of it, so the capture is held
+        unapplied and flagged (``order_not_payable``). Returns (order, payment)."""
+        order = await self.shop.order(customer, **product)
+        payment = (await self.pay(customer, order["id"])).json()
+        await self.submit_card(payment, GOOD_CARD)
+        cancelled = await self.client.post(
+            f"/v1/orders/{order['id']}/cancel", headers=customer.headers
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        await self.deliver_webhooks()
+        await self.process_webhooks()
+        refreshed = await self.client.get(f"/v1/payments/{payment['id']}", headers=customer.headers)
+        flagged = refreshed.json()
+        assert (flagged["status"], flagged["needs_review"]) == ("succeeded", True), flagged
+        return order, flagged

@@ -150,6 +150,12 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
         frozenset({200, 409}),
     ),
     ("GET", "/v1/admin/payments"): Scenario(P.PAYMENTS_OPERATE, get("/v1/admin/payments")),
+    ("POST", "/v1/admin/payments/{payment_id}/review"): Scenario(
+        P.PAYMENTS_OPERATE,
+        send("POST", "/v1/admin/payments/{w.payment[id]}/review", {"note": "Looked at it."}),
+        # The payment was never flagged: a conflict, but past authorization.
+        frozenset({409}),
+    ),
     ("GET", "/v1/admin/audit-events"): Scenario(P.AUDIT_READ, get("/v1/admin/audit-events")),
     ("POST", "/v1/products"): Scenario(
         P.CATALOG_WRITE_ANY,

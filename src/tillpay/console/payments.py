@@ -1,11 +1,14 @@
 """The console's payment queries: a filtered, keyset-paginated list and one payment's
-page (attempts, refunds, provider webhooks, ledger, audit), as the principal may see.
+page (attempts, refunds, provider webhooks, merchant webhook deliveries, ledger, audit),
+as the principal may see.
 
 Who sees what: a person holding ``orders:read_any`` (an administrator with 2FA) every
 payment; a vendor only payments of orders whose every line is theirs (the rule that lets
 a vendor refund, ``payments/refunds.py``), so no other vendor's goods show; others none.
-Every query is indexed: payments by (created_at, id), attempts and refunds by payment,
-webhooks by (provider, reference), ledger transactions by reference id, audit by target.
+Every query is indexed: payments by (created_at, id) (flagged ones by a partial index of
+their own), attempts and refunds by payment, webhooks by (provider, reference), outbox
+events by subject and their deliveries by event, ledger transactions by reference id,
+audit by target.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from tillpay.accounts.models import User
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import AdminTwoFactorRequired, Principal
 from tillpay.audit.models import AuditEvent
+from tillpay.events.models import EventDelivery, OutboxEvent
 from tillpay.kit.errors import BadRequest, NotFound
 from tillpay.kit.money import MoneyError, to_minor
 from tillpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from tillpay.merchant_webhooks.models import WebhookAttempt, WebhookEndpoint
+from tillpay.merchant_webhooks.service import CONSUMER_PREFIX, endpoint_of
 from tillpay.orders.models import Order, OrderLine
 from tillpay.payments.models import (
     Payment,
@@ -37,6 +43,8 @@ from tillpay.payments.models import (
 )
 
 PAGE_SIZE = 25
+#: The merchant webhook deliveries a payment's page lists (newest events first).
+DELIVERIES_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class PaymentFilter:
     email: str = ""
     order_id: str = ""
     q: str = ""  # a payment id or a provider reference
+    needs_review: str = ""  # "1": flagged payments only
     after: str = ""  # the keyset cursor
 
     def as_query(self, **changes: str) -> dict[str, str]:
@@ -137,6 +146,12 @@ def _conditions(where: PaymentFilter) -> list[ColumnElement[bool]]:
         by_account = select(User.id).where(User.email == address).scalar_subquery()
         by_order = select(Order.id).where(Order.customer_email == address)
         conditions.append(or_(Payment.customer_id == by_account, Payment.order_id.in_(by_order)))
+    if where.needs_review:
+        if where.needs_review != "1":
+            raise BadRequest("needs_review takes 1 (flagged payments only) or nothing.")
+        # Bare, as the partial index's predicate is written (not ``IS 1``/``IS true``,
+        # which neither backend matches with it): ix_payments_needs_review_created_at_id.
+        conditions.append(Payment.needs_review.expression)
     if where.q:
         term = where.q.strip()
         by_reference = select(PaymentAttempt.payment_id).where(PaymentAttempt.reference == term)
@@ -180,6 +195,18 @@ async def list_payments(
     return PaymentPage(rows, _cursor(rows[-1]) if more else None, emails)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One merchant webhook delivery of an event about the payment or one of its refunds,
+    with its last HTTP attempt (None before the first)."""
+
+    delivery: EventDelivery
+    event_type: str
+    endpoint_id: str
+    endpoint_url: str | None  # None: the endpoint was deleted since
+    last_attempt: WebhookAttempt | None
+
+
 @dataclass
 class PaymentDetail:
     payment: Payment
@@ -190,6 +217,8 @@ class PaymentDetail:
     webhooks: list[WebhookEvent]
     ledger: list[dict[str, Any]]
     audit: list[AuditEvent]
+    #: Shown to those who manage webhook endpoints only (None: not shown).
+    deliveries: list[Delivery] | None = None
 
     @property
     def refundable(self) -> int:
@@ -266,7 +295,59 @@ async def payment_detail(
     email = order.customer_email
     if email is None and payment.customer_id:
         email = await session.scalar(select(User.email).where(User.id == payment.customer_id))
-    return PaymentDetail(payment, order, email, attempts, refunds, webhooks, ledger, audit)
+    detail = PaymentDetail(payment, order, email, attempts, refunds, webhooks, ledger, audit)
+    if Permission.WEBHOOKS_MANAGE in principal.permissions:
+        detail.deliveries = await deliveries(session, payment.id, [r.id for r in refunds])
+    return detail
+
+
+async def deliveries(
+    session: AsyncSession, payment_id: str, refund_ids: list[str]
+) -> list[Delivery]:
+    """The merchant webhook deliveries of the events about the payment and its refunds
+    (an event's subject is the object it describes), newest event first, at most
+    :data:`DELIVERIES_SHOWN`."""
+    about = and_(OutboxEvent.subject_type == "payment", OutboxEvent.subject_id == payment_id)
+    if refund_ids:
+        about = or_(
+            about,
+            and_(OutboxEvent.subject_type == "refund", OutboxEvent.subject_id.in_(refund_ids)),
+        )
+    rows = (
+        await session.execute(
+            select(EventDelivery, OutboxEvent.type)
+            .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+            .where(about, EventDelivery.consumer.startswith(CONSUMER_PREFIX, autoescape=True))
+            .order_by(OutboxEvent.created_at.desc(), EventDelivery.id.desc())
+            .limit(DELIVERIES_SHOWN)
+        )
+    ).all()
+    if not rows:
+        return []
+    ids = [delivery.id for delivery, _ in rows]
+    last: dict[str, WebhookAttempt] = {}
+    attempts = await session.execute(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(ids))
+        .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
+    )
+    for attempt in attempts.scalars():
+        last[attempt.delivery_id] = attempt
+    endpoint_ids = {endpoint_of(delivery.consumer) for delivery, _ in rows}
+    found = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url).where(WebhookEndpoint.id.in_(endpoint_ids))
+    )
+    urls = {row.id: row.url for row in found}
+    return [
+        Delivery(
+            delivery,
+            event_type,
+            endpoint_of(delivery.consumer),
+            urls.get(endpoint_of(delivery.consumer)),
+            last.get(delivery.id),
+        )
+        for delivery, event_type in rows
+    ]
 
 
 async def _ledger(session: AsyncSession, reference_ids: list[str]) -> list[dict[str, Any]]:

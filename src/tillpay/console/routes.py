@@ -14,9 +14,10 @@ from tillpay.console import overview as overview_queries
 from tillpay.console import payments as payment_queries
 from tillpay.console.nav import page
 from tillpay.console.svg import bar_chart
-from tillpay.kit.db import ReadSession
+from tillpay.kit.db import DbSession, ReadSession
 from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.money import Money
+from tillpay.payments import review
 from tillpay.payments.models import PaymentStatus
 from tillpay.payments.routes import Runtime as PaymentsRuntime
 from tillpay.web import templating
@@ -34,6 +35,7 @@ templating.NOTICES.update(
         "refunded": "Refund created.",
         "refund_pending": "Refund sent; the provider has not confirmed it yet.",
         "refund_failed": "The provider refused the refund. Nothing was refunded.",
+        "reviewed": "Marked reviewed: the payment no longer needs review.",
     }
 )
 PaymentId = Annotated[str, Path(min_length=4, max_length=40, pattern=r"^pay_[0-9A-Za-z]+$")]
@@ -51,11 +53,12 @@ async def payment_filter(
     email: Annotated[str, Query(max_length=320)] = "",
     order_id: Text = "",
     q: Text = "",
+    needs_review: Annotated[str, Query(max_length=1)] = "",
     after: Annotated[str, Query(max_length=200)] = "",
 ) -> payment_queries.PaymentFilter:
     return payment_queries.PaymentFilter(
         status, provider, currency, amount_min, amount_max, date_from, date_to,
-        email, order_id, q, after,
+        email, order_id, q, needs_review, after,
     )  # fmt: skip
 
 
@@ -134,3 +137,21 @@ async def refund_submit(
     if answer.status_code >= 400 and status is None:
         notice = "refund_failed"
     return redirect(request, f"/console/payments/{payment_id}", notice=notice)
+
+
+# Clearing a review flag is the API's payment-operations power (an administrator with 2FA),
+# asked for before the form is read; the service checks it again.
+Reviewer = [Depends(require_console_permission(review.PERMISSION))]
+
+
+@router.post("/payments/{payment_id}/review", dependencies=Reviewer)
+async def review_submit(
+    request: Request,
+    principal: ConsolePrincipal,
+    session: DbSession,
+    payment_id: PaymentId,
+    note: Annotated[str, Form(min_length=1, max_length=review.NOTE_MAX)],
+) -> Response:
+    """``payments.review.mark_reviewed``, as ``POST /v1/admin/payments/{id}/review``."""
+    await review.mark_reviewed(session, principal, payment_id, note)
+    return redirect(request, f"/console/payments/{payment_id}", notice="reviewed")

@@ -134,6 +134,27 @@ EVENT_TYPES: tuple[EventType, ...] = (
         },
     ),
     EventType(
+        "payment.reviewed",
+        "payment",
+        "An operator cleared a payment's review flag (`POST /v1/admin/payments/{id}/review`): "
+        "what `payment.needs_review` announced is dealt with. The operator's note stays in "
+        "tillpay (audit trail, console).",
+        details={
+            "payment_id": "The payment's id (`pay_…`).",
+            "order_id": "The order it was for.",
+            "reason": "Why it had been flagged (as in `payment.needs_review`).",
+            **_HEADLESS,
+        },
+        example={
+            "payment_id": "pay_01JF3Q8Z6W0C1V7Y5K2M4N8P9R",
+            "order_id": "ord_01JF3Q8Z6W0C1V7Y5K2M4N8P9S",
+            "reason": "order_not_payable",
+            "kind": "headless",
+            "merchant": "acme",
+            "reference": "order-10042",
+        },
+    ),
+    EventType(
         "refund.succeeded",
         "refund",
         "The provider confirmed the refund.",

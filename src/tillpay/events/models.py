@@ -23,7 +23,12 @@ from tillpay.kit.ids import ID_COLUMN_LENGTH, new_id
 
 class OutboxEvent(Base):
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_events_processed_created", "processed_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_outbox_events_processed_created", "processed_at", "created_at"),
+        # What was announced about one object (the console's payment page: the merchant
+        # webhook deliveries its payment and refund events caused).
+        Index("ix_outbox_events_subject", "subject_type", "subject_id"),
+    )
 
     id: Mapped[str] = mapped_column(
         String(ID_COLUMN_LENGTH), primary_key=True, default=lambda: new_id("evt")

@@ -89,6 +89,18 @@ class Payment(TimestampMixin, Base):
         Index("ix_payments_customer_id_id", "customer_id", "id"),
         # Newest first (the console's list, the admin API).
         Index("ix_payments_created_at_id", "created_at", "id"),
+        # The same order over flagged payments only (the console's needs-review filter,
+        # ``GET /v1/admin/payments?needs_review=true``): few rows, and a page stays an
+        # index scan however many payments were never flagged. Each predicate is what
+        # SQLAlchemy writes for ``where(Payment.needs_review)`` on that backend, so the
+        # planner matches it (SQLite matches a partial index's WHERE term literally).
+        Index(
+            "ix_payments_needs_review_created_at_id",
+            "created_at",
+            "id",
+            postgresql_where=text("needs_review"),
+            sqlite_where=text("needs_review = 1"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=lambda: new_id("pay"))
@@ -110,6 +122,10 @@ class Payment(TimestampMixin, Base):
     return_url: Mapped[str | None] = mapped_column(String(2048))
     needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     review_reason: Mapped[str | None] = mapped_column(String(64))
+    #: The last time an operator cleared the flag (``payments/review.py``), who, and why.
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reviewed_by: Mapped[str | None] = mapped_column(IdColumn)
+    review_note: Mapped[str | None] = mapped_column(String(500))
     attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     attempts: Mapped[list[PaymentAttempt]] = relationship(

@@ -54,8 +54,11 @@ async def admin_payments(
 ) -> list[Payment]:
     """The newest payments, optionally only those (not) needing review (for operators)."""
     query = select(Payment).order_by(Payment.created_at.desc()).limit(limit)
-    if needs_review is not None:
-        query = query.where(Payment.needs_review.is_(needs_review))
+    if needs_review:
+        # Bare, as ix_payments_needs_review_created_at_id's predicate is written.
+        query = query.where(Payment.needs_review.expression)
+    elif needs_review is not None:
+        query = query.where(Payment.needs_review.is_(False))
     return list((await session.execute(query)).scalars())
 
 

@@ -23,7 +23,7 @@ from tillpay.kit.http.ratelimit import RateLimit
 from tillpay.kit.idempotency import IdempotentRequest
 from tillpay.kit.logging import get_logger
 from tillpay.ledger import service as ledger
-from tillpay.payments import create, queries, refunds, sync
+from tillpay.payments import create, queries, refunds, review, sync
 from tillpay.payments import webhooks as webhook_service
 from tillpay.payments.result_page import result_page
 from tillpay.payments.runtime import PaymentsRuntime
@@ -31,9 +31,11 @@ from tillpay.payments.schemas import (
     LedgerBalanceOut,
     PaymentCreate,
     PaymentOut,
+    PaymentReview,
     ProviderInfo,
     RefundCreate,
     RefundOut,
+    ReviewedPaymentOut,
     WebhookAck,
     WebhookEventOut,
 )
@@ -295,3 +297,22 @@ async def admin_payments(
 ) -> list[PaymentOut]:
     payments = await queries.admin_payments(session, needs_review=needs_review, limit=limit)
     return [PaymentOut.model_validate(p) for p in payments]
+
+
+@admin.post(
+    "/payments/{payment_id}/review",
+    response_model=ReviewedPaymentOut,
+    summary="Mark a payment reviewed",
+    responses={
+        404: {"description": "No such payment"},
+        409: {"description": "The payment does not need review (`payment_not_flagged`)"},
+    },
+)
+async def review_payment(
+    payment_id: PaymentId, body: PaymentReview, principal: Operator, session: DbSession
+) -> ReviewedPaymentOut:
+    """Clears `needs_review` once an operator has dealt with what flagged it (refunded,
+    reconciled with the provider, …), keeping who, when and the note. Audited
+    (`payment.reviewed`) and announced as the `payment.reviewed` event."""
+    payment = await review.mark_reviewed(session, principal, payment_id, body.note)
+    return ReviewedPaymentOut.model_validate(payment)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tillpay.kit.money import PositiveAmountMinor
 from tillpay.payments.models import PaymentStatus, RefundStatus
@@ -65,6 +65,29 @@ class PaymentOut(BaseModel):
     attempts: list[AttemptOut]
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentReview(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"note": "Refunded in full: the order had been paid by another card."}]
+        },
+    )
+    note: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+        Field(description="What was done about it (kept with the payment and audited)."),
+    ]
+
+
+class ReviewedPaymentOut(PaymentOut):
+    """A payment as an operator sees it after clearing its review flag."""
+
+    review_reason: str | None = Field(description="Why it had been flagged.")
+    reviewed_at: datetime | None
+    reviewed_by: str | None = Field(description="The operator's user id.")
+    review_note: str | None
 
 
 class RefundCreate(BaseModel):
