@@ -27,6 +27,7 @@ from tillpay.console import areas as console_areas
 from tillpay.console import auth_routes as console_auth_routes
 from tillpay.console import events as console_events
 from tillpay.console import routes as console_routes
+from tillpay.console import security as console_security
 from tillpay.console import webhooks as console_webhooks
 from tillpay.credentials import routes as credentials_routes
 from tillpay.credentials.runtime import Credentials
@@ -341,7 +342,7 @@ def create_app(
     if settings.console_enabled or settings.shop_on:
         rest.append(web_assets.router)
     if settings.console_enabled:
-        rest += [console_auth_routes.router, console_routes.router]
+        rest += [console_auth_routes.router, console_routes.router, console_security.router]
         # Provider events, merchant webhooks, the activity feed (docs/console.md).
         rest += [console_events.router, console_webhooks.router, console_activity.router]
     if settings.shop_on:

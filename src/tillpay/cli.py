@@ -263,7 +263,8 @@ def create_admin(
 ) -> None:
     """Create an administrator.
 
-    The address counts as verified; 2FA is enrolled at the first sign-in.
+    The address counts as verified. The account has no 2FA yet: sign in to /console,
+    which opens /console/security to set it up (administrator powers need it).
     """
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -297,7 +298,10 @@ def create_admin(
         for item in exc.extra.get("errors", []):
             typer.echo(f"  - {item['message']}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"tillpay: administrator {user_id} created; enrol 2FA at first sign-in")
+    typer.echo(
+        f"tillpay: administrator {user_id} created; sign in to /console and set up "
+        "two-factor authentication at /console/security (administrator pages need it)"
+    )
 
 
 keys_app = typer.Typer(help="JWT signing keys.", no_args_is_help=True, rich_markup_mode=None)

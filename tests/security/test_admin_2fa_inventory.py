@@ -283,6 +283,13 @@ CONSOLE_ANY_USER = {
     ("GET", "/console/reauth"),
     ("POST", "/console/reauth"),
     ("POST", "/console/live/ticket"),  # the socket withholds the admin channel
+    # One's own 2FA state and enrolment (console/security.py): where the refusal sends
+    # an administrator without 2FA.
+    ("GET", "/console/security"),
+    ("GET", "/console/security/2fa"),
+    ("POST", "/console/security/2fa"),
+    ("GET", "/console/security/2fa/confirm"),
+    ("POST", "/console/security/2fa/confirm"),
 }
 
 
@@ -507,3 +514,5 @@ async def test_every_console_route_refuses_an_admin_without_2fa(
                 answer = await post_form(web, path, {"csrf_token": token})
             assert answer.status_code == 403, (method, template, answer.status_code)
             assert "two-factor" in answer.text.lower(), (method, template)
+            # The way out, not only "Back to the console" (which is refused too).
+            assert 'href="/console/security"' in answer.text, (method, template)

@@ -99,6 +99,21 @@ async def totp_enroll(
     return {"secret": secret, "otpauth_uri": uri, "qr_svg": totp.qr_svg_data_uri(uri)}
 
 
+async def pending_enrolment(
+    session: AsyncSession, rt: AccountsRuntime, principal: Principal
+) -> dict[str, str] | None:
+    """The enrolment :func:`totp_enroll` started and nobody confirmed yet (the same secret,
+    URI and QR code, to show the form again), or None. Reads only."""
+    user = await session.get(User, principal.user_id)
+    if user is None or user.totp_enabled:
+        return None
+    secret = _totp_secret(rt, user)
+    if secret is None:
+        return None
+    uri = totp.provisioning_uri(secret, user.email, "tillpay")
+    return {"secret": secret, "otpauth_uri": uri, "qr_svg": totp.qr_svg_data_uri(uri)}
+
+
 async def _replace_recovery_codes(
     session: AsyncSession, rt: AccountsRuntime, user: User
 ) -> list[str]:

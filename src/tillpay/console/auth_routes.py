@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from tillpay.accounts import sessions
 from tillpay.accounts.deps import Runtime
 from tillpay.accounts.errors import Outcome
+from tillpay.accounts.models import Role
 from tillpay.accounts.responses import deliver
 from tillpay.console import signin
 from tillpay.kit.db import DbSession
@@ -67,6 +68,14 @@ def _open(
     return redirect(request, next_path)
 
 
+def _landing(request: Request, started: signin.Started, target: str) -> str:
+    """Where a password-only sign-in lands: an administrator without 2FA, who would meet
+    403 ``admin_2fa_required`` on the overview, goes to the 2FA set-up page instead (only
+    in place of the default; an explicit, already-safe ``next`` is kept)."""
+    needs_2fa = request.app.state.settings.admin_require_2fa and started.role == Role.ADMIN.value
+    return "/console/security" if needs_2fa and target == "/console" else target
+
+
 @router.get("/login")
 async def login_page(request: Request, next: Next = None) -> Response:
     target = safe_next(next, "/console")
@@ -100,7 +109,7 @@ async def login_submit(
     )
     if isinstance(result, signin.CodeNeeded):
         return _code_page(request, target, result.mfa_token)
-    return _open(request, background, rt, result, target)
+    return _open(request, background, rt, result, _landing(request, result, target))
 
 
 @router.post("/login/code", dependencies=AnonCsrf)

@@ -38,6 +38,8 @@ NAV: list[NavItem] = [
     NavItem("Ledger", "/console/ledger", Permission.LEDGER_READ_OWN),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE),
     NavItem("Audit", "/console/audit", Permission.AUDIT_READ),
+    # One's own two-factor state and enrolment (console/security.py): everyone.
+    NavItem("Security", "/console/security"),
 ]
 
 

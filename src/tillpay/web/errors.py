@@ -46,8 +46,9 @@ def _is_web(request: Request) -> bool:
     return path == "/console" or path.startswith(PREFIXES)
 
 
-def error_page(request: Request, status: int, title: str, detail: str) -> Response:
-    context = {"status": status, "title": title, "detail": detail}
+def error_page(request: Request, status: int, title: str, detail: str, code: str = "") -> Response:
+    """``error.html``; ``code`` (the refusal's) lets the page offer the way out of it."""
+    context = {"status": status, "title": title, "detail": detail, "code": code}
     return render(request, "error.html", context, status)
 
 
@@ -59,7 +60,7 @@ def _app_error_page(request: Request, exc: AppError) -> Response:
         response = renderer(exc)
         response.status_code = exc.status
     else:
-        response = error_page(request, exc.status, exc.title, exc.detail)
+        response = error_page(request, exc.status, exc.title, exc.detail, exc.code)
     if exc.headers and "Retry-After" in exc.headers:
         response.headers["Retry-After"] = exc.headers["Retry-After"]
     return response
