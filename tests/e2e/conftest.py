@@ -59,7 +59,7 @@ def server(
         )
     try:
         wait_healthy(process, env["TILLPAY_PUBLIC_BASE_URL"], log)
-        yield Server(env["TILLPAY_PUBLIC_BASE_URL"], data_dir, database)
+        yield Server(env["TILLPAY_PUBLIC_BASE_URL"], data_dir, database, env)
     finally:
         stop_process(process)
 

@@ -16,10 +16,11 @@ import secrets
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import httpx
 import pytest
 
 from tests.accounts.helpers import PASSWORD, bearer, latest_token, unique_email
-from tillpay.notifications.mail import read_mailbox
+from tillpay.notifications.mail import extract_links, read_mailbox
 
 try:
     from playwright.async_api import Page
@@ -80,6 +81,9 @@ class Server:
     base_url: str
     data_dir: Path
     database: Path
+    #: The server's environment: run the CLI with it (``tillpay create-admin``) to act on
+    #: the same database and settings.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def mail_dir(self) -> Path:
@@ -122,6 +126,23 @@ def server_env(
         assert name.startswith("TILLPAY_"), f"not a tillpay setting: {name}"
         env[name] = value
     return env
+
+
+TILLPAY = [sys.executable, "-m", "tillpay.cli"]
+
+
+def cli(server: Server, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``tillpay <args>`` as an operator would, on the server's database and settings."""
+    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [*TILLPAY, *args],
+        cwd=server.data_dir,
+        env=server.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
@@ -254,6 +275,66 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     await page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path
+
+
+# ----------------------------------------------------------------------------- shop pages
+
+
+async def register_and_sign_in(page: Page, server: Server, *, shots: bool = True) -> str:
+    """Register in /shop, confirm by the mailed link, sign in; answers the email."""
+    email = unique_email("shopper")
+    response = await page.goto(f"{server.base_url}/shop/register")
+    assert response is not None
+    assert response.status == 200, await page.content()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    if shots:
+        await screenshot(page, "shop-register")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Create account").click()
+    assert page.url == f"{server.base_url}/shop/registered", await page.content()
+    if shots:
+        await screenshot(page, "shop-registered")
+    await eventually(lambda: has_mail(server.mail_dir, email), seconds=10)
+    link = extract_links(read_mailbox(server.mail_dir, to=email, category="verify_email")[-1])[0]
+    await page.goto(link)
+    await page.get_by_role("button", name="Confirm").click()
+    assert "Email address confirmed" in await page.content()
+    await page.goto(f"{server.base_url}/shop/login")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    if shots:
+        await screenshot(page, "shop-login")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{server.base_url}/shop")
+    return email
+
+
+async def order_in_shop(page: Page, server: Server, title: str, *, shots: bool) -> str:
+    """Add the product called ``title`` to the cart and check out; answers the order
+    page's URL."""
+    await page.goto(f"{server.base_url}/shop")
+    if shots:
+        await screenshot(page, "shop-products")
+    await page.get_by_role("link", name=title).click()
+    if shots:
+        await screenshot(page, "shop-product")
+    await page.get_by_role("button", name="Add to cart").click()
+    await page.wait_for_url(f"{server.base_url}/shop/cart?notice=shop_added")
+    if shots:
+        await screenshot(page, "shop-cart")
+    await page.get_by_role("button", name="Check out").click()
+    await page.wait_for_url(f"{server.base_url}/shop/orders/*")
+    return page.url
+
+
+async def pay_in_shop(page: Page, server: Server, card: str, button: str) -> None:
+    """Press ``button`` on the order page and pay on the sandbox's hosted page."""
+    await page.get_by_role("button", name=button).click()
+    await page.wait_for_url(f"{server.base_url}/sandbox/checkout/*")
+    await page.get_by_label("Test card number").fill(card)
+    await page.get_by_role("button", name="Pay").click()
+    await page.wait_for_url(f"{server.base_url}/shop/orders/*?payment_id=*")
 
 
 def has_mail(mail_dir: Path, to: str) -> bool:
