@@ -345,10 +345,10 @@ def create_app(
         rest += [console_auth_routes.router, console_routes.router, console_security.router]
         # Provider events, merchant webhooks, the activity feed (docs/console.md).
         rest += [console_events.router, console_webhooks.router, console_activity.router]
+        rest.append(console_areas.router)  # orders, customers, … audit (console/areas.py)
     if settings.shop_on:
         # The demo storefront (docs/console.md): off in production unless enabled.
         rest += [shop_routes.router, shop_auth_routes.router, shop_order_routes.router]
-        rest.append(console_areas.router)
     if settings.docs_on:
         rest.append(docs_routes.router)
     if settings.environment == "development":
