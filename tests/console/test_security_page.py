@@ -13,12 +13,14 @@ import pyotp
 from sqlalchemy import select, update
 
 from tests.accounts.helpers import Account, Accounts
-from tests.console.helpers import browser, csrf_of, post_form, sign_in
+from tests.console.helpers import browser, csrf_of, forget_used_codes, post_form, sign_in
 from tillpay.accounts.models import AuthSession, RecoveryCode, Role, User
 from tillpay.audit.models import AuditEvent
 from tillpay.kit.db import utcnow
+from tillpay.notifications.mail import read_mailbox
 
 ENROL = "/console/security/2fa"
+CODES = "/console/security/recovery-codes"
 _SECRET = re.compile(r'value="([A-Z2-7]{32})"[^>]*data-totp-secret')
 _CODES = re.compile(r"<li data-recovery-code>([^<]+)</li>")
 
@@ -208,7 +210,10 @@ async def test_the_forms_refuse_a_post_without_the_csrf_token(accounts: Accounts
     admin = await accounts.user(role=Role.ADMIN)
     async with browser(accounts.client) as web:
         await _signed_in(web, admin)
-        assert (await post_form(web, ENROL, {})).status_code == 403
+        no_token = await post_form(web, ENROL, {})
+        assert no_token.status_code == 403
+        # Only the 2FA refusal offers the set-up link.
+        assert "Set up two-factor authentication" not in no_token.text
         enrol = await _start(web)
         secret = secret_of(enrol.text)
         missing = await post_form(web, f"{ENROL}/confirm", {"code": code_for(secret)})
@@ -275,3 +280,48 @@ async def test_sign_in_keeps_an_explicit_next(accounts: Accounts) -> None:
     async with browser(accounts.client) as web:
         signed = await sign_in(web, admin, next_path="https://evil.example/")
         assert signed.headers["location"] == "/console/security"
+
+
+async def test_new_recovery_codes_need_a_code_and_replace_the_old_ones(
+    accounts: Accounts,
+) -> None:
+    admin = await accounts.user(role=Role.ADMIN, totp=True)
+    async with browser(accounts.client) as web:
+        await _signed_in(web, admin)
+        await forget_used_codes(accounts.database, admin)
+        state = await web.get("/console/security")
+        assert 'action="/console/security/recovery-codes"' in state.text
+        token = csrf_of(state.text)
+        assert (await post_form(web, CODES, {"code": admin.next_code()})).status_code == 403
+        refused = await post_form(web, CODES, {"csrf_token": token, "code": "000000"})
+        assert refused.status_code == 400
+        assert "The code is invalid." in refused.text
+        assert not _CODES.findall(refused.text)
+        await _age(accounts, admin.user_id)
+        stale = await post_form(web, CODES, {"csrf_token": token, "code": admin.next_code()})
+        assert stale.status_code == 303
+        assert stale.headers["location"] == f"/console/reauth?next={CODES}"
+        async with accounts.database.session() as session, session.begin():
+            await session.execute(update(AuthSession).values(auth_time=utcnow()))
+        await forget_used_codes(accounts.database, admin)
+        done = await post_form(web, CODES, {"csrf_token": token, "code": admin.next_code()})
+        assert done.status_code == 200, done.text
+        assert "no-store" in done.headers["cache-control"]
+        assert "New recovery codes" in done.text
+        codes = [html.unescape(c) for c in _CODES.findall(done.text)]
+        assert len(codes) == 10
+        assert not set(codes) & set(admin.recovery_codes)
+    actions = await _actions_named(accounts, admin.user_id, "auth.recovery_codes_regenerated")
+    assert actions == ["failure", "success"]
+    mails = read_mailbox(accounts.mail_dir, to=admin.email, category="security_notice")
+    assert any("New recovery codes were generated." in str(m) for m in mails)
+
+
+async def _actions_named(accounts: Accounts, user_id: str, action: str) -> list[str]:
+    async with accounts.database.session() as session:
+        rows = await session.execute(
+            select(AuditEvent.outcome)
+            .where(AuditEvent.target_id == user_id, AuditEvent.action == action)
+            .order_by(AuditEvent.occurred_at)
+        )
+        return list(rows.scalars())

@@ -290,6 +290,8 @@ CONSOLE_ANY_USER = {
     ("POST", "/console/security/2fa"),
     ("GET", "/console/security/2fa/confirm"),
     ("POST", "/console/security/2fa/confirm"),
+    ("GET", "/console/security/recovery-codes"),
+    ("POST", "/console/security/recovery-codes"),
 }
 
 

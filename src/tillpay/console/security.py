@@ -10,7 +10,8 @@ same path), the same rate limit and the same audit entries (``auth.totp_enroll_s
 ``auth.totp_enabled``). Confirming marks the current AuthSession as a 2FA session and
 revokes the person's other sessions, so this console session carries on with 2FA at its
 next request. The recovery codes are shown once, on the page answering the form
-(``no-store``, as every console page).
+(``no-store``, as every console page); new ones replace them through
+``totp.regenerate_recovery_codes`` (behind ``POST /v1/auth/2fa/recovery-codes``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 PATH = "/console/security"
 ENROL_PATH = "/console/security/2fa"
+CODES_PATH = "/console/security/recovery-codes"
 AUTH_LIMIT = [Depends(RateLimit("auth"))]
 Code = Annotated[str, Form(max_length=32)]
 
 
 def _state_page(request: Request, principal: Principal, error: str | None = None) -> Response:
-    context = {"error": error, "enrol_path": ENROL_PATH}
+    context = {"error": error, "enrol_path": ENROL_PATH, "codes_path": CODES_PATH}
     return page(request, principal, "console/security.html", context)
 
 
@@ -102,5 +104,30 @@ async def enrol_confirm(
     # This session is a 2FA session from now on (totp_confirm); show the page as such.
     now = dataclasses.replace(principal, mfa=True, totp_enabled=True, second_factor=True)
     request.state.principal = now
-    context = {"codes": outcome.payload["recovery_codes"], "principal": now}
+    context = {"codes": outcome.payload["recovery_codes"], "principal": now, "enabled": True}
     return page(request, now, "console/security_codes.html", context)
+
+
+@router.get("/security/recovery-codes")
+async def codes_page(request: Request, principal: ConsolePrincipal) -> Response:
+    return _state_page(request, principal)  # its form is on the security page
+
+
+@router.post("/security/recovery-codes", dependencies=AUTH_LIMIT)
+async def codes_regenerate(
+    request: Request,
+    principal: RecentConsolePrincipal,
+    session: DbSession,
+    rt: Runtime,
+    background: BackgroundTasks,
+    code: Code = "",
+) -> Response:
+    """New recovery codes (the old ones stop working), through the service behind
+    ``POST /v1/auth/2fa/recovery-codes``: a current TOTP code needed, audited, mailed."""
+    errors.on_error(request, lambda exc: _state_page(request, principal, exc.detail))
+    outcome = await totp.regenerate_recovery_codes(
+        session, rt, principal, code=code.replace(" ", "")
+    )
+    deliver(rt, background, outcome)
+    context = {"codes": outcome.payload["recovery_codes"], "enabled": False}
+    return page(request, principal, "console/security_codes.html", context)
