@@ -325,3 +325,22 @@ async def _actions_named(accounts: Accounts, user_id: str, action: str) -> list[
             .order_by(AuditEvent.occurred_at)
         )
         return list(rows.scalars())
+
+
+async def test_an_admin_without_2fa_is_offered_only_the_security_page(
+    accounts: Accounts,
+) -> None:
+    admin = await accounts.user(role=Role.ADMIN)
+    async with browser(accounts.client) as web:
+        assert (await sign_in(web, admin)).status_code == 303
+        page = await web.get("/console/security")
+        assert page.status_code == 200
+        nav = page.text[page.text.index("<nav") : page.text.index("</nav>")]
+        assert 'href="/console/security"' in nav
+        for refused in (
+            "/console/orders",
+            "/console/vendors",
+            "/console/ledger",
+            "/console/payments",
+        ):
+            assert f'href="{refused}"' not in nav, refused

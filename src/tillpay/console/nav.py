@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from tillpay.accounts.models import Role
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.web.templating import render
@@ -41,6 +42,7 @@ NAV: list[NavItem] = [
     # One's own two-factor state and enrolment (console/security.py): everyone.
     NavItem("Security", "/console/security"),
 ]
+SECURITY_PATH = "/console/security"
 
 
 def _items(principal: Principal, current: str) -> list[dict[str, Any]]:
@@ -55,10 +57,14 @@ def _items(principal: Principal, current: str) -> list[dict[str, Any]]:
         key=len,
         default="",
     )
+    # An administrator without 2FA is refused every page but their own security page
+    # (the 2FA rule), so the sidebar offers only that one.
+    locked = principal.role is Role.ADMIN and not principal.second_factor
     return [
         {"label": i.label, "path": i.path, "active": i.path == best}
         for i in NAV
-        if i.permission is None or i.permission in principal.permissions
+        if (i.path == SECURITY_PATH if locked else True)
+        and (i.permission is None or i.permission in principal.permissions)
     ]
 
 
