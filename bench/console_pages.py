@@ -46,6 +46,7 @@ PAGES = [
     "/console/payments",
     "/console/payments?status=succeeded",
     "/console/payments?email={email}",
+    "/console/payments?needs_review=1",
     "/console/payments/{payment}",
     "/console/payments/{payment}/refund",
     "/console/orders",
@@ -63,6 +64,7 @@ PAGES = [
     "/console/events",
     "/console/webhooks",
     "/console/activity",
+    "/console/security",
 ]
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
