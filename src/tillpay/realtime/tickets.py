@@ -18,10 +18,7 @@ session's CSRF token; the page sends it as the socket's first message,
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import secrets
 import time
 from datetime import UTC, datetime
@@ -34,6 +31,7 @@ from tillpay.accounts.deps import _load_state, _rejection, principal_of_state
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
 from tillpay.credentials.models import UsedServiceToken
+from tillpay.kit import sealed_claims
 from tillpay.kit.crypto import derive_key
 from tillpay.kit.errors import Unauthorized
 from tillpay.kit.logging import get_logger
@@ -49,14 +47,6 @@ def _key(secret: str) -> bytes:
     return derive_key(secret.encode(), _PURPOSE)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def issue(secret: str, *, session_id: str, user_id: str, role: str, issued_at: int) -> str:
     """A ticket for the console session ``session_id`` (``issued_at``: when that session's
     cookie was issued, checked against a credentials change as a token's ``iat`` is)."""
@@ -68,30 +58,14 @@ def issue(secret: str, *, session_id: str, user_id: str, role: str, issued_at: i
         "exp": int(time.time()) + TICKET_SECONDS,
         "n": secrets.token_urlsafe(18),
     }
-    payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{_VERSION}.{payload}"
-    mac = hmac.new(_key(secret), signed.encode(), hashlib.sha256).digest()
-    return f"{signed}.{_b64(mac)}"
+    return sealed_claims.seal(_key(secret), _VERSION, claims)
+
+
+_REQUIRED: Final = {"sid": str, "sub": str, "role": str, "iat": int, "exp": int, "n": str}
 
 
 def _claims(secret: str, ticket: str) -> dict[str, Any] | None:
-    version, _, rest = ticket.partition(".")
-    payload, _, mac = rest.partition(".")
-    if version != _VERSION or not payload or not mac or len(ticket) > 1024:
-        return None
-    expected = hmac.new(_key(secret), f"{version}.{payload}".encode(), hashlib.sha256).digest()
-    try:
-        if not hmac.compare_digest(_unb64(mac), expected):
-            return None
-        claims = json.loads(_unb64(payload))
-    except ValueError:
-        return None
-    keys = {"sid": str, "sub": str, "role": str, "iat": int, "exp": int, "n": str}
-    if not isinstance(claims, dict) or any(
-        not isinstance(claims.get(k), t) for k, t in keys.items()
-    ):
-        return None
-    return claims
+    return sealed_claims.unseal(_key(secret), _VERSION, ticket, _REQUIRED)
 
 
 def _refused(reason: str) -> Unauthorized:

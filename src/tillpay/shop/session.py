@@ -15,10 +15,6 @@ GET navigations only; every state change here is a POST carrying the session's C
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 from typing import Annotated, Any, Final
 from urllib.parse import quote
@@ -28,6 +24,7 @@ from fastapi import Depends, Request
 from tillpay.accounts.deps import _load_state, _rejection, principal_of_state
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
+from tillpay.kit import sealed_claims
 from tillpay.kit.crypto import derive_key
 from tillpay.kit.http._asgi import client_ip
 from tillpay.kit.logging import get_logger
@@ -50,39 +47,16 @@ def _key(request: Request) -> bytes:
     return cached
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _mac(request: Request, signed: str) -> bytes:
-    return hmac.new(_key(request), signed.encode(), hashlib.sha256).digest()
-
-
 def encode(request: Request, claims: dict[str, Any]) -> str:
-    payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{_VERSION}.{payload}"
-    return f"{signed}.{_b64(_mac(request, signed))}"
+    return sealed_claims.seal(_key(request), _VERSION, claims)
+
+
+_REQUIRED: Final = {"sid": str, "sub": str, "role": str, "iat": int, "act": int}
 
 
 def decode(request: Request, value: str) -> dict[str, Any] | None:
     """The claims of a cookie whose signature holds, else None."""
-    version, _, rest = value.partition(".")
-    payload, _, mac = rest.partition(".")
-    if version != _VERSION or not payload or not mac or len(value) > 1024:
-        return None
-    try:
-        sent = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
-        if not hmac.compare_digest(sent, _mac(request, f"{version}.{payload}")):
-            return None
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        return None
-    keys = {"sid": str, "sub": str, "role": str, "iat": int, "act": int}
-    if not isinstance(claims, dict) or any(
-        not isinstance(claims.get(k), t) for k, t in keys.items()
-    ):
-        return None
-    return claims
+    return sealed_claims.unseal(_key(request), _VERSION, value, _REQUIRED)
 
 
 def _set(request: Request, claims: dict[str, Any]) -> None:

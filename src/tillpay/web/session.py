@@ -19,10 +19,6 @@ checked here for every route. No session: a redirect to ``/console/login?next=â€
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 from typing import Annotated, Any, Final
 from urllib.parse import quote
@@ -41,6 +37,7 @@ from tillpay.accounts.models import Role
 from tillpay.accounts.permissions import Permission
 from tillpay.accounts.principal import Principal
 from tillpay.accounts.runtime import AccountsRuntime
+from tillpay.kit import sealed_claims
 from tillpay.kit.crypto import derive_key
 from tillpay.kit.db import on_unexpected_failure
 from tillpay.kit.errors import AppError, Forbidden
@@ -82,41 +79,17 @@ def _key(request: Request) -> bytes:
     return cached
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def encode(request: Request, claims: dict[str, Any]) -> str:
-    """The cookie value for ``claims``: ``v1.<payload>.<hmac>``."""
-    payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{_VERSION}.{payload}"
-    mac = hmac.new(_key(request), signed.encode(), hashlib.sha256).digest()
-    return f"{signed}.{_b64(mac)}"
+    """The cookie value for ``claims``: ``v1.<payload>.<hmac>`` (``kit.sealed_claims``)."""
+    return sealed_claims.seal(_key(request), _VERSION, claims)
+
+
+_REQUIRED: Final = {"sid": str, "sub": str, "role": str, "iat": int, "act": int}
 
 
 def decode(request: Request, value: str) -> dict[str, Any] | None:
     """The claims of a cookie value whose signature holds, else None."""
-    version, _, rest = value.partition(".")
-    payload, _, mac = rest.partition(".")
-    if version != _VERSION or not payload or not mac or len(value) > 1024:
-        return None
-    expected = hmac.new(_key(request), f"{version}.{payload}".encode(), hashlib.sha256).digest()
-    try:
-        if not hmac.compare_digest(_unb64(mac), expected):
-            return None
-        claims = json.loads(_unb64(payload))
-    except ValueError:
-        return None
-    keys = {"sid": str, "sub": str, "role": str, "iat": int, "act": int}
-    if not isinstance(claims, dict) or any(
-        not isinstance(claims.get(k), t) for k, t in keys.items()
-    ):
-        return None
-    return claims
+    return sealed_claims.unseal(_key(request), _VERSION, value, _REQUIRED)
 
 
 def start(request: Request, *, session_id: str, user_id: str, role: str, email: str) -> None:
