@@ -24,6 +24,8 @@ from tests.e2e.harness import (
     stop_process,
     wait_healthy,
 )
+from tests.webhooks import receiver as receiver_module
+from tests.webhooks.receiver import Receiver
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -105,3 +107,14 @@ async def visit(browser: Browser) -> AsyncIterator[Visit]:
         yield visit
     finally:
         await context.close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A merchant's webhook receiver on 127.0.0.1 (records every signed request)."""
+    running = receiver_module.start()
+    try:
+        yield running
+    finally:
+        running.server.shutdown()
+        running.server.server_close()

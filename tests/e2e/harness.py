@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import secrets
 import socket
@@ -351,3 +352,12 @@ async def eventually(check: Callable[[], Any], seconds: float = WEBHOOK_TIMEOUT)
             if outcome:
                 return
             await asyncio.sleep(0.25)
+
+
+def delivery_settings(receiver_port: int) -> dict[str, str]:
+    """Server settings that let merchant webhooks reach a local receiver (loopback, its
+    port), as ``tests/webhooks/conftest.py``'s ``webhook_settings`` does in-process."""
+    return {
+        "TILLPAY_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        "TILLPAY_WEBHOOKS_ALLOWED_PORTS": json.dumps([receiver_port]),
+    }

@@ -11,7 +11,6 @@ the overview and payments at 360 px (artifacts/screenshots/console-*.png).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import uuid
@@ -33,12 +32,12 @@ from tests.e2e.harness import (
     Shop,
     Visit,
     csp_of,
+    delivery_settings,
     eventually,
     needs_browser,
     screenshot,
 )
 from tests.payments.helpers import DECLINED_CARD, GOOD_CARD
-from tests.webhooks import receiver as receiver_module
 from tests.webhooks.receiver import Receiver
 
 pytestmark = needs_browser
@@ -54,23 +53,11 @@ ATTACKER = "http://attacker.test"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    """A merchant's webhook receiver on 127.0.0.1 (records every signed request)."""
-    running = receiver_module.start()
-    try:
-        yield running
-    finally:
-        running.server.shutdown()
-        running.server.server_close()
-
-
-@pytest.fixture(scope="module")
 def server_settings(receiver: Receiver) -> dict[str, str]:
     """Let the server deliver merchant webhooks to the local receiver (loopback, its
     port), as ``tests/webhooks/conftest.py``'s ``webhook_settings`` does in-process."""
     return {
-        "TILLPAY_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
-        "TILLPAY_WEBHOOKS_ALLOWED_PORTS": json.dumps([receiver.port]),
+        **delivery_settings(receiver.port),
         "TILLPAY_WEBHOOKS_RETRY_SCHEDULE": "[0, 5, 300]",
         "TILLPAY_WEBHOOKS_TIMEOUT_SECONDS": "2",
     }

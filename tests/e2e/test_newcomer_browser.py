@@ -10,9 +10,7 @@ Screenshots: artifacts/screenshots/console-newcomer-*.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -25,6 +23,7 @@ from tests.e2e.harness import (
     Shop,
     Visit,
     cli,
+    delivery_settings,
     eventually,
     needs_browser,
     order_in_shop,
@@ -33,7 +32,6 @@ from tests.e2e.harness import (
     screenshot,
 )
 from tests.payments.helpers import GOOD_CARD
-from tests.webhooks import receiver as receiver_module
 from tests.webhooks.receiver import Receiver
 from tillpay.notifications.mail import read_mailbox
 
@@ -44,23 +42,9 @@ WAIT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    """The merchant's webhook endpoint: a local HTTP receiver."""
-    running = receiver_module.start()
-    try:
-        yield running
-    finally:
-        running.server.shutdown()
-        running.server.server_close()
-
-
-@pytest.fixture(scope="module")
 def server_settings(receiver: Receiver) -> dict[str, str]:
     """Let the harness's server deliver webhooks to the local receiver."""
-    return {
-        "TILLPAY_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
-        "TILLPAY_WEBHOOKS_ALLOWED_PORTS": json.dumps([receiver.port]),
-    }
+    return delivery_settings(receiver.port)
 
 
 @pytest.fixture(scope="module")

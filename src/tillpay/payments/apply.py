@@ -65,6 +65,16 @@ def event_details(order: Order) -> dict[str, Any]:
     return orders.headless_details(order)
 
 
+def review_event_data(payment: Payment, order: Order, reason: str | None) -> dict[str, Any]:
+    """The data of ``payment.needs_review`` and ``payment.reviewed``."""
+    return {
+        "payment_id": payment.id,
+        "order_id": payment.order_id,
+        "reason": reason,
+        **event_details(order),
+    }
+
+
 def _capture_lines(order: Order, payment: Payment) -> list[ledger.Line]:
     """A capture that paid its order: provider clearing against the merchant's payable
     (headless) or the vendors' payables / platform revenue (shop orders)."""
@@ -188,12 +198,7 @@ async def flag_for_review(
         "payment.needs_review",
         subject_type="payment",
         subject_id=payment.id,
-        data={
-            "payment_id": payment.id,
-            "order_id": payment.order_id,
-            "reason": reason,
-            **event_details(order),
-        },
+        data=review_event_data(payment, order, reason),
     )
     log.warning("payments.review_flagged", payment_id=payment.id, reason=reason, source=source)
 

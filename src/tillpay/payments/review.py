@@ -14,7 +14,7 @@ from tillpay.events.service import emit
 from tillpay.kit.db import utcnow
 from tillpay.kit.errors import Conflict, Forbidden, Unprocessable
 from tillpay.kit.logging import get_logger
-from tillpay.payments.apply import event_details, lock_payment
+from tillpay.payments.apply import lock_payment, review_event_data
 from tillpay.payments.models import Payment
 
 log = get_logger(__name__)
@@ -60,12 +60,7 @@ async def mark_reviewed(
         "payment.reviewed",
         subject_type="payment",
         subject_id=payment.id,
-        data={
-            "payment_id": payment.id,
-            "order_id": payment.order_id,
-            "reason": reason,
-            **event_details(order),
-        },
+        data=review_event_data(payment, order, reason),
     )
     log.info("payments.reviewed", payment_id=payment.id, reason=reason)
     return payment
