@@ -45,6 +45,15 @@ async def shop() -> AsyncIterator[Shop]:
         yield served
 
 
+@pytest.fixture(autouse=True)
+def patient_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key server answers from this test's own event loop, which a loaded 2-core CI
+    machine can starve for seconds (one run timed out after 7.3 s): a generous fetch
+    timeout here keeps the tests about keys, not about the machine's load. No test here
+    is about the timeout itself."""
+    monkeypatch.setattr(jwks, "FETCH_TIMEOUT", httpx.Timeout(60.0))
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The JWKS cache's clock, moved by the test: ``clock[0] += 31``."""
