@@ -228,20 +228,21 @@ def create_app(
         app.state.realtime = hub
         listener: asyncio.Task[None] | None = None
         if settings.realtime_enabled and settings.redis_url is not None:
-            listening = asyncio.Event()
+            first_attempt = asyncio.Event()
             listener = asyncio.create_task(
                 listen(
                     settings.redis_url.get_secret_value(),
                     channel_of(settings.redis_key_prefix),
                     hub,
-                    ready=listening,
+                    first_attempt=first_attempt,
                 ),
                 name="realtime:listen",
             )
-            # Subscribed before the app serves, so no event published after start is missed
-            # (bounded: an unreachable Redis does not hold the start up; it reconnects).
+            # Subscribed before the app serves, so no event published after start is missed.
+            # A Redis that refuses does not hold the start up (the listener reconnects in
+            # the background), nor does one that does not answer for 5 s.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listening.wait(), timeout=5.0)
+                await asyncio.wait_for(first_attempt.wait(), timeout=5.0)
         elif settings.realtime_enabled and not settings.worker_in_process:
             log.warning(
                 "realtime.no_bus",

@@ -68,9 +68,15 @@ class RedisBus:
         await self._client.aclose()
 
 
-async def listen(url: str, channel: str, hub: Hub, *, ready: asyncio.Event | None = None) -> None:
+async def listen(
+    url: str, channel: str, hub: Hub, *, first_attempt: asyncio.Event | None = None
+) -> None:
     """Route every message on ``channel`` to ``hub`` until cancelled; a lost connection is
-    re-opened with back-off (what was published meanwhile is missed, by design)."""
+    re-opened with back-off (what was published meanwhile is missed, by design).
+
+    ``first_attempt`` is set once the first connection has subscribed or failed: a start-up
+    waiting on it is subscribed before it serves when Redis is up, and is not held up by
+    the reconnects when Redis is down (readiness reports that)."""
     backoff = 0.5
     while True:
         client = redis_asyncio.Redis.from_url(
@@ -81,8 +87,8 @@ async def listen(url: str, channel: str, hub: Hub, *, ready: asyncio.Event | Non
                 await pubsub.subscribe(channel)
                 log.info("realtime.listening", channel=channel)
                 backoff = 0.5
-                if ready is not None:
-                    ready.set()
+                if first_attempt is not None:
+                    first_attempt.set()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
@@ -94,6 +100,8 @@ async def listen(url: str, channel: str, hub: Hub, *, ready: asyncio.Event | Non
                         log.warning("realtime.bad_message", channel=channel)
         except (RedisError, OSError) as exc:
             log.warning("realtime.listener_lost", error=type(exc).__name__, retry_in=backoff)
+            if first_attempt is not None:
+                first_attempt.set()
         finally:
             await client.aclose()
         await asyncio.sleep(backoff)
