@@ -36,6 +36,7 @@ from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
+from tillpay.kit.ratelimit_memory import MemoryMovingWindows
 from tillpay.kit.ratelimit_redis import RedisMovingWindows
 from tillpay.kit.redis_pool import bounded_pool, is_pool_busy
 
@@ -166,12 +167,16 @@ class RateLimiter:
         self._key_prefix = key_prefix
         self._storage = self._make_storage(storage_uri, socket_timeout, pool_size, pool_timeout)
         self._strategy: _Strategy = _STRATEGIES[strategy](self._storage)
-        # The default strategy on Redis decides in one round trip (ratelimit_redis.py).
-        self._windows = (
-            RedisMovingWindows(self._pool, key_prefix)
-            if self._pool is not None and strategy == "moving-window"
-            else None
-        )
+        # The default strategy decides all windows at once: on Redis in one round trip
+        # (ratelimit_redis.py), in memory without `limits`' per-key thread hops
+        # (ratelimit_memory.py).
+        self._windows: RedisMovingWindows | MemoryMovingWindows | None = None
+        if strategy == "moving-window":
+            self._windows = (
+                RedisMovingWindows(self._pool, key_prefix)
+                if self._pool is not None
+                else MemoryMovingWindows()
+            )
         self._policies: dict[str, RatePolicy] = {}
         self._skip_storage_until = 0.0
         self._next_log_at = 0.0
