@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.transport import RoutingTransport
 from tillpay import migrate
 from tillpay.app import create_app
-from tillpay.kit.db import create_engine
+from tillpay.kit.config import database_config
+from tillpay.kit.db import Database, create_engine
 from tillpay.models import Base
 from tillpay.settings import Settings
 
@@ -320,6 +321,41 @@ async def _delete_redis_keys_at(url: str) -> None:
         await client.aclose()
 
 
+class _SharedDatabases:
+    """One open :class:`Database` per database configuration, shared by the apps of a test
+    session: SQLAlchemy caches compiled statements per engine, and a new engine per test
+    compiled every statement again (~1-2 ms each; measured 29 → 20 ms for a test's first
+    registration). Apps given one do not dispose it; the session does, before it drops
+    the test database."""
+
+    def __init__(self) -> None:
+        self._databases: dict[str, Database] = {}
+
+    def get(self, settings: Settings) -> Database:
+        config = database_config(settings)
+        # The URL and the key password are kept out of the config's repr.
+        key = repr((config.url, config.ssl_key_password, config))
+        database = self._databases.get(key)
+        if database is None:
+            database = self._databases[key] = Database.from_settings(settings)
+        return database
+
+    async def close(self) -> None:
+        for database in self._databases.values():
+            await database.dispose()
+        self._databases.clear()
+
+
+@pytest.fixture(scope="session")
+async def _shared_databases(database_url: str) -> AsyncIterator[_SharedDatabases]:
+    # Depends on database_url so the engines are disposed before that database is dropped.
+    shared = _SharedDatabases()
+    try:
+        yield shared
+    finally:
+        await shared.close()
+
+
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -328,7 +364,9 @@ def _unrouted(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.fixture
-def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
+def make_client(
+    make_settings: Callable[..., Settings], _shared_databases: _SharedDatabases
+) -> ClientFactory:
     """Start an app with setting overrides and yield an HTTP client bound to it."""
 
     @asynccontextmanager
@@ -342,7 +380,9 @@ def make_client(make_settings: Callable[..., Settings]) -> ClientFactory:
         # mount provider emulators on their API hosts (tests/transport.py) through
         # app.state.provider_transport, the tests' handle (the app never reads it).
         routing = RoutingTransport(httpx.MockTransport(_unrouted))
-        app = create_app(settings, provider_transport=routing)
+        app = create_app(
+            settings, provider_transport=routing, database=_shared_databases.get(settings)
+        )
         routing.default = httpx.ASGITransport(app=app)
         app.state.provider_transport = routing
         if setup is not None:

@@ -166,11 +166,15 @@ def create_app(
     settings: Settings | None = None,
     *,
     provider_transport: httpx.AsyncBaseTransport | None = None,
+    database: Database | None = None,
 ) -> FastAPI:
     """Build a tillpay application. Resources are opened by the lifespan, not here.
 
     ``provider_transport`` carries provider HTTP and the sandbox's webhook deliveries
-    (None: the network); tests route it to in-process emulators.
+    (None: the network); tests route it to in-process emulators. ``database`` is an open
+    database of the configured URL to use instead of a new one (None: the lifespan opens
+    and disposes its own); its owner disposes it. Tests share one per database across
+    their apps, so SQLAlchemy's compiled statements outlive a single test.
     """
     settings = settings or load_settings()
     configure_logging(json=settings.json_logs, level=settings.log_level)
@@ -179,12 +183,13 @@ def create_app(
     telemetry = telemetry_setup.start(settings)
     metrics = Metrics()
     limiter = _build_ratelimiter(settings)
+    given_database = database
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Argon2's 19 MiB blocks must not stay resident in every thread that hashed.
         return_large_blocks_to_the_system()
-        database = Database.from_settings(settings)
+        database = given_database or Database.from_settings(settings)
         telemetry.instrument_database(database)
         metrics.db_pool_size.set(settings.database_pool_size)
         redis_client = (
@@ -280,7 +285,8 @@ def create_app(
             await lockout_store.close()
             if redis_client is not None:
                 await redis_client.aclose()
-            await database.dispose()
+            if given_database is None:
+                await database.dispose()
             log.info("app.stopped")
             telemetry.shutdown()
 
