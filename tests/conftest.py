@@ -22,13 +22,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.transport import RoutingTransport
 from tillpay import migrate
 from tillpay.app import create_app
 from tillpay.kit.config import database_config
-from tillpay.kit.db import Database, create_engine
+from tillpay.kit.db import Database
 from tillpay.models import Base
 from tillpay.settings import Settings
 
@@ -229,98 +228,6 @@ def make_settings(backend: str, database_url: str, mail_dir: Path) -> Callable[.
     return factory
 
 
-class _Cleaner:
-    """Empties the test database and deletes this run's Redis keys before a test, over a
-    connection and a client kept for the session (a fresh engine and Redis client per
-    test cost ~45 ms of the ~100 ms a test's arrangement took)."""
-
-    def __init__(self) -> None:
-        self._engines: dict[str, AsyncEngine] = {}
-        self._redis: Any = None
-        # Children first, so no DELETE waits on a foreign key; one round trip for all.
-        deletes = " ".join(
-            f'DELETE FROM "{t.name}";' for t in reversed(Base.metadata.sorted_tables)
-        )
-        self._script = f"BEGIN; {deletes} COMMIT;"
-        # PostgreSQL's triggers refuse to delete audit rows; the test superuser empties
-        # the database in replica mode, which fires no ordinary trigger (docs/operations.md).
-        self._pg_script = f"BEGIN; SET LOCAL session_replication_role = replica; {deletes} COMMIT;"
-
-    async def __call__(self, settings: Settings) -> None:
-        try:
-            await self._delete_rows(settings)
-        except Exception:
-            # A test may have killed this connection (fault tests terminate backends):
-            # start over on a new one, once.
-            await self._forget(settings.database_url.get_secret_value())
-            await self._delete_rows(settings)
-        if settings.redis_url is not None:
-            await self._delete_keys(settings.redis_url.get_secret_value())
-
-    async def _delete_rows(self, settings: Settings) -> None:
-        url = settings.database_url.get_secret_value()
-        engine = self._engines.get(url)
-        if engine is None:
-            engine = self._engines[url] = create_engine(settings)
-        async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            if hasattr(driver, "executescript"):  # aiosqlite
-                await driver.executescript(self._script)
-            else:  # asyncpg: a query without arguments may hold several statements
-                await driver.execute(self._pg_script)
-
-    async def _delete_keys(self, url: str) -> None:
-        if self._redis is None:
-            import redis.asyncio as aioredis
-
-            self._redis = aioredis.from_url(url)
-        await _delete_redis_keys(self._redis)
-
-    async def _forget(self, url: str) -> None:
-        engine = self._engines.pop(url, None)
-        if engine is not None:
-            await engine.dispose()
-
-    async def close(self) -> None:
-        for url in list(self._engines):
-            await self._forget(url)
-        if self._redis is not None:
-            await self._redis.aclose()
-
-
-@pytest.fixture(scope="session")
-async def _cleaner(database_url: str) -> AsyncIterator[_Cleaner]:
-    # Depends on database_url so it is closed before that database is dropped.
-    cleaner = _Cleaner()
-    try:
-        yield cleaner
-    finally:
-        await cleaner.close()
-
-
-async def _delete_redis_keys(client: Any) -> None:
-    """Delete this run's keys (never FLUSHDB: the database may hold others' keys)."""
-    batch: list[bytes] = []
-    async for key in client.scan_iter(match=f"{REDIS_TEST_PREFIX}:*", count=500):
-        batch.append(key)
-        if len(batch) >= 500:
-            await client.unlink(*batch)
-            batch.clear()
-    if batch:
-        await client.unlink(*batch)
-
-
-async def _delete_redis_keys_at(url: str) -> None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    try:
-        await _delete_redis_keys(client)
-    finally:
-        await client.aclose()
-
-
 class _SharedDatabases:
     """One open :class:`Database` per database configuration, shared by the apps of a test
     session: SQLAlchemy caches compiled statements per engine, and a new engine per test
@@ -354,6 +261,86 @@ async def _shared_databases(database_url: str) -> AsyncIterator[_SharedDatabases
         yield shared
     finally:
         await shared.close()
+
+
+class _Cleaner:
+    """Empties the test database and deletes this run's Redis keys before a test, over the
+    session's shared database and a Redis client kept for the session (a fresh engine and
+    Redis client per test cost ~45 ms of the ~100 ms a test's arrangement took)."""
+
+    def __init__(self, databases: _SharedDatabases) -> None:
+        self._databases = databases
+        self._redis: Any = None
+        # Children first, so no DELETE waits on a foreign key; one round trip for all.
+        deletes = " ".join(
+            f'DELETE FROM "{t.name}";' for t in reversed(Base.metadata.sorted_tables)
+        )
+        self._script = f"BEGIN; {deletes} COMMIT;"
+        # PostgreSQL's triggers refuse to delete audit rows; the test superuser empties
+        # the database in replica mode, which fires no ordinary trigger (docs/operations.md).
+        self._pg_script = f"BEGIN; SET LOCAL session_replication_role = replica; {deletes} COMMIT;"
+
+    async def __call__(self, settings: Settings) -> None:
+        try:
+            await self._delete_rows(settings)
+        except Exception:
+            # A test may have killed this connection (fault tests terminate backends):
+            # start over on a new one, once.
+            await self._databases.get(settings).engine.dispose()
+            await self._delete_rows(settings)
+        if settings.redis_url is not None:
+            await self._delete_keys(settings.redis_url.get_secret_value())
+
+    async def _delete_rows(self, settings: Settings) -> None:
+        async with self._databases.get(settings).engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if hasattr(driver, "executescript"):  # aiosqlite
+                await driver.executescript(self._script)
+            else:  # asyncpg: a query without arguments may hold several statements
+                await driver.execute(self._pg_script)
+
+    async def _delete_keys(self, url: str) -> None:
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.from_url(url)
+        await _delete_redis_keys(self._redis)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+@pytest.fixture(scope="session")
+async def _cleaner(_shared_databases: _SharedDatabases) -> AsyncIterator[_Cleaner]:
+    cleaner = _Cleaner(_shared_databases)
+    try:
+        yield cleaner
+    finally:
+        await cleaner.close()
+
+
+async def _delete_redis_keys(client: Any) -> None:
+    """Delete this run's keys (never FLUSHDB: the database may hold others' keys)."""
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=f"{REDIS_TEST_PREFIX}:*", count=500):
+        batch.append(key)
+        if len(batch) >= 500:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
+
+
+async def _delete_redis_keys_at(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        await _delete_redis_keys(client)
+    finally:
+        await client.aclose()
 
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
